@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Each creates its own virtual environment in .venv and installs what it needs.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip -q --disable-pip-version-check
+STAMP  := $(VENV)/.installed
+
+.PHONY: test demo golden bench clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip setuptools
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[train,kernels,dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 tests
+
+demo: $(STAMP)
+	$(PY) -m mtlc.demo
+
+# Refresh the golden files of generated code, then review them with `git diff tests/golden`.
+golden: $(STAMP)
+	$(PY) -m tests.refresh_golden
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
