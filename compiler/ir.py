@@ -41,6 +41,7 @@ class Activation(str, Enum):
     tanh = "tanh"
     sigmoid = "sigmoid"
     prelu = "prelu"
+    none = "none"  # a purely linear layer (NextRec's "linear"/"identity")
 
 
 class Norm(str, Enum):
@@ -162,6 +163,7 @@ class Transfer(_Node):
     op: Literal["transfer"] = "transfer"
     current: str
     previous: str
+    qkv_bias: bool = False  # ``ait(..., bias=true)``: Q/K/V with biases (NextRec); the paper has none
 
 
 class Task(_Node):

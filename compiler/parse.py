@@ -1,0 +1,299 @@
+"""Parse: the text of a spec becomes its AST (``mtlc.syntax.Spec``).
+
+``parse(source, filename)`` screens the text (size, binary content), runs the
+LALR parser of ``grammar/mtl.lark`` and builds the AST with a span on every
+node. Lark's exceptions are translated here, once, into diagnostics (see
+``mtlc.syntax_errors``); nothing else in mtlc sees them.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import threading
+import warnings
+from functools import lru_cache
+from importlib import resources
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedInput, VisitError
+
+from mtlc import syntax as s
+from mtlc.diagnostics import Reporter
+from mtlc.ir import Span
+
+__all__ = ["parse", "MAX_SOURCE_CHARS", "MAX_TOKENS", "MAX_NESTING"]
+
+MAX_SOURCE_CHARS = 1_000_000
+MAX_TOKENS = 100_000  # a few thousand statements; keeps the worst parse to seconds
+MAX_NESTING = 32
+_TOKEN = re.compile(r"#[^\n]*|\w+|[^\w\s]")
+
+_OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB"}
+_CLOSERS = {"RPAR": "(", "RSQB": "["}
+
+
+class BracketError(Exception):
+    """Raised by the post-lexer: an unmatched closer, or brackets nested too deeply."""
+
+    def __init__(self, token: Token, opener: Token | None, too_deep: bool = False) -> None:
+        super().__init__(str(token))
+        self.token, self.opener, self.too_deep = token, opener, too_deep
+
+
+class _Brackets:
+    """Post-lexer: drops newlines inside ( ) and [ ], tracks the open brackets."""
+
+    always_accept = ("_NL",)
+
+    def __init__(self) -> None:
+        self.open: list[Token] = []
+
+    def process(self, stream):
+        self.open = []
+        for token in stream:
+            if token.type in _OPENERS:
+                self.open.append(token)
+                if len(self.open) > MAX_NESTING:
+                    raise BracketError(token, None, too_deep=True)
+            elif token.type in _CLOSERS:
+                if not self.open or _OPENERS[self.open[-1].type] != token.type:
+                    raise BracketError(token, self.open[-1] if self.open else None)
+                self.open.pop()
+            elif token.type == "_NL" and self.open:
+                continue
+            yield token
+
+
+_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _parser() -> tuple[Lark, _Brackets]:
+    grammar = resources.files("mtlc.grammar").joinpath("mtl.lark").read_text(encoding="utf-8")
+    brackets = _Brackets()
+    lark = Lark(
+        grammar,
+        parser="lalr",
+        lexer="contextual",
+        postlex=brackets,
+        propagate_positions=True,
+        maybe_placeholders=True,
+    )
+    return lark, brackets
+
+
+def parse(source: str, filename: str = "spec.mtl") -> s.Spec:
+    """Parse the text of a spec into its AST.
+
+    Args:
+        source: the spec's text.
+        filename: the name used in spans and diagnostics.
+
+    Raises:
+        SpecError: the text is not a spec (too large, binary) or has a syntax error;
+            a syntax error stops the parse, so there is one diagnostic then.
+    """
+    text = source.replace("\r\n", "\n").replace("\r", "\n")
+    reporter = Reporter(text)
+    _screen(text, filename, reporter)
+    reporter.raise_if_errors()
+    from mtlc.syntax_errors import translate
+
+    lark, brackets = _parser()
+    with _LOCK:
+        try:
+            tree = lark.parse(text + "\n")
+        except (UnexpectedInput, BracketError) as error:
+            translate(error, list(brackets.open), text, filename, lark, reporter)
+            reporter.raise_if_errors()
+            raise  # pragma: no cover - translate always reports
+    try:
+        statements = _Build(filename, reporter).transform(tree)
+    except VisitError as error:  # pragma: no cover - a bug in _Build, not a user's mistake
+        raise error.orig_exc from None
+    reporter.raise_if_errors()
+    return s.Spec(filename=filename, source=text, statements=tuple(statements))
+
+
+def _screen(text: str, filename: str, reporter: Reporter) -> None:
+    """Reject what is not a spec at all: too large (characters or tokens), or binary content."""
+    if len(text) > MAX_SOURCE_CHARS:
+        reporter.error(
+            "MTL012",
+            Span(file=filename, line=1, column=1, end_line=1, end_column=1),
+            f"the spec is {len(text):,} characters long; at most {MAX_SOURCE_CHARS:,} are allowed",
+            label="spec starts here",
+        )
+        return
+    tokens = sum(1 for match in _TOKEN.finditer(text) if not match.group().startswith("#"))
+    if tokens > MAX_TOKENS:
+        reporter.error(
+            "MTL012",
+            Span(file=filename, line=1, column=1, end_line=1, end_column=1),
+            f"the spec has about {tokens:,} tokens; at most {MAX_TOKENS:,} are allowed",
+            label="spec starts here",
+        )
+        return
+    for index, char in enumerate(text):
+        if char in "\t\n\f" or (char.isprintable() and char != "\ufffd"):
+            continue
+        line = text.count("\n", 0, index) + 1
+        column = index - (text.rfind("\n", 0, index) + 1) + 1
+        what = "a NUL byte" if char == "\0" else f"the control character {ascii(char)}"
+        if char == "\ufffd":
+            what = "a character that could not be decoded (U+FFFD)"
+        reporter.error(
+            "MTL013",
+            Span(file=filename, line=line, column=column, end_line=line, end_column=column + 1),
+            f"the spec contains {what}: is it a text file?",
+            label="here",
+            help="a .mtl spec is UTF-8 text",
+        )
+        return
+
+
+def _token_span(filename: str, token: Token) -> Span:
+    return Span(
+        file=filename,
+        line=token.line,
+        column=token.column,
+        end_line=token.end_line,
+        end_column=token.end_column,
+    )
+
+
+@v_args(meta=True)
+class _Build(Transformer):
+    """Lark tree -> AST, with spans. String escapes are decoded (and checked) here."""
+
+    def __init__(self, filename: str, reporter: Reporter) -> None:
+        super().__init__()
+        self.filename, self.reporter = filename, reporter
+
+    def _span(self, meta) -> Span:
+        return Span(
+            file=self.filename,
+            line=meta.line,
+            column=meta.column,
+            end_line=meta.end_line,
+            end_column=meta.end_column,
+        )
+
+    def _name(self, token: Token) -> s.Name:
+        return s.Name(str(token), _token_span(self.filename, token))
+
+    def _kind(self, value: s.Value) -> s.Call:
+        if isinstance(value, s.Name):
+            return s.Call(value, (), (), value.span, parens=False)
+        return value
+
+    # -- statements ---------------------------------------------------------------
+
+    def start(self, meta, children):
+        return [child for child in children if child is not None]
+
+    def model_stmt(self, meta, children):
+        name, description = children
+        return s.ModelStmt(self._name(name), description, self._span(meta))
+
+    def feature_stmt(self, meta, children):
+        name, kind = children
+        return s.FeatureStmt(self._name(name), self._kind(kind), self._span(meta))
+
+    def group_stmt(self, meta, children):
+        name, members = children
+        return s.GroupStmt(self._name(name), members, self._span(meta))
+
+    def expert_stmt(self, meta, children):
+        name, count, block = children
+        number = None
+        if count is not None:
+            value = _int(str(count)[1:])
+            number = s.Number(value, str(count), _token_span(self.filename, count))
+        return s.ExpertStmt(self._name(name), number, block, self._span(meta))
+
+    def tower_stmt(self, meta, children):
+        name, block = children
+        return s.TowerStmt(self._name(name), block, self._span(meta))
+
+    def gate_stmt(self, meta, children):
+        name, gate, sources = children
+        return s.GateStmt(self._name(name), gate, sources, self._span(meta))
+
+    def transfer_stmt(self, meta, children):
+        name, transfer = children
+        return s.TransferStmt(self._name(name), transfer, self._span(meta))
+
+    def task_stmt(self, meta, children):
+        name, kind, body = children
+        return s.TaskStmt(self._name(name), self._kind(kind), body, self._span(meta))
+
+    def task_body(self, meta, children):
+        return tuple(children)
+
+    def constrain_stmt(self, meta, children):
+        left, right, weight = children
+        return s.ConstrainStmt(self._name(left), self._name(right), weight, self._span(meta))
+
+    def weighting_stmt(self, meta, children):
+        (kind,) = children
+        return s.WeightingStmt(self._kind(kind), self._span(meta))
+
+    # -- values -------------------------------------------------------------------
+
+    def call(self, meta, children):
+        func, *rest = children
+        rest = [child for child in rest if child is not None]
+        args = tuple(child for child in rest if not isinstance(child, s.Keyword))
+        keywords = tuple(child for child in rest if isinstance(child, s.Keyword))
+        return s.Call(self._name(func), args, keywords, self._span(meta))
+
+    def keyword(self, meta, children):
+        name, value = children
+        return s.Keyword(self._name(name), value, self._span(meta))
+
+    def list(self, meta, children):
+        items = tuple(child for child in children if child is not None)
+        return s.List(items, self._span(meta))
+
+    def name_ref(self, meta, children):
+        return self._name(children[0])
+
+    def string(self, meta, children):
+        token = children[0]
+        span = _token_span(self.filename, token)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                value = ast.literal_eval(str(token))
+        except (SyntaxError, ValueError, Warning):
+            self.reporter.error(
+                "MTL004",
+                span,
+                "this string has an invalid escape sequence",
+                label="invalid escape",
+                help="escapes are those of Python strings; write `\\\\` for a backslash",
+            )
+            value = ""
+        return s.String(value, span)
+
+    def int(self, meta, children):
+        return s.Number(_int(str(children[0])), str(children[0]), self._span(meta))
+
+    def float(self, meta, children):
+        return s.Number(float(str(children[0])), str(children[0]), self._span(meta))
+
+    def neg_int(self, meta, children):
+        return s.Number(-_int(str(children[0])), "-" + str(children[0]), self._span(meta))
+
+    def neg_float(self, meta, children):
+        return s.Number(-float(str(children[0])), "-" + str(children[0]), self._span(meta))
+
+
+def _int(digits: str) -> int | float:
+    """The integer written; ``inf`` when it has too many digits to be a sane value."""
+    try:
+        return int(digits)
+    except ValueError:
+        return float("inf")
