@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+import unicodedata
 import threading
 import warnings
 from functools import lru_cache
@@ -137,6 +138,8 @@ def _screen(text: str, filename: str, reporter: Reporter) -> None:
         return
     for index, char in enumerate(text):
         if char in "\t\n\f" or (char.isprintable() and char != "\ufffd"):
+            continue
+        if unicodedata.category(char) == "Zs":  # a no-break or other space is text, not control
             continue
         line = text.count("\n", 0, index) + 1
         column = index - (text.rfind("\n", 0, index) + 1) + 1

@@ -151,3 +151,8 @@ def test_deep_nesting_does_not_blow_the_stack():
 def test_long_flat_specs_parse():
     lines = ["model M", "feature f : dense"] + [f"tower t{i} = mlp(f, [2])" for i in range(2000)]
     assert len(parse("\n".join(lines)).statements) == 2002
+
+
+def test_a_no_break_space_in_a_description_is_text():
+    (statement,) = parse('model M "price\xa0list"\n', "nbsp.mtl").statements
+    assert statement.description.value == "price\xa0list"
