@@ -1,0 +1,43 @@
+"""mtlc's runtime: the layers generated models call, their metadata, and the gate kernels.
+
+Generated code imports it as ``from mtlc import runtime as rt``. Importing
+this package loads torch but no optional library (no triton, pyarrow or
+scikit-learn); training lives in the ``trainer``/``data``/... submodules.
+"""
+
+from .convert import convert_o0_state_dict
+from .gates import GateBank, SoftmaxGate, mix
+from .kernels import gate_mix, gate_softmax_mix, gate_weights, scale_gate
+from .layers import MLP, AITransfer, ExpertPool, Experts, pool_max, pool_mean, pool_sum
+from .spec import Constraint, Feature, Task, Weighting
+
+__all__ = [
+    "AITransfer",
+    "Constraint",
+    "ExpertPool",
+    "Experts",
+    "Feature",
+    "GateBank",
+    "MLP",
+    "SoftmaxGate",
+    "Task",
+    "Weighting",
+    "convert_o0_state_dict",
+    "gate_mix",
+    "gate_softmax_mix",
+    "gate_weights",
+    "mix",
+    "pool_max",
+    "pool_mean",
+    "pool_sum",
+    "scale_gate",
+]
+
+
+def __getattr__(name: str):
+    """``from mtlc.runtime import Trainer, TrainConfig``, loaded on first use (they need pyarrow)."""
+    if name in ("Trainer", "TrainConfig"):
+        from . import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,106 @@
+"""Map the weights of a ``-O0`` model onto the ``-O1`` model of the same spec.
+
+At ``-O0`` an expert pool is an :class:`Experts` and each gate a
+:class:`SoftmaxGate`; at ``-O1`` the pool is an :class:`ExpertPool` of the
+same attribute name and gates are grouped into :class:`GateBank` s. The
+``-O1`` class says which gates each bank computes in its class attribute
+``gate_banks = {bank_attr: (gate_attr, ...)}``, and which pools each merged
+pool computes (pools of one input and one block) in ``expert_pools =
+{pool_attr: (pool_attr, ...)}``; every other parameter keeps its name.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+
+from torch import Tensor, nn
+
+from .gates import GateBank, SoftmaxGate
+from .layers import ExpertPool, Experts
+
+
+def _sub_state(state_dict: Mapping[str, Tensor], prefix: str, used: set[str]) -> dict[str, Tensor]:
+    """The entries under ``prefix.`` with the prefix removed; marks them used."""
+    start = prefix + "."
+    sub = {key[len(start) :]: value for key, value in state_dict.items() if key.startswith(start)}
+    used.update(start + key for key in sub)
+    if not sub:
+        raise KeyError(f"the -O0 state_dict has no entries for {prefix!r}")
+    return sub
+
+
+def _load(module: nn.Module, sub: dict[str, Tensor], prefix: str) -> None:
+    """``module.load_state_dict(sub)``, failing with a KeyError that names ``prefix``."""
+    try:
+        module.load_state_dict(sub)
+    except RuntimeError as error:
+        raise KeyError(f"-O0 entries under {prefix!r} do not fit a {type(module).__name__}: {error}") from None
+
+
+def _pool_state(pool: ExpertPool, subs: list[dict[str, Tensor]], prefixes: tuple[str, ...]) -> dict[str, Tensor]:
+    """An :class:`ExpertPool`'s state from the states of the :class:`Experts` it merges, in order."""
+    mlps = []
+    for sub, prefix in zip(subs, prefixes):
+        count = len({key.split(".")[1] for key in sub if key.startswith("experts.")})
+        experts = Experts(pool.in_dim, pool.dims, count, pool.activation, pool.dropout, pool.norm)
+        _load(experts, sub, prefix)
+        mlps += list(experts.experts)
+    target = copy.deepcopy(pool)
+    target.load_from_mlps(mlps)
+    return target.state_dict()
+
+
+def _bank_state(bank: GateBank, subs: list[dict[str, Tensor]], names: tuple[str, ...]) -> dict[str, Tensor]:
+    """A :class:`GateBank`'s state from the states of its gates, in bank order."""
+    gates = []
+    for size, sub, prefix in zip(bank.sizes, subs, names):
+        gate = SoftmaxGate(bank.in_dim, size, bank.hidden, bank.top, bank.temperature)
+        _load(gate, sub, prefix)
+        gates.append(gate)
+    target = copy.deepcopy(bank)
+    target.load_from_gates(gates)
+    return target.state_dict()
+
+
+def convert_o0_state_dict(state_dict: Mapping[str, Tensor], model_o1: nn.Module) -> dict[str, Tensor]:
+    """The ``-O1`` state_dict equivalent to an ``-O0`` one of the same spec.
+
+    Args:
+        state_dict: ``state_dict()`` of the ``-O0`` model.
+        model_o1: an instance of the ``-O1`` model (not modified); its class's
+            ``gate_banks`` (absent: no banks) names each bank's gates, its
+            ``expert_pools`` (absent: none) each merged pool's pools.
+
+    Returns:
+        A state_dict that ``model_o1.load_state_dict`` accepts (strict), with
+        which it computes the same outputs and gradients as the ``-O0`` model.
+
+    Raises:
+        KeyError: an entry is missing, or left over, for this model.
+    """
+    banks = getattr(type(model_o1), "gate_banks", {})
+    pools = getattr(type(model_o1), "expert_pools", {})
+    used: set[str] = set()
+    result: dict[str, Tensor] = {}
+    for name, module in model_o1.named_modules():
+        if any(name.startswith(done + ".") for done in banks):
+            continue  # inside a bank (a hidden gate's pool): converted with the bank
+        if isinstance(module, ExpertPool):
+            members = pools.get(name, (name,))
+            state = _pool_state(module, [_sub_state(state_dict, m, used) for m in members], members)
+        elif isinstance(module, GateBank):
+            if name not in banks:
+                raise KeyError(f"gate bank {name!r} is not listed in {type(model_o1).__name__}.gate_banks")
+            state = _bank_state(module, [_sub_state(state_dict, gate, used) for gate in banks[name]], banks[name])
+        else:
+            continue
+        result.update({f"{name}.{key}": value for key, value in state.items()})
+    result.update({key: value for key, value in state_dict.items() if key not in used})
+    expected = set(model_o1.state_dict())
+    if set(result) != expected:
+        missing, extra = sorted(expected - set(result)), sorted(set(result) - expected)
+        raise KeyError(
+            f"the -O0 state_dict does not fit {type(model_o1).__name__}: missing {missing}, left over {extra}"
+        )
+    return result

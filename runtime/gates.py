@@ -1,0 +1,190 @@
+"""Softmax gates over expert pools: one gate (``-O0``) and a bank of gates (``-O1``).
+
+Shapes: B batch, E experts (of the source tensor), T gates, D expert width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from .kernels.ops import gate_mix, gate_softmax_mix
+from .kernels.reference import gate_weights
+from .layers import MLP, ExpertPool
+
+
+def _check_gate(num_experts: int, top: int | None, temperature: float) -> None:
+    if num_experts < 1:
+        raise ValueError(f"a gate needs at least one expert, got {num_experts}")
+    if top is not None and top < 1:
+        raise ValueError(f"top must be at least 1, got {top}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+
+
+class SoftmaxGate(nn.Module):
+    """Softmax gate: ``weights = softmax(logits / temperature)``, optionally top-k.
+
+    Args:
+        in_dim: width of the gate's input.
+        num_experts: E, the number of experts it weighs.
+        hidden: widths of a ReLU MLP before the logits layer (empty: none).
+        top: keep only the K largest logits' weights, renormalised (ties:
+            the lower expert index is kept). ``None`` keeps all.
+        temperature: divides the logits before the softmax.
+
+    Parameter layout: ``mlp`` (an :class:`MLP` with ``hidden``; ``nn.Identity``
+    when ``hidden`` is empty), ``linear``: ``nn.Linear(hidden[-1] or in_dim, E)``.
+
+    Shapes: ``[B, in_dim] -> [B, E]`` (rows sum to 1). Use :func:`mix` to apply.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        num_experts: int,
+        hidden: Sequence[int] = (),
+        top: int | None = None,
+        temperature: float = 1.0,
+    ) -> None:
+        super().__init__()
+        _check_gate(num_experts, top, temperature)
+        self.num_experts = num_experts
+        self.hidden = tuple(hidden)
+        self.top = top
+        self.temperature = float(temperature)
+        self.mlp = MLP(in_dim, hidden) if hidden else nn.Identity()
+        self.linear = nn.Linear(self.hidden[-1] if hidden else in_dim, num_experts)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, in_dim] -> [B, E]``."""
+        return gate_weights(self.linear(self.mlp(x)), self.temperature, self.top)
+
+
+def mix(weights: Tensor, experts: Tensor) -> Tensor:
+    """Weighted sum of experts: ``weights [B, E], experts [B, E, D] -> [B, D]``."""
+    return torch.bmm(weights.unsqueeze(1), experts).squeeze(1)
+
+
+class GateBank(nn.Module):
+    """``-O1`` bank of T softmax gates over one source tensor of E experts.
+
+    All gates' logits come from one matmul (or, with ``hidden``, one batched
+    MLP) and all mixtures from one custom op: ``mtlc::gate_softmax_mix``
+    (softmax and mixture fused) without masks, ``mtlc::gate_mix`` with them. Gate t computes
+    the same as ``mix(SoftmaxGate(x), experts[:, masks[t]])``.
+
+    Args:
+        in_dim: width of the gates' shared input.
+        num_experts: E, the experts of the source tensor.
+        num_gates: T.
+        hidden, top, temperature: as :class:`SoftmaxGate`, shared by all gates.
+        masks: ``None`` (every gate mixes all E experts in order) or one
+            sequence per gate of the expert indices it mixes, in the gate's
+            own order: its logits, its softmax, its top-k ties follow that order.
+
+    Parameter layout (gate t has ``n_t = len(masks[t])`` logits, or E):
+        without ``hidden``: ``linear``: ``nn.Linear(in_dim, sum(n_t))``; rows
+            ``off_t : off_t + n_t`` (``off_t = n_0 + ... + n_{t-1}``) are
+            gate t's ``linear``.
+        with ``hidden``: ``mlp``: an :class:`ExpertPool` ``(in_dim, hidden, T)``
+            whose expert t is gate t's ``mlp``; ``linears[t]``: gate t's ``linear``.
+    See :meth:`load_from_gates`.
+
+    Shapes: ``(x [B, in_dim], experts [B, E, D]) -> [B, T, D]``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        num_experts: int,
+        num_gates: int,
+        hidden: Sequence[int] = (),
+        top: int | None = None,
+        temperature: float = 1.0,
+        masks: Sequence[Sequence[int]] | None = None,
+    ) -> None:
+        super().__init__()
+        _check_gate(num_experts, top, temperature)
+        self.in_dim = in_dim
+        self.num_experts = num_experts
+        self.num_gates = num_gates
+        self.hidden = tuple(hidden)
+        self.top = top
+        self.temperature = float(temperature)
+        self.masks = None if masks is None else tuple(tuple(int(i) for i in m) for m in masks)
+        self.sizes = self._sizes()
+        if hidden:
+            self.mlp = ExpertPool(in_dim, hidden, num_gates)
+            self.linears = nn.ModuleList(nn.Linear(self.hidden[-1], n) for n in self.sizes)
+        else:
+            self.linear = nn.Linear(in_dim, sum(self.sizes))
+        if self.masks is not None:
+            logit_index, slot_index = self._mask_indices()
+            self.register_buffer("logit_index", logit_index, persistent=False)
+            self.register_buffer("slot_index", slot_index, persistent=False)
+
+    def _sizes(self) -> tuple[int, ...]:
+        if self.masks is None:
+            return (self.num_experts,) * self.num_gates
+        if len(self.masks) != self.num_gates:
+            raise ValueError(f"{len(self.masks)} masks for {self.num_gates} gates")
+        for mask in self.masks:
+            if not mask or len(set(mask)) != len(mask) or not all(0 <= i < self.num_experts for i in mask):
+                raise ValueError(f"mask {mask} must list distinct expert indices in [0, {self.num_experts})")
+        return tuple(len(mask) for mask in self.masks)
+
+    def _mask_indices(self) -> tuple[Tensor, Tensor]:
+        """``[T, n_max]`` indices: into the logits (padded with a ``-inf`` column) and into ``E + 1`` slots."""
+        width = max(self.sizes)
+        total = sum(self.sizes)
+        logit_index = torch.full((self.num_gates, width), total, dtype=torch.long)
+        slot_index = torch.full((self.num_gates, width), self.num_experts, dtype=torch.long)
+        offset = 0
+        for t, mask in enumerate(self.masks):
+            logit_index[t, : len(mask)] = torch.arange(offset, offset + len(mask))
+            slot_index[t, : len(mask)] = torch.tensor(mask)
+            offset += len(mask)
+        return logit_index, slot_index
+
+    def logits(self, x: Tensor) -> Tensor:
+        """All gates' logits, concatenated: ``[B, in_dim] -> [B, sum(n_t)]``."""
+        if not self.hidden:
+            return self.linear(x)
+        h = self.mlp(x)  # [B, T, hidden[-1]]
+        return torch.cat([linear(h[:, t]) for t, linear in enumerate(self.linears)], dim=-1)
+
+    def weights(self, x: Tensor) -> Tensor:
+        """Every gate's weights over the bank's experts: ``[B, in_dim] -> [B, T, E]`` (0 off a gate's mask)."""
+        logits = self.logits(x)
+        if self.masks is None:
+            return gate_weights(logits.view(-1, self.num_gates, self.num_experts), self.temperature, self.top)
+        padded = F.pad(logits, (0, 1), value=float("-inf"))[:, self.logit_index]  # [B, T, n_max]
+        own = gate_weights(padded, self.temperature, self.top)  # in each gate's own order
+        slots = own.new_zeros(own.shape[0], self.num_gates, self.num_experts + 1)
+        return slots.scatter(2, self.slot_index.expand(own.shape[0], -1, -1), own)[..., : self.num_experts]
+
+    def forward(self, x: Tensor, experts: Tensor) -> Tensor:
+        """``(x [B, in_dim], experts [B, E, D]) -> [B, T, D]``."""
+        if self.masks is None:  # softmax, top-k and mixture in one op
+            logits = self.logits(x).view(-1, self.num_gates, self.num_experts)
+            return gate_softmax_mix(logits, experts, self.temperature, self.top or 0)
+        return gate_mix(self.weights(x), experts)
+
+    @torch.no_grad()
+    def load_from_gates(self, gates: Sequence[SoftmaxGate]) -> None:
+        """Copy T :class:`SoftmaxGate` s (gate t over ``n_t`` experts) into the bank."""
+        if len(gates) != self.num_gates:
+            raise ValueError(f"expected {self.num_gates} gates, got {len(gates)}")
+        if [g.num_experts for g in gates] != list(self.sizes) or any(g.hidden != self.hidden for g in gates):
+            raise ValueError("the gates' sizes or hidden widths differ from the bank's")
+        if self.hidden:
+            self.mlp.load_from_mlps([g.mlp for g in gates])
+            for linear, gate in zip(self.linears, gates):
+                linear.load_state_dict(gate.linear.state_dict())
+            return
+        self.linear.weight.copy_(torch.cat([g.linear.weight for g in gates]))
+        self.linear.bias.copy_(torch.cat([g.linear.bias for g in gates]))

@@ -1,0 +1,318 @@
+"""Layers that generated models call: MLPs, expert pools, sequence pooling, AITM transfer.
+
+Shapes: B batch, L sequence length, E experts, D width. Gates live in
+:mod:`.gates`; the ``-O0`` to ``-O1`` weight mapping in :mod:`.convert`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+_ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "prelu": nn.PReLU,
+    "none": nn.Identity,  # a purely linear layer; adds no module
+}
+_NORMS = ("none", "batch", "layer")
+
+
+def _check_options(activation: str, norm: str, dropout: float) -> None:
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; expected one of {', '.join(_ACTIVATIONS)}")
+    if norm not in _NORMS:
+        raise ValueError(f"unknown norm {norm!r}; expected one of {', '.join(_NORMS)}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+
+
+def _activation(name: str, channels: int = 1) -> nn.Module:
+    """The activation module; ``prelu`` gets ``channels`` slopes (one per expert in a pool)."""
+    return nn.PReLU(channels) if name == "prelu" else _ACTIVATIONS[name]()
+
+
+class MLP(nn.Module):
+    """Per layer: Linear -> norm -> activation -> dropout (on every layer, the last too).
+
+    Args:
+        in_dim: input width.
+        dims: output width of each layer; the MLP's width is ``dims[-1]``.
+        activation: ``relu``, ``gelu``, ``silu``, ``tanh``, ``sigmoid``,
+            ``prelu`` (one learned slope per layer, ``nn.PReLU()``) or ``none``.
+        dropout: drop probability after each activation (0 adds no module).
+        norm: ``none``, ``batch`` (``BatchNorm1d``) or ``layer`` (``LayerNorm``).
+
+    Parameter layout: one ``nn.Sequential`` named ``layers`` holding, per
+    layer, ``nn.Linear``, then the norm (if any), the activation (none for
+    ``none``), then ``nn.Dropout`` (if ``dropout > 0``).
+
+    Shapes: ``[B, in_dim] -> [B, dims[-1]]``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        dims: Sequence[int],
+        activation: str = "relu",
+        dropout: float = 0.0,
+        norm: str = "none",
+    ) -> None:
+        super().__init__()
+        _check_options(activation, norm, dropout)
+        if not dims:
+            raise ValueError("an MLP needs at least one layer")
+        modules: list[nn.Module] = []
+        for width_in, width in zip([in_dim, *dims[:-1]], dims):
+            modules.append(nn.Linear(width_in, width))
+            if norm == "batch":
+                modules.append(nn.BatchNorm1d(width))
+            elif norm == "layer":
+                modules.append(nn.LayerNorm(width))
+            if activation != "none":
+                modules.append(_activation(activation))
+            if dropout > 0:
+                modules.append(nn.Dropout(dropout))
+        self.layers = nn.Sequential(*modules)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, in_dim] -> [B, dims[-1]]``."""
+        return self.layers(x)
+
+
+class Experts(nn.Module):
+    """``-O0`` expert pool: ``num_experts`` independent :class:`MLP` s, stacked.
+
+    Args: as :class:`MLP`, plus ``num_experts`` (E).
+
+    Parameter layout: ``experts``, an ``nn.ModuleList`` of E :class:`MLP` s.
+
+    Shapes: ``[B, in_dim] -> [B, E, dims[-1]]``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        dims: Sequence[int],
+        num_experts: int,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        norm: str = "none",
+    ) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList(MLP(in_dim, dims, activation, dropout, norm) for _ in range(num_experts))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, in_dim] -> [B, E, D]``."""
+        return torch.stack([expert(x) for expert in self.experts], dim=1)
+
+
+class _PoolBatchNorm(nn.Module):
+    """Batch norm per expert per feature of a ``[B, E, d]`` pool: ``norm`` is ``BatchNorm1d(E * d)``."""
+
+    def __init__(self, num_experts: int, width: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(num_experts * width)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.norm(h.reshape(h.shape[0], -1)).view(h.shape)
+
+
+class _PoolLayerNorm(nn.Module):
+    """Layer norm of each expert over its own ``d`` features, with per-expert ``weight``/``bias`` ``[E, d]``."""
+
+    def __init__(self, num_experts: int, width: int) -> None:
+        super().__init__()
+        self.width = width
+        self.weight = nn.Parameter(torch.ones(num_experts, width))
+        self.bias = nn.Parameter(torch.zeros(num_experts, width))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return torch.addcmul(self.bias, F.layer_norm(h, (self.width,)), self.weight)
+
+
+def _pool_post(num_experts: int, width: int, activation: str, dropout: float, norm: str) -> nn.Sequential:
+    """What follows one batched matmul of a pool: norm -> activation -> dropout, on ``[B, E, d]``."""
+    modules: list[nn.Module] = []
+    if norm == "batch":
+        modules.append(_PoolBatchNorm(num_experts, width))
+    elif norm == "layer":
+        modules.append(_PoolLayerNorm(num_experts, width))
+    if activation != "none":
+        modules.append(_activation(activation, num_experts))  # PReLU(E): channel dim 1 is the expert
+    if dropout > 0:
+        modules.append(nn.Dropout(dropout))
+    return nn.Sequential(*modules)
+
+
+class ExpertPool(nn.Module):
+    """``-O1`` expert pool: the same function as :class:`Experts`, with batched weights.
+
+    The first layer of all experts is one wide matmul; each later layer is
+    one batched matmul over the experts in an ``[E, B, d]`` buffer; the
+    output is that buffer seen as ``[B, E, D]``, without a stack.
+
+    Args: as :class:`Experts`.
+
+    Parameter layout (E experts, widths ``d0 = in_dim, d1, ..., dn = dims``):
+        ``first``: ``nn.Linear(in_dim, E * d1)``; rows ``e*d1:(e+1)*d1`` of its
+            weight and bias are expert e's first ``nn.Linear``.
+        ``weights[i]``: ``[E, d_{i+1}, d_{i+2}]``, expert e's Linear of layer
+            i+1 *transposed* (``x @ W``), for i = 0 .. n-2.
+        ``biases[i]``: ``[E, 1, d_{i+2}]``, the matching biases.
+        ``post[i]``: ``nn.Sequential`` after layer i: the norm
+            (``_PoolBatchNorm``: ``norm`` = ``BatchNorm1d(E * d)``, features
+            ordered expert-major; ``_PoolLayerNorm``: ``weight``/``bias``
+            ``[E, d]``), the activation (``prelu``: ``nn.PReLU(E)``, slope e
+            is expert e's), then dropout.
+    See :meth:`load_from_experts` for the mapping from an :class:`Experts`.
+
+    Shapes: ``[B, in_dim] -> [B, E, dims[-1]]`` (a transposed view of an
+    ``[E, B, D]`` buffer when there is more than one layer).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        dims: Sequence[int],
+        num_experts: int,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        norm: str = "none",
+    ) -> None:
+        super().__init__()
+        _check_options(activation, norm, dropout)
+        if not dims:
+            raise ValueError("an expert pool needs at least one layer")
+        self.in_dim, self.dims, self.num_experts = in_dim, tuple(dims), num_experts
+        self.activation, self.dropout, self.norm = activation, dropout, norm
+        self.first = nn.Linear(in_dim, num_experts * dims[0])
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for width_in, width in zip(dims[:-1], dims[1:]):
+            bound = 1.0 / math.sqrt(width_in)  # nn.Linear's default init, per expert
+            self.weights.append(nn.Parameter(torch.empty(num_experts, width_in, width).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(num_experts, 1, width).uniform_(-bound, bound)))
+        self.post = nn.ModuleList(_pool_post(num_experts, d, activation, dropout, norm) for d in dims)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, in_dim] -> [B, E, D]``."""
+        h = self.post[0](self.first(x).view(x.shape[0], self.num_experts, self.dims[0]))
+        for weight, bias, post in zip(self.weights, self.biases, self.post[1:]):
+            # [E, B, d_in] @ [E, d_in, d_out] + [E, 1, d_out] -> [E, B, d_out], seen as [B, E, d_out]
+            h = post(torch.baddbmm(bias, h.transpose(0, 1), weight).transpose(0, 1))
+        return h
+
+    @torch.no_grad()
+    def load_from_mlps(self, mlps: Sequence[MLP]) -> None:
+        """Copy E :class:`MLP` s (built with this pool's arguments) into this pool's weights."""
+        if len(mlps) != self.num_experts:
+            raise ValueError(f"expected {self.num_experts} MLPs, got {len(mlps)}")
+        for e, mlp in enumerate(mlps):
+            linears = [m for m in mlp.layers if isinstance(m, nn.Linear)]
+            if [lin.out_features for lin in linears] != list(self.dims):
+                raise ValueError("the MLP's widths differ from the pool's")
+            rows = slice(e * self.dims[0], (e + 1) * self.dims[0])
+            self.first.weight[rows] = linears[0].weight
+            self.first.bias[rows] = linears[0].bias
+            for weight, bias, linear in zip(self.weights, self.biases, linears[1:]):
+                weight[e] = linear.weight.T
+                bias[e, 0] = linear.bias
+            norms = [m for m in mlp.layers if isinstance(m, (nn.BatchNorm1d, nn.LayerNorm))]
+            prelus = [m for m in mlp.layers if isinstance(m, nn.PReLU)]
+            for post, norm, prelu in zip(
+                self.post, norms or [None] * len(self.dims), prelus or [None] * len(self.dims)
+            ):
+                _load_post(post, e, norm, prelu)
+
+    def load_from_experts(self, experts: Experts) -> None:
+        """Copy an :class:`Experts` of the same arguments into this pool (same outputs and gradients)."""
+        self.load_from_mlps(list(experts.experts))
+
+
+def _load_post(post: nn.Sequential, e: int, norm: nn.Module | None, prelu: nn.PReLU | None) -> None:
+    """Copy expert ``e``'s norm and PReLU into one ``post`` block of a pool."""
+    for module in post:
+        if isinstance(module, _PoolBatchNorm) and isinstance(norm, nn.BatchNorm1d):
+            cols = slice(e * norm.num_features, (e + 1) * norm.num_features)
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                getattr(module.norm, name)[cols] = getattr(norm, name)
+            module.norm.num_batches_tracked.copy_(norm.num_batches_tracked)
+        elif isinstance(module, _PoolLayerNorm) and isinstance(norm, nn.LayerNorm):
+            module.weight[e] = norm.weight
+            module.bias[e] = norm.bias
+        elif isinstance(module, nn.PReLU) and prelu is not None:
+            module.weight[e] = prelu.weight[0]
+
+
+class AITransfer(nn.Module):
+    """Attentive information transfer (AITM, Xi et al., KDD 2021).
+
+    ``info = info(previous)`` (a plain Linear, no activation), then
+    attention over the two slots ``u in [info, current]``: score
+    ``<query(u), key(u)> / sqrt(D)``, softmax over the two slots, output the
+    weighted sum of ``value(u)``.
+
+    Args:
+        dim: D, the width of both inputs and of the output.
+        qkv_bias: give ``query``, ``key``, ``value`` a bias. The paper's
+            reference code has none (the default); NextRec 0.6.14 has one.
+
+    Parameter layout: ``info``, ``query``, ``key``, ``value``, each
+    ``nn.Linear(D, D)`` (``info`` always with a bias).
+
+    Shapes: ``(current [B, D], previous [B, D]) -> [B, D]``.
+    """
+
+    def __init__(self, dim: int, qkv_bias: bool = False) -> None:
+        super().__init__()
+        self.scale = 1.0 / math.sqrt(dim)
+        self.info = nn.Linear(dim, dim)
+        self.query = nn.Linear(dim, dim, bias=qkv_bias)
+        self.key = nn.Linear(dim, dim, bias=qkv_bias)
+        self.value = nn.Linear(dim, dim, bias=qkv_bias)
+
+    def forward(self, current: Tensor, previous: Tensor) -> Tensor:
+        """``([B, D], [B, D]) -> [B, D]``."""
+        slots = torch.stack([self.info(previous), current], dim=1)  # [B, 2, D]
+        scores = (self.query(slots) * self.key(slots)).sum(-1) * self.scale  # [B, 2]
+        attention = torch.softmax(scores, dim=-1)
+        return torch.bmm(attention.unsqueeze(1), self.value(slots)).squeeze(1)
+
+
+def _valid(emb: Tensor, ids: Tensor) -> Tensor:
+    """``[B, L, 1]`` mask in ``emb``'s dtype: 1 where ``ids != 0``."""
+    return (ids != 0).unsqueeze(-1).to(emb.dtype)
+
+
+def pool_sum(emb: Tensor, ids: Tensor) -> Tensor:
+    """Sum of the embeddings of non-padding ids.
+
+    Args:
+        emb: ``[B, L, D]`` embeddings of ``ids``.
+        ids: ``[B, L]`` int ids; 0 is padding and is excluded.
+
+    Returns:
+        ``[B, D]``; an all-padding row gives zeros.
+    """
+    return (emb * _valid(emb, ids)).sum(1)
+
+
+def pool_mean(emb: Tensor, ids: Tensor) -> Tensor:
+    """Mean of the embeddings of non-padding ids: ``[B, L, D], [B, L] -> [B, D]``; all-padding gives zeros."""
+    valid = _valid(emb, ids)
+    return (emb * valid).sum(1) / valid.sum(1).clamp_min(1.0)
+
+
+def pool_max(emb: Tensor, ids: Tensor) -> Tensor:
+    """Elementwise max over non-padding ids: ``[B, L, D], [B, L] -> [B, D]``; all-padding gives zeros."""
+    padding = (ids == 0).unsqueeze(-1)
+    largest = emb.masked_fill(padding, torch.finfo(emb.dtype).min).amax(1)
+    return torch.where(padding.all(1), torch.zeros_like(largest), largest)
