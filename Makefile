@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip setuptools
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[train,kernels,dev]'
+	$(PIP) install -e '.[train,kernels,dev,nextrec,rechub]'
+	$(PIP) install --no-deps nextrec==0.6.14  # its pins would pull a CUDA torch; see docs/nextrec.md
 	touch $(STAMP)
 
 test: $(STAMP)

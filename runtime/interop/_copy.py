@@ -1,0 +1,145 @@
+"""Put a peer's weights (a ``Conversion``) into a generated model.
+
+The weights go into a fresh ``-O0`` model compiled from the conversion's
+spec, whose layout is one plain module per spec node (``rt.MLP``,
+``rt.Experts``, ``rt.SoftmaxGate``, ``rt.AITransfer``, ``nn.Linear``,
+``nn.Embedding``); its state_dict is then mapped onto the target by
+``rt.convert_o0_state_dict`` when the target is an ``-O1`` model, and copied
+in with every key and shape checked first, so a mismatch changes nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mtlc.runtime.convert import convert_o0_state_dict
+from mtlc.runtime.gates import SoftmaxGate
+from mtlc.runtime.interop._common import Block, Conversion, ConversionError, Linear, Transfer
+from mtlc.runtime.layers import MLP, AITransfer, Experts
+
+
+def load(target: nn.Module, conversion: Conversion) -> None:
+    """Copy ``conversion``'s weights into ``target`` (a model compiled from its spec), in place."""
+    plain_class, names = _plain_class(conversion.spec)
+    _check_metadata(type(target), plain_class)
+    plain = plain_class()
+    with torch.no_grad():
+        for node, weights in conversion.weights.items():
+            _fill(getattr(plain, names[node]), weights, node)
+    state = plain.state_dict()
+    wanted = target.state_dict()
+    if set(state) != set(wanted):
+        try:
+            state = convert_o0_state_dict(state, target)
+        except KeyError as error:
+            raise ConversionError(f"{type(target).__name__} was not compiled from this spec: {error}") from None
+    for key, value in wanted.items():
+        if key not in state:
+            raise ConversionError(f"{type(target).__name__}: no weights for {key!r}")
+        if state[key].shape != value.shape:
+            raise ConversionError(
+                f"{type(target).__name__}.{key}: shape {tuple(value.shape)}, "
+                f"the converted weights have {tuple(state[key].shape)}"
+            )
+    with torch.no_grad():
+        for key, value in wanted.items():
+            value.copy_(state[key])
+
+
+def checked(spec: str):
+    """The IR of a converted spec; a ConversionError (with the diagnostics) if it does not compile."""
+    from mtlc import SpecError
+    from mtlc.api import compile_ir
+
+    try:
+        return compile_ir(spec, "converted.mtl")
+    except SpecError as error:
+        raise ConversionError(
+            f"the converted spec does not compile with this mtlc (a peer name may be a word of the "
+            f"language):\n{error}\n\nspec:\n{spec}"
+        ) from None
+
+
+def _plain_class(spec: str) -> tuple[type, dict[str, str]]:
+    """The ``-O0`` class compiled from ``spec`` and the attribute name of every node."""
+    from mtlc.api import compile_spec
+    from mtlc.lower import safe_names
+
+    model = checked(spec)
+    code = compile_spec(spec, "converted.mtl", opt_level=0)
+    namespace: dict[str, object] = {}
+    exec(compile(code, "<mtlc converted model>", "exec"), namespace)
+    classes = [v for v in namespace.values() if isinstance(v, type) and issubclass(v, nn.Module) and v is not nn.Module]
+    return classes[-1], safe_names(model)
+
+
+def _check_metadata(target: type, plain: type) -> None:
+    """The target must have the spec's features and tasks (names, kinds, sizes)."""
+    for what in ("features", "tasks"):
+        ours, theirs = getattr(plain, what), getattr(target, what, None)
+        if theirs != ours:
+            raise ConversionError(
+                f"{target.__name__} was not compiled from this spec: its {what} differ\n"
+                f"  expected: {list(ours.values())}\n  found:    {list((theirs or {}).values())}"
+            )
+
+
+def _fill(module: nn.Module, weights: object, node: str) -> None:
+    """Copy one node's neutral weights into its ``-O0`` module."""
+    if isinstance(weights, Tensor):
+        _copy(module.weight, weights, f"{node}.weight")
+    elif isinstance(weights, Block):
+        _fill_mlp(module, weights, node)
+    elif isinstance(weights, list):
+        experts = _expect(module, Experts, node).experts
+        if len(experts) != len(weights):
+            raise ConversionError(f"{node}: {len(experts)} experts, the peer has {len(weights)}")
+        for i, (mlp, block) in enumerate(zip(experts, weights)):
+            _fill_mlp(mlp, block, f"{node}.{i}")
+    elif isinstance(weights, Linear):
+        target = _expect(module, SoftmaxGate, node).linear if isinstance(module, SoftmaxGate) else module
+        _fill_linear(target, weights, node)
+    elif isinstance(weights, Transfer):
+        transfer = _expect(module, AITransfer, node)
+        for part in ("info", "query", "key", "value"):
+            _fill_linear(getattr(transfer, part), getattr(weights, part), f"{node}.{part}")
+    else:  # pragma: no cover - the converters build only the kinds above
+        raise TypeError(f"{node}: unknown weights {type(weights).__name__}")
+
+
+def _fill_mlp(mlp: nn.Module, block: Block, node: str) -> None:
+    layers = _expect(mlp, MLP, node).layers
+    linears = [m for m in layers if isinstance(m, nn.Linear)]
+    norms = [m for m in layers if isinstance(m, (nn.BatchNorm1d, nn.LayerNorm))]
+    prelus = [m for m in layers if isinstance(m, nn.PReLU)]
+    if len(linears) != len(block.layers):
+        raise ConversionError(f"{node}: {len(linears)} layers, the peer has {len(block.layers)}")
+    for i, (lin, layer) in enumerate(zip(linears, block.layers)):
+        _fill_linear(lin, Linear(layer.weight, layer.bias), f"{node}.layer{i}")
+        if layer.norm is not None:
+            if i >= len(norms) or type(norms[i]) is not type(layer.norm):
+                raise ConversionError(f"{node}.layer{i}: expected a {type(layer.norm).__name__}")
+            norms[i].load_state_dict(layer.norm.state_dict())
+        if layer.prelu is not None:
+            _copy(prelus[i].weight, layer.prelu.weight.detach(), f"{node}.layer{i}.prelu")
+
+
+def _fill_linear(module: nn.Linear, weights: Linear, where: str) -> None:
+    _copy(module.weight, weights.weight, f"{where}.weight")
+    if module.bias is not None:
+        _copy(module.bias, weights.bias, f"{where}.bias")
+    elif bool(weights.bias.any()):
+        raise ConversionError(f"{where}: the peer's layer has a bias, mtlc's has none (see docs/nextrec.md)")
+
+
+def _copy(param: Tensor, value: Tensor, where: str) -> None:
+    if param.shape != value.shape:
+        raise ConversionError(f"{where}: mtlc expects shape {tuple(param.shape)}, the peer has {tuple(value.shape)}")
+    param.copy_(value)
+
+
+def _expect(module: nn.Module, cls: type, node: str) -> nn.Module:
+    if not isinstance(module, cls):
+        raise ConversionError(f"{node}: expected an rt.{cls.__name__}, found {type(module).__name__}")
+    return module

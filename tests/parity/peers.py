@@ -1,0 +1,124 @@
+"""Helpers of the parity tests: random weights, random batches, and the comparison.
+
+``compare`` runs a peer model and the mtlc model converted from it on one
+batch, in eval mode, and checks that predictions agree to 1e-5 and that the
+gradients of one loss (BCE for binary tasks, MSE for regression, summed)
+agree to 1e-4 relative, with respect to the embedding tables, the dense
+inputs and the task heads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+import mtlc
+
+BATCH = 16
+NEXTREC_MISSING = "nextrec is not installed: pip install 'mtlc[nextrec]' && pip install --no-deps nextrec==0.6.14"
+RECHUB_MISSING = "torch-rechub is not installed: pip install 'mtlc[rechub]'"
+
+
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every parameter and BatchNorm statistic a random value (peers start biases at zero)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+        for name, buffer in model.named_buffers():
+            if name.endswith("running_var"):
+                buffer.copy_(torch.rand(buffer.shape, generator=generator) + 0.5)
+            elif name.endswith("running_mean"):
+                buffer.copy_(torch.randn(buffer.shape, generator=generator) * 0.2)
+    return model.eval()
+
+
+def build(spec: str, tmp_path: Path, opt_level: int) -> nn.Module:
+    """An instance of the model compiled from ``spec`` at ``opt_level``."""
+    path = tmp_path / f"converted_o{opt_level}.mtl"
+    path.write_text(spec, encoding="utf-8")
+    return mtlc.load_model(path, opt_level=opt_level)()
+
+
+def random_batch(model: nn.Module, seed: int = 1) -> dict[str, Tensor]:
+    """A batch for ``model``'s features: sparse ids include 0; sequences have padding, row 0 all padding."""
+    generator = torch.Generator().manual_seed(seed)
+    batch = {}
+    for name, feature in type(model).features.items():
+        if feature.kind == "sparse":
+            batch[name] = torch.randint(0, feature.vocab, (BATCH,), generator=generator)
+        elif feature.kind == "sequence":
+            ids = torch.randint(1, feature.vocab, (BATCH, feature.maxlen), generator=generator)
+            lengths = torch.randint(0, feature.maxlen + 1, (BATCH, 1), generator=generator)
+            lengths[0] = 0
+            batch[name] = ids * (torch.arange(feature.maxlen) < lengths)
+        else:
+            shape = (BATCH,) if feature.dim == 1 else (BATCH, feature.dim)
+            batch[name] = torch.randn(shape, generator=generator)
+    return batch
+
+
+@dataclass
+class Pairing:
+    """What to compare: each output column of the peer and the tensors whose gradients must agree.
+
+    ``columns``: (mtlc task name, peer column, kind: "binary" | "regression").
+    ``params``: (what, mtlc parameter, peer parameter, rows to compare or None for all).
+    """
+
+    columns: list[tuple[str, int, str]]
+    params: list[tuple[str, Tensor, Tensor, slice | None]] = field(default_factory=list)
+
+
+def compare(ours: nn.Module, peer_forward, batch: dict[str, Tensor], pairing: Pairing) -> None:
+    """Predictions equal to 1e-5 and gradients (loss of random labels) to 1e-4 relative."""
+    ours.eval()
+    inputs_ours = _with_grad(batch)
+    inputs_peer = _with_grad(batch)
+    predicted = ours(inputs_ours)
+    reference = peer_forward(inputs_peer)
+    labels = torch.Generator().manual_seed(7)
+    loss_ours, loss_peer = 0.0, 0.0
+    for task, column, kind in pairing.columns:
+        torch.testing.assert_close(predicted[task], reference[:, column], rtol=0, atol=1e-5, msg=f"task {task}")
+        target = torch.randint(0, 2, (BATCH,), generator=labels).float()
+        if kind == "regression":
+            loss_ours = loss_ours + F.mse_loss(predicted[task], target)
+            loss_peer = loss_peer + F.mse_loss(reference[:, column], target)
+        else:
+            loss_ours = loss_ours + F.binary_cross_entropy(predicted[task], target)
+            loss_peer = loss_peer + F.binary_cross_entropy(reference[:, column], target)
+    loss_ours.backward()
+    loss_peer.backward()
+    for name in batch:
+        if inputs_ours[name].requires_grad:
+            _close_grad(inputs_ours[name].grad, inputs_peer[name].grad, f"input {name}")
+    for what, mine, theirs, rows in pairing.params:
+        rows = rows or slice(None)
+        _close_grad(mine.grad[rows], theirs.grad[rows], what)
+
+
+def module(model: nn.Module, node: str) -> nn.Module:
+    """The submodule of spec node ``node``: its name, or the name mangled with trailing ``_``."""
+    attr = node
+    while not isinstance(getattr(model, attr, None), nn.Module):
+        attr += "_"
+        if len(attr) > len(node) + 3:
+            raise AttributeError(f"{type(model).__name__} has no module for node {node!r}")
+    return getattr(model, attr)
+
+
+def _with_grad(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A copy of ``batch`` whose float inputs require grad (their gradients are compared)."""
+    return {k: v.clone().requires_grad_(v.is_floating_point()) for k, v in batch.items()}
+
+
+def _close_grad(mine: Tensor, theirs: Tensor, what: str) -> None:
+    assert mine is not None and theirs is not None, f"no gradient for {what}"
+    scale = theirs.abs().max().item()
+    assert scale > 0, f"the peer's gradient for {what} is zero: the comparison would prove nothing"
+    torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4 * scale, msg=f"gradient of {what}")
