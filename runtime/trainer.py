@@ -1,0 +1,392 @@
+"""The training loop: ``Trainer(Model, TrainConfig(...)).fit(train, valid, out)``.
+
+The trainer reads only the model's class attributes (``features``, ``tasks``,
+``constraints``, ``weighting``) and calls ``forward_logits`` for the loss and
+``forward`` for metrics and predictions. A run folder (``out``) gets the files
+listed in ``mtlc.runtime.checkpoint``; every data check happens before anything
+is written there. Resuming restarts from the last epoch-end checkpoint: model,
+optimizer, loss weights, history and RNG state are restored, and the data order
+of an epoch depends only on ``(seed, epoch)``, so on CPU a resumed run repeats
+the uninterrupted run's losses exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from mtlc.runtime import checkpoint as ckpt
+from mtlc.runtime import distributed
+from mtlc.runtime.batches import BUFFER_ROWS, iter_batches
+from mtlc.runtime.data import DataFiles, Encoder, open_data
+from mtlc.runtime.losses import GradNormWeighting, MultiTaskLoss, shared_parameters
+from mtlc.runtime.optim import OPTIMIZERS, clip_grad_norm_, make_optimizer
+from mtlc.runtime.metrics import (
+    default_monitor,
+    monitor_problem,
+    higher_is_better,
+    plot_curves,
+    score,
+    task_metrics,
+)
+
+__all__ = ["Trainer", "TrainConfig", "TrainError"]
+
+
+class TrainError(ValueError):
+    """A training request that cannot be carried out (the message says why)."""
+
+
+@dataclass
+class TrainConfig:
+    """Options of a run; saved in its ``config.json``.
+
+    ``optimizer``: ``adam`` (torch's Adam, fused where possible) or ``lazy_adam``
+    (row-sparse updates of embedding tables; see ``mtlc.runtime.optim``).
+    ``batch_size`` is per process (the global batch is ``batch_size * world``).
+    ``patience``: stop after that many epochs without improvement of ``monitor``
+    (``auc``, ``loss``, ``logloss``, ``TASK.METRIC``; default mean AUC, or mean
+    loss without binary tasks); None never stops early.
+    """
+
+    epochs: int = 10
+    batch_size: int = 1024
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+    seed: int = 0
+    device: str = "cpu"
+    bf16: bool = True
+    patience: int | None = None
+    monitor: str | None = None
+    standardize: bool = True
+    columns: dict[str, str] = field(default_factory=dict)
+    sep: str = ","
+    progress: bool | None = None
+    eval_batch_size: int = 8192
+    buffer_rows: int = BUFFER_ROWS
+
+
+class Trainer:
+    """Trains, evaluates and predicts with a generated model.
+
+    Args:
+        model: the generated class (built here after seeding) or an instance.
+        config: the run's options.
+        log: where per-epoch lines go (rank 0 only).
+    """
+
+    def __init__(
+        self,
+        model: type[nn.Module] | nn.Module,
+        config: TrainConfig | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.config = config or TrainConfig()
+        if self.config.optimizer not in OPTIMIZERS:
+            raise TrainError(
+                f"unknown optimizer {self.config.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}"
+            )
+        self.dist = distributed.setup(self.config.device)
+        self.device = _device(self.config.device, self.dist.local_rank)
+        torch.manual_seed(self.config.seed)
+        self.model = (model() if isinstance(model, type) else model).to(self.device)
+        spec = type(self.model)
+        if not hasattr(self.model, "forward_logits") or not hasattr(spec, "tasks"):
+            raise TrainError(f"{spec.__name__} is not a generated mtlc model (no tasks / forward_logits)")
+        self.loss = MultiTaskLoss(spec.tasks, spec.constraints, spec.weighting).to(self.device)
+        self.encoder = Encoder(
+            spec.features, spec.tasks, dict(self.config.columns), self.config.standardize, self.config.sep
+        )
+        if self.config.optimizer == "lazy_adam" and self.dist.active:
+            raise TrainError("--optimizer lazy_adam is not supported with torchrun; use adam")
+        self.optimizer = make_optimizer(
+            self.model,
+            self.config.optimizer,
+            self.config.lr,
+            self.config.weight_decay,
+            extra_params=self.loss.parameters(),
+        )
+        self.monitor = self.config.monitor or default_monitor(spec.tasks)
+        problem = monitor_problem(self.monitor, spec.tasks)
+        if problem:
+            raise TrainError(problem)
+        self.log = log if self.dist.is_main else (lambda _: None)
+        self.history: list[dict] = []
+        self.best: dict = {}
+        self._shared: list[nn.Parameter] | None = None
+        self._rows = 0
+
+    # -- fitting ----------------------------------------------------------------
+
+    def fit(
+        self,
+        data: str | Path,
+        valid: str | Path | None = None,
+        out: str | Path | None = None,
+        resume: bool = False,
+    ) -> list[dict]:
+        """Train up to ``config.epochs`` epochs in all; return the history (one dict per epoch)."""
+        train_files = open_data(data)
+        valid_files = open_data(valid) if valid is not None else None
+        out = Path(out) if out is not None else None
+        start = self._restore(out) if resume and out is not None and (out / ckpt.LAST).exists() else None
+        if start is None:
+            if out is not None and (out / ckpt.LAST).exists():
+                raise TrainError(
+                    f"{out} already holds a run: pass --resume to continue it, or choose another --out"
+                )
+            self._rows = self.encoder.fit(train_files).rows
+        else:
+            self.encoder.check(train_files)
+        if valid_files is not None:
+            self.encoder.check(valid_files)
+        if out is not None and self.dist.is_main and start is None:
+            ckpt.write_json(out / ckpt.ENCODER, self.encoder.state())
+            ckpt.write_json(out / ckpt.CONFIG, asdict(self.config))
+        for epoch in range((start or 0) + 1, self.config.epochs + 1):
+            if self._stopped():
+                self.log(f"stopped early: {self.monitor} did not improve for {self.config.patience} epochs")
+                break
+            record = self._epoch(train_files, valid_files, epoch)
+            self.history.append(record)
+            self._update_best(record)
+            self.log(_epoch_line(record, self.config.epochs))
+            if out is not None and self.dist.is_main:
+                self._save(out, improved=self.best.get("epoch") == epoch)
+        return self.history
+
+    def _epoch(self, train: DataFiles, valid: DataFiles | None, epoch: int) -> dict:
+        started = time.perf_counter()
+        rows, sums = self._train_epoch(train, epoch)
+        if self.dist.active:
+            totals = distributed.all_sum([rows, *sums.tolist()], self.device)
+            rows, sums = totals[0], torch.tensor(totals[1:], dtype=torch.float64)
+        seconds = time.perf_counter() - started
+        means = (sums.cpu() / max(rows, 1)).tolist()
+        record = {
+            "epoch": epoch,
+            "train_loss": means[0],
+            "train_task_loss": dict(zip(self.loss.names, means[1:])),
+        }
+        if valid is not None:
+            metrics = self.evaluate(valid, check=False) if self.dist.is_main else None
+            record["valid"] = distributed.broadcast(metrics) if self.dist.active else metrics
+        record.update(seconds=round(seconds, 3), examples_per_s=round(rows / max(seconds, 1e-9), 1))
+        return record
+
+    def _train_epoch(self, train: DataFiles, epoch: int) -> tuple[int, torch.Tensor]:
+        """One pass over this rank's batches; returns (rows, row-weighted sums of [total, *task] losses)."""
+        self.model.train()
+        config, started, rows = self.config, time.perf_counter(), 0
+        sums = torch.zeros(1 + len(self.loss.names), dtype=torch.float64, device=self.device)
+        batches = iter_batches(
+            train,
+            self.encoder,
+            config.batch_size,
+            shuffle=True,
+            seed=config.seed,
+            epoch=epoch,
+            rank=self.dist.rank,
+            world=self.dist.world,
+            buffer_rows=config.buffer_rows,
+        )
+        steps = math.ceil(self._rows / (config.batch_size * self.dist.world)) if self._rows else None
+        show = self._progress()
+        bar = tqdm(batches, total=steps, desc=f"epoch {epoch}", leave=False, unit="batch", disable=not show)
+        for step, batch in enumerate(bar):
+            total_loss, task_losses = self._step(batch)
+            rows += batch.size
+            sums += torch.cat([total_loss.reshape(1), task_losses]).double() * batch.size
+            if show and step % 20 == 0:  # reading the loss waits for the device: not every step
+                speed = rows * self.dist.world / (time.perf_counter() - started)
+                bar.set_postfix(loss=f"{float(sums[0]) / max(rows, 1):.4f}", ex_s=f"{speed:.0f}")
+        bar.close()
+        return rows, sums
+
+    def _step(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on this rank's part of a global batch; returns (total loss, task losses)."""
+        batch = batch.to(self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        if batch.size:
+            with self._autocast():
+                logits = self.model.forward_logits(batch.inputs)
+            losses = self.loss.task_losses(logits, batch.labels, batch.masks)
+            weighting = self.loss.weighting
+            if isinstance(weighting, GradNormWeighting):
+                if self._shared is None:
+                    self._shared = shared_parameters(self.model, losses)
+                weighting.set_weight_grads(losses, self._shared)
+            total = weighting(losses) + self.loss.penalty(logits)
+            total.backward()
+        else:
+            total = torch.zeros((), device=self.device)
+            losses = torch.zeros(len(self.loss.names), device=self.device)
+        params = self._params()
+        if self.dist.active:
+            distributed.reduce_gradients(params, batch.size / max(batch.global_size, 1))
+        if self.config.grad_clip:
+            clip_grad_norm_(params, self.config.grad_clip)
+        self.optimizer.step()
+        if isinstance(self.loss.weighting, GradNormWeighting):
+            self.loss.weighting.renormalize()
+        return total.detach(), losses.detach()
+
+    def _params(self) -> list[nn.Parameter]:
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def _autocast(self):
+        enabled = self.device.type == "cuda" and self.config.bf16
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def _progress(self) -> bool:
+        wanted = self.config.progress if self.config.progress is not None else sys.stderr.isatty()
+        return bool(wanted) and self.dist.is_main
+
+    # -- best, early stopping, saving --------------------------------------------
+
+    def _update_best(self, record: dict) -> None:
+        """Track the best epoch: by ``monitor`` on the valid data, else by training loss.
+
+        An epoch whose monitor is undefined (an AUC on one class) counts as no improvement.
+        """
+        metric = self.monitor if "valid" in record else "train_loss"
+        value = score(record["valid"], metric) if "valid" in record else record["train_loss"]
+        old = self.best.get("value")
+        improved = value is not None and (
+            old is None or (value > old if higher_is_better(metric) else value < old)
+        )
+        if improved:
+            self.best = {"epoch": record["epoch"], "metric": metric, "value": value, "bad_epochs": 0}
+        else:
+            self.best = {"metric": metric, "value": old, **self.best}
+            self.best["bad_epochs"] = self.best.get("bad_epochs", 0) + 1
+
+    def _stopped(self) -> bool:
+        patience = self.config.patience
+        return patience is not None and self.best.get("bad_epochs", 0) >= patience
+
+    def _state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "loss": self.loss.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.history[-1]["epoch"] if self.history else 0,
+            "history": self.history,
+            "best": self.best,
+            "rows": self._rows,
+            "encoder": self.encoder.state(),
+            "rng": ckpt.rng_state(),
+        }
+
+    def _save(self, out: Path, improved: bool) -> None:
+        state = self._state()
+        if improved:
+            ckpt.save_checkpoint(out / ckpt.BEST, state)
+        ckpt.save_checkpoint(out / ckpt.LAST, state)
+        ckpt.write_json(out / ckpt.METRICS, {"epochs": self.history, "best": self.best})
+        plot_curves(self.history, out / ckpt.CURVES)
+
+    def _restore(self, out: Path) -> int:
+        """Load ``out/last.pt`` into this trainer; return the epoch it ended."""
+        state = ckpt.load_checkpoint(out / ckpt.LAST, self.device)
+        self.load_state(state)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.history, self.best, self._rows = list(state["history"]), dict(state["best"]), state["rows"]
+        ckpt.set_rng_state(state["rng"])
+        self.log(f"resuming {out} after epoch {state['epoch']}")
+        return int(state["epoch"])
+
+    def load_state(self, state: dict) -> None:
+        """Load the model, loss weights and encoder of a checkpoint (for evaluation or prediction)."""
+        try:
+            self.model.load_state_dict(state["model"])
+            self.loss.load_state_dict(state["loss"])
+        except RuntimeError as error:
+            raise TrainError(
+                f"the checkpoint does not fit {type(self.model).__name__}: {str(error).splitlines()[0]}"
+            ) from None
+        spec = type(self.model)
+        self.encoder = Encoder.from_state(spec.features, spec.tasks, state["encoder"])
+
+    @classmethod
+    def from_run(
+        cls, model: type[nn.Module], run: str | Path, device: str = "cpu", which: str = "best"
+    ) -> "Trainer":
+        """A trainer holding a run's best (or last) checkpoint, ready to evaluate or predict."""
+        run = Path(run)
+        path = run / (ckpt.BEST if which == "best" else ckpt.LAST)
+        if not path.exists():
+            path = run / ckpt.LAST
+        if not path.exists():
+            raise TrainError(f"{run}: no checkpoint found (expected {ckpt.BEST} or {ckpt.LAST}); train first")
+        config = TrainConfig(device=device)
+        trainer = cls(model, config)
+        trainer.load_state(ckpt.load_checkpoint(path, trainer.device))
+        return trainer
+
+    # -- evaluation and prediction ------------------------------------------------
+
+    @torch.no_grad()
+    def predict(
+        self, data: str | Path | DataFiles, labels: bool = False, check: bool = True
+    ) -> dict[str, np.ndarray]:
+        """Predictions of every task for every row, in input order (``label:TASK``/``mask:TASK`` too
+        when ``labels``)."""
+        files = data if isinstance(data, DataFiles) else open_data(data)
+        if check:
+            self.encoder.check(files, labels=labels)
+        self.model.eval()
+        parts: dict[str, list[np.ndarray]] = {}
+        for batch in iter_batches(files, self.encoder, self.config.eval_batch_size, labels=labels):
+            batch = batch.to(self.device)
+            with self._autocast():
+                out = self.model(batch.inputs)
+            for name, value in out.items():
+                parts.setdefault(name, []).append(value.float().cpu().numpy())
+            for name in batch.labels:
+                parts.setdefault("label:" + name, []).append(batch.labels[name].cpu().numpy())
+                parts.setdefault("mask:" + name, []).append(batch.masks[name].cpu().numpy())
+        return {k: np.concatenate(v) for k, v in parts.items()}
+
+    def evaluate(self, data: str | Path | DataFiles, check: bool = True) -> dict[str, dict]:
+        """Metrics of every supervised task: ``{task: {metric: value}}`` (``check``: validate the rows first)."""
+        out = self.predict(data, labels=True, check=check)
+        metrics = {}
+        for task in type(self.model).tasks.values():
+            if task.label is None:
+                continue
+            mask = out["mask:" + task.name]
+            metrics[task.name] = task_metrics(
+                task.kind, out[task.name][mask], out["label:" + task.name][mask], task.classes
+            )
+        return metrics
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise TrainError("--device cuda: no CUDA device is available here (use --device cpu)")
+        return torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
+    if name != "cpu":
+        raise TrainError(f"unknown device {name!r} (use cpu or cuda)")
+    return torch.device("cpu")
+
+
+def _epoch_line(record: dict, epochs: int) -> str:
+    parts = [f"epoch {record['epoch']}/{epochs}", f"train_loss {record['train_loss']:.4f}"]
+    for task, metrics in (record.get("valid") or {}).items():
+        values = " ".join(f"{k} {v:.4f}" if v is not None else f"{k} n/a" for k, v in metrics.items())
+        parts.append(f"{task}: {values}")
+    parts.append(f"({record['seconds']:.1f}s, {record['examples_per_s']:.0f} ex/s)")
+    return "  ".join(parts)

@@ -1,0 +1,152 @@
+"""Per-task losses, the product-task loss, constraints and weighting (mtlc.runtime.losses)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+torch.set_num_threads(1)  # pytest runs 2 workers on 2 cores: more threads only contend
+sys.path.insert(0, str(Path(__file__).parent))
+import training_toys as toys  # noqa: E402
+
+from mtlc.runtime.losses import (  # noqa: E402
+    GradNormWeighting,
+    MultiTaskLoss,
+    focal_with_logits,
+    product_bce,
+    shared_parameters,
+)
+from mtlc.runtime.spec import Constraint, Task, Weighting  # noqa: E402
+
+SATURATED = torch.tensor([1e4, -1e4, 1e4, -1e4, 0.0])
+LABELS = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0])
+
+
+def funnel_inputs(ctr, cvr, click=LABELS, buy=LABELS):
+    logits = {"ctr": ctr.clone().requires_grad_(True), "cvr": cvr.clone().requires_grad_(True)}
+    labels = {"ctr": click, "ctcvr": buy}
+    masks = {"ctr": torch.ones(len(click), dtype=torch.bool), "ctcvr": torch.ones(len(buy), dtype=torch.bool)}
+    return logits, labels, masks
+
+
+@pytest.mark.parametrize(
+    "weighting", [Weighting("fixed"), Weighting("uncertainty"), Weighting("gradnorm", 1.5)]
+)
+def test_saturated_logits_give_finite_losses_and_gradients(weighting):
+    loss = MultiTaskLoss(toys.FUNNEL, [Constraint("ctcvr", "ctr", 0.5)], weighting)
+    logits, labels, masks = funnel_inputs(SATURATED, -SATURATED)
+    total, per_task = loss(logits, labels, masks)
+    total.backward()
+    assert torch.isfinite(total) and torch.isfinite(per_task).all()
+    assert all(torch.isfinite(v.grad).all() for v in logits.values())
+
+
+@pytest.mark.parametrize("kind", ["focal", "mse", "huber"])
+def test_other_losses_are_finite_on_saturated_inputs(kind):
+    tasks = {"t": Task("t", "regression" if kind != "focal" else "binary", label="y", loss=kind)}
+    logit = SATURATED.clone().requires_grad_(True)
+    total, _ = MultiTaskLoss(tasks)({"t": logit}, {"t": LABELS}, {"t": torch.ones(5, dtype=torch.bool)})
+    total.backward()
+    assert torch.isfinite(total) and torch.isfinite(logit.grad).all()
+
+
+def test_product_loss_matches_plain_bce_of_the_product_where_that_is_safe():
+    a, b = torch.randn(64), torch.randn(64)
+    y = (torch.rand(64) < 0.3).float()
+    p = torch.sigmoid(a) * torch.sigmoid(b)
+    expected = F.binary_cross_entropy(p, y, reduction="none")
+    got = product_bce(F.logsigmoid(a) + F.logsigmoid(b), y)
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_focal_loss_down_weights_easy_rows():
+    logit, y = torch.tensor([3.0, -0.2]), torch.tensor([1.0, 1.0])
+    bce = F.binary_cross_entropy_with_logits(logit, y, reduction="none")
+    expected = (1 - torch.sigmoid(logit)) ** 2 * bce
+    assert torch.allclose(focal_with_logits(logit, y), expected, atol=1e-6)
+
+
+def test_masked_rows_do_not_count():
+    loss = MultiTaskLoss(toys.FUNNEL)
+    logits, labels, masks = funnel_inputs(
+        torch.tensor([2.0, -1.0, 5.0]),
+        torch.zeros(3),
+        click=torch.tensor([1.0, 0.0, 0.0]),
+        buy=torch.zeros(3),
+    )
+    masks["ctr"] = torch.tensor([True, True, False])
+    _, per_task = loss(logits, labels, masks)
+    expected = F.binary_cross_entropy_with_logits(torch.tensor([2.0, -1.0]), torch.tensor([1.0, 0.0]))
+    assert torch.allclose(per_task[0], expected)
+    masks["ctr"][:] = False
+    assert loss(logits, labels, masks)[1][0] == 0  # no label at all: no loss, no NaN
+
+
+def test_constraint_penalty_is_weighted_mean_of_violations():
+    loss = MultiTaskLoss(toys.FUNNEL, [Constraint("cvr", "ctr", 0.5)])
+    ctr, cvr = torch.tensor([0.0, 0.0]), torch.tensor([2.0, -2.0])
+    gap = torch.relu(torch.sigmoid(cvr) - torch.sigmoid(ctr))
+    assert torch.allclose(loss.penalty({"ctr": ctr, "cvr": cvr}), 0.5 * gap.mean())
+
+
+def test_uncertainty_weighting_follows_kendall():
+    tasks = {
+        "a": Task("a", "binary", label="a", loss="bce"),
+        "r": Task("r", "regression", label="r", loss="mse"),
+    }
+    loss = MultiTaskLoss(tasks, (), Weighting("uncertainty"))
+    with torch.no_grad():
+        loss.weighting.log_vars.copy_(torch.tensor([0.5, -1.0]))
+    losses = torch.tensor([2.0, 3.0])
+    s = torch.tensor([0.5, -1.0])
+    expected = torch.exp(-s[0]) * 2.0 + 0.5 * s[0] + 0.5 * torch.exp(-s[1]) * 3.0 + 0.5 * s[1]
+    assert torch.allclose(loss.weighting(losses), expected)
+
+
+def test_gradnorm_finds_shared_parameters_and_balances_weights():
+    torch.manual_seed(0)
+    model = toys.make_model(dropout=0.0)()
+    batch = {
+        "user": torch.randint(2, 30, (32,)),
+        "hist": torch.randint(0, 30, (32, 5)),
+        "price": torch.randn(32),
+    }
+    logits = model.forward_logits(batch)
+    loss = MultiTaskLoss(toys.FUNNEL, (), Weighting("gradnorm", 1.0))
+    labels = {"ctr": (torch.rand(32) < 0.5).float(), "ctcvr": (torch.rand(32) < 0.2).float()}
+    masks = {k: torch.ones(32, dtype=torch.bool) for k in labels}
+    losses = loss.task_losses(logits, labels, masks)
+    shared = shared_parameters(model, losses)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[id(p)] for p in shared) == [
+        "bottom.0.bias",
+        "bottom.0.weight",
+        "heads.ctr.bias",
+        "heads.ctr.weight",
+        "tables.user.weight",
+    ]
+    weighting: GradNormWeighting = loss.weighting
+    weighting.set_weight_grads(losses, shared)
+    norms = torch.stack(
+        [
+            torch.sqrt(
+                sum(
+                    (g**2).sum()
+                    for g in torch.autograd.grad(l, shared, retain_graph=True, allow_unused=True)
+                    if g is not None
+                )
+            )
+            for l in losses
+        ]
+    )
+    # the task with the larger gradient norm gets its weight pushed down
+    big = int(norms.argmax())
+    assert weighting.task_weights.grad[big] > 0 > weighting.task_weights.grad[1 - big]
+    with torch.no_grad():
+        weighting.task_weights.sub_(weighting.task_weights.grad)
+    weighting.renormalize()
+    assert torch.allclose(weighting.task_weights.sum(), torch.tensor(2.0))
