@@ -155,9 +155,11 @@ def _pool_post(num_experts: int, width: int, activation: str, dropout: float, no
 class ExpertPool(nn.Module):
     """``-O1`` expert pool: the same function as :class:`Experts`, with batched weights.
 
-    The first layer of all experts is one wide matmul; each later layer is
-    one batched matmul over the experts in an ``[E, B, d]`` buffer; the
-    output is that buffer seen as ``[B, E, D]``, without a stack.
+    Batched path (CUDA, or any norm): the first layer of all experts is one
+    wide matmul; each later layer is one batched matmul over the experts in
+    an ``[E, B, d]`` buffer; the output is that buffer seen as ``[B, E, D]``.
+    On CPU without a norm (:attr:`per_expert_on_cpu`), the experts run one
+    after another from the same weights and are stacked into that buffer.
 
     Args: as :class:`Experts`.
 
@@ -175,7 +177,7 @@ class ExpertPool(nn.Module):
     See :meth:`load_from_experts` for the mapping from an :class:`Experts`.
 
     Shapes: ``[B, in_dim] -> [B, E, dims[-1]]`` (a transposed view of an
-    ``[E, B, D]`` buffer when there is more than one layer).
+    ``[E, B, D]`` buffer, except on the batched path with one layer).
     """
 
     def __init__(
@@ -202,12 +204,28 @@ class ExpertPool(nn.Module):
             self.biases.append(nn.Parameter(torch.empty(num_experts, 1, width).uniform_(-bound, bound)))
         self.post = nn.ModuleList(_pool_post(num_experts, d, activation, dropout, norm) for d in dims)
 
+    per_expert_on_cpu = True
+    """On CPU, run the experts one after another (from the same batched weights) when
+    there is no norm: each expert's activations stay in cache, which measured faster
+    than the wide matmul on CPU (see benchmarks/README.md, "Gate mixture")."""
+
     def forward(self, x: Tensor) -> Tensor:
         """``[B, in_dim] -> [B, E, D]``."""
+        if self.per_expert_on_cpu and self.norm == "none" and not x.is_cuda:
+            experts = [self._one_expert(x, e) for e in range(self.num_experts)]
+            return torch.stack(experts).transpose(0, 1)  # [E, B, D] seen as [B, E, D]
         h = self.post[0](self.first(x).view(x.shape[0], self.num_experts, self.dims[0]))
         for weight, bias, post in zip(self.weights, self.biases, self.post[1:]):
             # [E, B, d_in] @ [E, d_in, d_out] + [E, 1, d_out] -> [E, B, d_out], seen as [B, E, d_out]
             h = post(torch.baddbmm(bias, h.transpose(0, 1), weight).transpose(0, 1))
+        return h
+
+    def _one_expert(self, x: Tensor, e: int) -> Tensor:
+        """Expert ``e`` alone, read from the batched weights: ``[B, in_dim] -> [B, D]`` (no norm)."""
+        rows = slice(e * self.dims[0], (e + 1) * self.dims[0])
+        h = _post_one(self.post[0], e, F.linear(x, self.first.weight[rows], self.first.bias[rows]))
+        for weight, bias, post in zip(self.weights, self.biases, self.post[1:]):
+            h = _post_one(post, e, torch.addmm(bias[e, 0], h, weight[e]))
         return h
 
     @torch.no_grad()
@@ -235,6 +253,13 @@ class ExpertPool(nn.Module):
     def load_from_experts(self, experts: Experts) -> None:
         """Copy an :class:`Experts` of the same arguments into this pool (same outputs and gradients)."""
         self.load_from_mlps(list(experts.experts))
+
+
+def _post_one(post: nn.Sequential, e: int, h: Tensor) -> Tensor:
+    """A pool's ``post`` block (activation, dropout; no norm) applied to expert ``e``'s ``[B, d]``."""
+    for module in post:
+        h = F.prelu(h, module.weight[e : e + 1]) if isinstance(module, nn.PReLU) else module(h)
+    return h
 
 
 def _load_post(post: nn.Sequential, e: int, norm: nn.Module | None, prelu: nn.PReLU | None) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -67,8 +69,10 @@ def _o0_o1_pair(dims, num_experts, **options):
     ],
 )
 @pytest.mark.parametrize("num_experts", [1, 3])
-def test_expert_pool_equals_experts_outputs_and_gradients(dims, options, num_experts):
+@pytest.mark.parametrize("per_expert", [True, False], ids=["cpu-per-expert", "batched"])
+def test_expert_pool_equals_experts_outputs_and_gradients(dims, options, num_experts, per_expert):
     o0, o1 = _o0_o1_pair(dims, num_experts, **options)
+    o1.per_expert_on_cpu = per_expert
     x = _x(B, IN)
     y0, y1 = o0(x), o1(x)
     assert y1.shape == (B, num_experts, dims[-1])
@@ -82,8 +86,10 @@ def test_expert_pool_equals_experts_outputs_and_gradients(dims, options, num_exp
     torch.testing.assert_close(g1, g0)
 
 
-def test_expert_pool_parameter_gradients_match_experts():
-    o0, o1 = _o0_o1_pair([6, 3], 2)
+@pytest.mark.parametrize("per_expert", [True, False], ids=["cpu-per-expert", "batched"])
+def test_expert_pool_parameter_gradients_match_experts(per_expert):
+    o0, o1 = _o0_o1_pair([6, 3], 2, activation="prelu")
+    o1.per_expert_on_cpu = per_expert
     x = _x(B, IN)
     upstream = torch.randn(B, 2, 3, dtype=torch.float64)
     (o0(x) * upstream).sum().backward()
@@ -92,6 +98,7 @@ def test_expert_pool_parameter_gradients_match_experts():
         torch.testing.assert_close(o1.first.weight.grad[e * 6 : (e + 1) * 6], mlp.layers[0].weight.grad)
         torch.testing.assert_close(o1.weights[0].grad[e], mlp.layers[2].weight.grad.T)
         torch.testing.assert_close(o1.biases[0].grad[e, 0], mlp.layers[2].bias.grad)
+        torch.testing.assert_close(o1.post[0][0].weight.grad[e : e + 1], mlp.layers[1].weight.grad)
 
 
 # --- gates ------------------------------------------------------------------
@@ -301,3 +308,10 @@ def test_convert_o0_state_dict_names_what_does_not_fit():
     state["stray.weight"] = torch.zeros(1)
     with pytest.raises(KeyError, match="stray.weight"):
         rt.convert_o0_state_dict(state, _PleO1())
+
+
+def test_importing_the_runtime_loads_no_optional_library():
+    code = "import sys; from mtlc import runtime; print(sorted({'triton', 'pyarrow', 'sklearn'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
