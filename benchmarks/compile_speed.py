@@ -3,7 +3,9 @@
     .venv/bin/python benchmarks/compile_speed.py [--rounds N]
 
 Measures, as a user waits for them (interpreter start included):
-- ``mtlc check specs/mmoe.mtl``;
+- ``mtlc check specs/mmoe.mtl``, alternating with the same run under
+  ``MTLC_GRAMMAR_CACHE=0`` (the parser's LALR tables built afresh, as before
+  they were cached);
 - ``mtlc compile big.mtl -o big.py`` on a generated 200-statement spec;
 - ``python -c pass``, the floor that interpreter start alone costs;
 and, in process, ``compile_spec`` on the 200-statement spec (no start-up).
@@ -51,13 +53,24 @@ def big_spec(features: int = 80, groups: int = 15, experts: int = 30, heads: int
     return "\n".join(lines) + "\n"
 
 
-def wall(command: list[str], rounds: int) -> list[float]:
+def wall(command: list[str], rounds: int, **env: str) -> list[float]:
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
+        subprocess.run(
+            command, check=True, capture_output=True, cwd=ROOT, env={**os.environ, **env}
+        )
         times.append(time.perf_counter() - start)
     return times
+
+
+def wall_paired(command: list[str], rounds: int, **env: str) -> tuple[list[float], list[float]]:
+    """``command`` as is and with ``env``, run alternately, so both see the same machine load."""
+    plain, changed = [], []
+    for _ in range(rounds):
+        plain += wall(command, 1)
+        changed += wall(command, 1, **env)
+    return plain, changed
 
 
 def in_process(source: str, rounds: int) -> list[float]:
@@ -97,9 +110,11 @@ def main() -> int:
                 wall([sys.executable, "-c", "pass"], args.rounds),
             )
         )
-        print(
-            line("mtlc check specs/mmoe.mtl", wall(MTLC + ["check", "specs/mmoe.mtl"], args.rounds))
+        cached, uncached = wall_paired(
+            MTLC + ["check", "specs/mmoe.mtl"], args.rounds, MTLC_GRAMMAR_CACHE="0"
         )
+        print(line("mtlc check specs/mmoe.mtl", cached))
+        print(line("  the same, LALR tables not cached", uncached))
         print(
             line(
                 f"mtlc compile big.mtl ({statements} statements)",

@@ -1,14 +1,15 @@
-"""The ``mtlc`` command line: compile, check, explain (and train, predict, evaluate).
+"""The ``mtlc`` command line: compile, check, explain, graph (and train, predict, evaluate).
 
 Exit codes: 0 ok, 1 a spec has errors, 2 a usage error (a bad option, a file
 that cannot be read or written). A user's mistake prints a message, never a
-traceback, and never leaves a half-written file. ``compile`` and ``check``
-never import torch.
+traceback, and never leaves a half-written file. ``compile``, ``check``,
+``explain`` and ``graph`` never import torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -74,9 +75,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(run=_check)
 
-    explain = sub.add_parser("explain", help="explain a diagnostic code, e.g. MTL203")
-    explain.add_argument("code", metavar="CODE")
+    explain = sub.add_parser(
+        "explain",
+        help="a spec's nodes with shapes and parameter counts, or what a diagnostic code means",
+    )
+    explain.add_argument(
+        "code", metavar="SPEC|CODE", help="a .mtl spec, or a diagnostic code such as MTL203"
+    )
+    explain.add_argument(
+        "--format", choices=("text", "json"), default="text", help="text (default) or json"
+    )
     explain.set_defaults(run=_explain)
+
+    graph = sub.add_parser("graph", help="draw a spec's architecture as SVG or Graphviz DOT")
+    graph.add_argument("spec", metavar="SPEC", help="the .mtl spec")
+    graph.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        required=True,
+        help="arch.svg (SVG), arch.dot or arch.gv (DOT), or - (DOT to stdout)",
+    )
+    graph.set_defaults(run=_graph)
 
     try:
         from mtlc import train_cli
@@ -169,6 +189,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    if args.code.endswith(".mtl") or Path(args.code).is_file():
+        return _explain_spec(args.code, args.format)
     from mtlc.diagnostics import explain
 
     try:
@@ -176,6 +198,56 @@ def _explain(args: argparse.Namespace) -> int:
     except KeyError:
         text = None
     if not text:
-        raise UsageError(f"unknown diagnostic code {args.code!r} (codes look like MTL203)")
-    print(text)
+        raise UsageError(
+            f"unknown diagnostic code {args.code!r} (codes look like MTL203), "
+            "and no spec file of that name"
+        )
+    if args.format == "json":
+        print(json.dumps({"code": args.code.upper(), "explanation": text}, indent=2))
+    else:
+        print(text)
+    return OK
+
+
+def _explain_spec(path: str, format: str) -> int:
+    """``mtlc explain spec.mtl``: each node's kind, shape and parameters (no torch)."""
+    from mtlc.api import compile_ir
+    from mtlc.diagnostics import SpecError
+    from mtlc.explain import explain, render_json, render_text
+
+    source = _read(path)
+    try:
+        model = compile_ir(source, path)
+    except SpecError as error:
+        print(str(error), file=sys.stderr)
+        return SPEC_ERRORS
+    render = render_json if format == "json" else render_text
+    sys.stdout.write(render(explain(model)))
+    return OK
+
+
+_GRAPH_FORMATS = {".svg": "svg", ".dot": "dot", ".gv": "dot"}
+
+
+def _graph(args: argparse.Namespace) -> int:
+    """``mtlc graph spec.mtl -o arch.svg``: the architecture, drawn without graphviz."""
+    from mtlc.api import compile_ir
+    from mtlc.diagnostics import SpecError
+    from mtlc.graph import to_dot, to_svg
+
+    output = args.output
+    suffix = Path(output).suffix.lower()
+    if output != "-" and suffix not in _GRAPH_FORMATS:
+        raise UsageError(f"cannot tell the format of {output}: name it .svg, .dot or .gv, or -")
+    source = _read(args.spec)
+    try:
+        model = compile_ir(source, args.spec)
+    except SpecError as error:
+        print(str(error), file=sys.stderr)
+        return SPEC_ERRORS
+    if output == "-":
+        sys.stdout.write(to_dot(model))
+        return OK
+    text = to_svg(model) if _GRAPH_FORMATS[suffix] == "svg" else to_dot(model)
+    _write_atomically(Path(output), text)
     return OK

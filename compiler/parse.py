@@ -9,13 +9,17 @@ node. Lark's exceptions are translated here, once, into diagnostics (see
 from __future__ import annotations
 
 import ast
+import hashlib
+import os
 import re
+import sys
 import unicodedata
 import threading
 import warnings
 from functools import lru_cache
 from importlib import resources
 
+from lark import __version__ as LARK_VERSION
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedInput, VisitError
 
@@ -80,8 +84,35 @@ def _parser() -> tuple[Lark, _Brackets]:
         postlex=brackets,
         propagate_positions=True,
         maybe_placeholders=True,
+        cache=_table_cache(grammar),
     )
     return lark, brackets
+
+
+def _table_cache(grammar: str) -> str | bool:
+    """Where Lark keeps the LALR tables of ``grammar`` between runs (``False``: build them).
+
+    Building the tables is most of ``mtlc check``'s own work. They go to a
+    per-user folder, never the package's (which may be read-only) nor a shared
+    temporary folder (the file is a pickle, so only its owner should write
+    it): ``grammar/`` under ``$MTLC_CACHE`` (default ``~/.cache/mtlc``, as for
+    ``mtlc.datasets``). ``MTLC_GRAMMAR_CACHE=0`` turns it off. Lark checks the
+    file against the grammar, its options and its own version before using
+    it, and carries on without it, silently, when it cannot read or write it.
+    """
+    if os.environ.get("MTLC_GRAMMAR_CACHE", "1") == "0":
+        return False
+    root = os.path.join(os.environ.get("MTLC_CACHE") or _home_cache(), "grammar")
+    try:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+    except OSError:
+        return False
+    key = f"{grammar}{LARK_VERSION}{sys.version_info[:2]}".encode("utf-8")
+    return os.path.join(root, f"mtl-{hashlib.sha256(key).hexdigest()[:16]}.lark")
+
+
+def _home_cache() -> str:
+    return os.path.join(os.path.expanduser("~"), ".cache", "mtlc")
 
 
 def parse(source: str, filename: str = "spec.mtl") -> s.Spec:
