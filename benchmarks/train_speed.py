@@ -1,0 +1,351 @@
+"""Training-step speed of generated models against NextRec 0.6.14 and torch-rechub 0.9.0, on CPU.
+
+    .venv/bin/python benchmarks/train_speed.py            # full run (~10 min on 2 cores)
+    .venv/bin/python benchmarks/train_speed.py --quick    # < 1 min: MMoE and PLE, batch 256 and 2048
+
+For each architecture (ShareBottom, MMoE, PLE, ESMM, AITM) of the configuration
+of ``peers.Config`` and each batch size, the contenders run one training step
+(forward, loss, backward, optimizer step) on a fixed synthetic batch, in
+rounds: every round runs ``--steps`` steps of each contender in turn (the order
+rotates), so that load from other processes falls on all of them alike.
+Reported: samples/s (median and range over rounds) and the ratio to NextRec
+(median and range of the per-round ratios). Contenders:
+
+- ``mtlc``: the generated model of the spec (NextRec's architecture), trained
+  by ``mtlc.runtime.Trainer``'s step; ``mtlc_bn``: the same with
+  ``norm=batch`` in every mlp, torch-rechub's form (compare it with rechub);
+- ``nextrec``, ``rechub``: the peers' models and training-loop bodies (``peers.py``);
+- ``mtlc_lazy`` (with ``--lazy``): mtlc with ``optimizer="lazy_adam"``, a
+  different algorithm, reported apart.
+
+Optimizers: ``own`` gives each library its default (mtlc: fused Adam; NextRec:
+``Adam(lr=1e-3)``; torch-rechub: ``Adam(lr=1e-3, weight_decay=1e-5)``);
+``adam`` gives all of them ``torch.optim.Adam(params)`` with default settings,
+so the model code is judged apart from the step. The matmul floor of a step is
+its matmul FLOPs (``FlopCounterMode``, forward and backward) over the sgemm rate
+measured in each round at the step's shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers  # noqa: E402
+from peers import ARCHITECTURES, CONFIG, Config  # noqa: E402
+
+TITLES = {"share_bottom": "ShareBottom", "mmoe": "MMoE", "ple": "PLE", "esmm": "ESMM", "aitm": "AITM"}
+
+
+# -- the mtlc side -------------------------------------------------------------------------------
+
+
+def mtlc_spec(config: Config, arch: str, norm: str = "none") -> str:
+    """The benchmark spec of ``arch``: NextRec's architecture at the sizes of ``config``."""
+    opt = f", norm={norm}" if norm != "none" else ""
+    experts, towers = list(config.expert_dims), list(config.tower_dims)
+    lines = [f'model {TITLES[arch]} "{TITLES[arch]} of the training-speed benchmark"', ""]
+    lines += [f"feature {name} : sparse(vocab={vocab}, dim={config.dim})" for name, vocab in config.vocabs.items()]
+    lines += [f"feature {name} : dense" for name in config.dense]
+    lines += ["", f"group all = [{', '.join([*config.vocabs, *config.dense])}]", ""]
+    mlp = lambda x, dims: f"mlp({x}, {dims}{opt})"  # noqa: E731
+    tasks = config.tasks(arch)
+    if arch == "share_bottom":
+        lines.append(f"tower bottom = {mlp('all', experts)}")
+        lines += [f"tower {t}_net = {mlp('bottom', towers)}" for t in tasks]
+    elif arch == "mmoe":
+        lines.append(f"expert shared x{config.num_experts} = {mlp('all', experts)}")
+        lines += [f"gate {t}_gate = softmax(all) over [shared]" for t in tasks]
+        lines += [f"tower {t}_net = {mlp(f'{t}_gate', towers)}" for t in tasks]
+    elif arch == "ple":
+        lines += _ple_levels(config, mlp)
+        lines += [f"tower {t}_net = {mlp(f'{t}_g{config.ple_levels}', towers)}" for t in tasks]
+    elif arch == "esmm":
+        lines += [f"tower ctr_net = {mlp('all', experts)}", f"tower cvr_net = {mlp('all', experts)}", "",
+                  "task click : binary(label=click) = ctr_net", "task cvr : binary = cvr_net",
+                  "task ctcvr : binary(label=buy) = click * cvr"]
+        return "\n".join(lines) + "\n"
+    elif arch == "aitm":
+        lines.append(f"tower {tasks[0]}_in = {mlp('all', experts)}")
+        lines += [f"tower {t}_raw = {mlp('all', experts)}" for t in tasks[1:]]
+        lines += [f"transfer {t}_in = ait({t}_raw, from={p}_in)" for p, t in zip(tasks, tasks[1:])]
+        lines += [f"tower {t}_net = {mlp(f'{t}_in', towers)}" for t in tasks]
+    lines.append("")
+    lines += [f"task {t} : binary(label={t}) = {t}_net" for t in tasks]
+    if arch == "aitm":  # NextRec: alpha * mean over the pairs of mean(relu(p_next - p_prev))
+        weight = config.aitm_alpha / (len(tasks) - 1)
+        lines += [f"constrain {t} <= {p} weight {weight:g}" for p, t in zip(tasks, tasks[1:])]
+    return "\n".join(lines) + "\n"
+
+
+def _ple_levels(config: Config, mlp) -> list[str]:
+    """PLE levels as NextRec builds them: task gates over [shared, own], the shared gate over [specific..., shared]."""
+    tasks, lines = config.tasks("ple"), []
+    dims = list(config.expert_dims)
+    for level in range(1, config.ple_levels + 1):
+        last = level == config.ple_levels
+        shared_in = "all" if level == 1 else f"shared_g{level - 1}"
+        lines.append(f"expert shared{level} x{config.ple_shared} = {mlp(shared_in, dims)}")
+        for t in tasks:
+            task_in = "all" if level == 1 else f"{t}_g{level - 1}"
+            lines.append(f"expert {t}{level} x{config.ple_specific} = {mlp(task_in, dims)}")
+        for t in tasks:
+            task_in = "all" if level == 1 else f"{t}_g{level - 1}"
+            lines.append(f"gate {t}_g{level} = softmax({task_in}) over [shared{level}, {t}{level}]")
+        if not last:
+            sources = ", ".join([f"{t}{level}" for t in tasks] + [f"shared{level}"])
+            lines.append(f"gate shared_g{level} = softmax({shared_in}) over [{sources}]")
+        lines.append("")
+    return lines
+
+
+def mtlc_model(config: Config, arch: str, norm: str = "none") -> type[nn.Module]:
+    """Compile the benchmark spec of ``arch`` and load its class."""
+    return _load_spec(mtlc_spec(config, arch, norm), f"bench_{arch}_{norm}.mtl")
+
+
+@functools.lru_cache(maxsize=None)
+def _load_spec(source: str, filename: str) -> type[nn.Module]:
+    import mtlc
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / filename
+        path.write_text(source)
+        return mtlc.load_model(path)
+
+
+def mtlc_step(model_class: type[nn.Module], inputs, labels, optimizer: str | None = None,
+              same_adam: bool = False) -> tuple[nn.Module, peers.Step]:
+    """One step of ``mtlc.runtime.Trainer`` (its own optimizer, or ``torch.optim.Adam()`` if ``same_adam``)."""
+    from mtlc.runtime.trainer import Trainer, TrainConfig
+    from mtlc.runtime.batches import Batch
+
+    trainer = Trainer(model_class, TrainConfig(optimizer=optimizer or "adam", progress=False), log=lambda _: None)
+    if same_adam:
+        trainer.optimizer = torch.optim.Adam([*trainer.model.parameters(), *trainer.loss.parameters()])
+    tasks = type(trainer.model).tasks.values()
+    by_task = {t.name: labels[t.label] for t in tasks if t.label is not None}
+    size = len(next(iter(labels.values())))
+    batch = Batch(dict(inputs), by_task, {name: torch.ones(size, dtype=torch.bool) for name in by_task}, size, size)
+
+    def step() -> float:
+        total, _ = trainer._step(batch)
+        return float(total)
+
+    trainer.model.train()
+    return trainer.model, step
+
+
+# -- contenders, rounds, floors ------------------------------------------------------------------
+
+
+@dataclass
+class Contender:
+    """One model trained one way; ``step`` closes over one batch."""
+
+    name: str
+    model: nn.Module
+    step: peers.Step
+    seconds: list[float] = field(default_factory=list)
+    flops: int = 0
+
+
+def contenders(config: Config, arch: str, optimizer: str, size: int, names: tuple[str, ...]) -> list[Contender]:
+    """Build every contender of one cell, each on the same synthetic batch, warmed up."""
+    inputs, labels = peers.synthetic_batch(config, arch, size)
+    same = peers.same_adam if optimizer == "adam" else None
+    built = []
+    for name in names:
+        torch.manual_seed(0)
+        if name.startswith("mtlc"):
+            norm = "batch" if name == "mtlc_bn" else "none"
+            lazy = "lazy_adam" if name == "mtlc_lazy" else "adam"
+            model, step = mtlc_step(mtlc_model(config, arch, norm), inputs, labels, lazy, same is not None)
+        elif name == "nextrec":
+            model = peers.nextrec_model(config, arch)
+            step = peers.nextrec_step(model, inputs, labels, same)
+        else:
+            model = peers.rechub_model(config, arch)
+            step = peers.rechub_step(model, inputs, labels, same)
+        built.append(Contender(name, model, step))
+    for contender in built:
+        contender.step()
+        contender.flops = matmul_flops(contender.step)
+        contender.step()
+    return built
+
+
+def matmul_flops(step: peers.Step) -> int:
+    """Matmul FLOPs of one training step (forward and backward; the optimizer has none)."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def sgemm_rate(config: Config, size: int, reps: int = 3) -> float:
+    """FLOP/s of fp32 matmuls at the step's shapes (first and second expert layers, a tower), fwd and bwd."""
+    width = len(config.vocabs) * config.dim + len(config.dense)
+    layers = [(width, config.expert_dims[0]), *zip(config.expert_dims, config.expert_dims[1:]),
+              (config.expert_dims[-1], config.tower_dims[0])]
+    flops, seconds = 0, 0.0
+    for fan_in, fan_out in layers:
+        x, w, g = torch.randn(size, fan_in), torch.randn(fan_out, fan_in), torch.randn(size, fan_out)
+        products = [(x, w.t()), (g, w), (g.t(), x)]  # forward, grad of input, grad of weight
+        for a, b in products:
+            torch.mm(a, b)
+            start = time.perf_counter()
+            for _ in range(reps):
+                torch.mm(a, b)
+            seconds += time.perf_counter() - start
+            flops += 2 * a.shape[0] * a.shape[1] * b.shape[1] * reps
+    return flops / seconds
+
+
+def run_rounds(cell: list[Contender], rounds: int, steps: int, config: Config, size: int) -> list[float]:
+    """Time ``steps`` steps of each contender per round, rotating the order; return the sgemm rates."""
+    rates = []
+    for r in range(rounds):
+        order = cell[r % len(cell):] + cell[:r % len(cell)]
+        for contender in order:
+            start = time.perf_counter()
+            for _ in range(steps):
+                contender.step()
+            contender.seconds.append((time.perf_counter() - start) / steps)
+        rates.append(sgemm_rate(config, size))
+    return rates
+
+
+def summarize(cell: list[Contender], rates: list[float], size: int) -> list[dict]:
+    """Per contender: samples/s (median, min, max), per-round ratios to each peer, step and floor ms."""
+    rate = statistics.median(rates)
+    rows = []
+    for c in cell:
+        per_s = [size / s for s in c.seconds]
+        row = {"contender": c.name, "samples_s": statistics.median(per_s), "min": min(per_s), "max": max(per_s),
+               "step_ms": 1e3 * statistics.median(c.seconds), "floor_ms": 1e3 * c.flops / rate,
+               "gflop": c.flops / 1e9, "sgemm_gflop_s": rate / 1e9}
+        for base in cell:
+            if base.name in ("nextrec", "rechub"):
+                ratios = [b / s for s, b in zip(c.seconds, base.seconds)]
+                row[f"vs_{base.name}"] = [statistics.median(ratios), min(ratios), max(ratios)]
+        rows.append(row)
+    return rows
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    wait_until_quiet(args.wait_quiet)
+    if args.malloc == "keep":
+        from mtlc.runtime.optim import keep_freed_memory
+
+        keep_freed_memory()
+    print(f"torch {torch.__version__}, {args.threads} threads, malloc {args.malloc}, load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", file=sys.stderr)
+    results = []
+    for arch in args.archs:
+        for optimizer in args.optimizers:
+            names = [n for n in args.contenders if not (n == "mtlc_lazy" and optimizer == "adam")]
+            for size in args.batches:
+                cell = contenders(CONFIG, arch, optimizer, size, tuple(names))
+                rates = run_rounds(cell, args.rounds, args.steps, CONFIG, size)
+                load = round(os.getloadavg()[0], 2)
+                for row in summarize(cell, rates, size):
+                    results.append({"arch": arch, "optimizer": optimizer, "batch": size, "load": load, **row})
+                print_cell(results[-len(cell):])
+                if args.json:  # after every cell, so that an interrupted run keeps what it measured
+                    Path(args.json).write_text(json.dumps(results, indent=1))
+                del cell
+    print()
+    print(markdown(results))
+    print(headline(results))
+    return 0
+
+
+def wait_until_quiet(limit_s: float, load: float = 1.0) -> None:
+    """Wait up to ``limit_s`` seconds for the 1-minute load average to fall below ``load``."""
+    deadline = time.monotonic() + limit_s
+    while os.getloadavg()[0] >= load and time.monotonic() < deadline:
+        time.sleep(5)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="MMoE and PLE, batch 256 and 2048, own optimizers")
+    parser.add_argument("--archs", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
+    parser.add_argument("--batches", nargs="+", type=int, default=[256, 2048, 8192])
+    parser.add_argument("--optimizers", nargs="+", default=["own", "adam"], choices=["own", "adam"])
+    parser.add_argument("--contenders", nargs="+", default=["mtlc", "mtlc_bn", "nextrec", "rechub"],
+                        choices=["mtlc", "mtlc_bn", "mtlc_lazy", "nextrec", "rechub"])
+    parser.add_argument("--lazy", action="store_true", help="add mtlc with lazy_adam (a different algorithm)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=2, help="steps per contender per round")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--malloc", choices=["keep", "default"], default="keep",
+                        help="keep: glibc keeps freed memory (mtlc.runtime.optim.keep_freed_memory), for every "
+                             "contender alike, as they share the process; default: glibc's defaults")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="first wait up to SECONDS for the load average to fall below 1")
+    parser.add_argument("--json", help="also write every row to this JSON file")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.archs, args.batches, args.optimizers = ["mmoe", "ple"], [2048, 256], ["own"]
+        args.contenders, args.rounds, args.steps = ["mtlc", "nextrec"], 5, 2
+    if args.lazy and "mtlc_lazy" not in args.contenders:
+        args.contenders.append("mtlc_lazy")
+    return args
+
+
+def print_cell(rows: list[dict]) -> None:
+    """One progress line per contender of a finished cell (stderr keeps stdout for the tables)."""
+    for r in rows:
+        ratio = r.get("vs_nextrec", [float("nan")] * 3)
+        print(f"{r['arch']:>12} {r['optimizer']:>4} B={r['batch']:<5} {r['contender']:>9}: "
+              f"{r['samples_s']:>9.0f}/s  {r['step_ms']:7.1f} ms (floor {r['floor_ms']:5.1f})  "
+              f"x{ratio[0]:.2f} nextrec", file=sys.stderr, flush=True)
+
+
+def markdown(results: list[dict]) -> str:
+    """The results as one markdown table."""
+    head = ("| arch | optimizer | batch | contender | samples/s (median) | min-max | vs NextRec [min-max] "
+            "| vs rechub [min-max] | step ms | matmul floor ms | step / floor | load |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    fmt = lambda v: f"{v[0]:.2f} [{v[1]:.2f}-{v[2]:.2f}]" if v else "-"  # noqa: E731
+    for r in results:
+        lines.append(f"| {TITLES[r['arch']]} | {r['optimizer']} | {r['batch']} | {r['contender']} "
+                     f"| {r['samples_s']:,.0f} | {r['min']:,.0f}-{r['max']:,.0f} | {fmt(r.get('vs_nextrec'))} "
+                     f"| {fmt(r.get('vs_rechub'))} | {r['step_ms']:.1f} | {r['floor_ms']:.1f} "
+                     f"| {r['step_ms'] / r['floor_ms']:.2f} | {r.get('load', float('nan')):.1f} |")
+    return "\n".join(lines)
+
+
+def headline(results: list[dict]) -> str:
+    """``mmoe_b2048_vs_nextrec=X.XX ple_b2048_vs_nextrec=X.XX mmoe_b256_vs_nextrec=X.XX`` (own optimizers)."""
+    def ratio(arch: str, size: int) -> str:
+        for r in results:
+            if (r["arch"], r["batch"], r["optimizer"], r["contender"]) == (arch, size, "own", "mtlc"):
+                return f"{r['vs_nextrec'][0]:.2f}"
+        return "n/a"
+
+    return (f"mmoe_b2048_vs_nextrec={ratio('mmoe', 2048)} ple_b2048_vs_nextrec={ratio('ple', 2048)} "
+            f"mmoe_b256_vs_nextrec={ratio('mmoe', 256)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
