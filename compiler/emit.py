@@ -16,7 +16,8 @@ from functools import lru_cache
 import jinja2
 
 from mtlc import ir
-from mtlc.lower import (
+from mtlc.lower import lower
+from mtlc.plan import (
     Call,
     Concat,
     DenseInput,
@@ -32,7 +33,6 @@ from mtlc.lower import (
     Prediction,
     Split,
     TransferModule,
-    lower,
 )
 from mtlc import describe
 from mtlc.describe import integer, number

@@ -69,7 +69,7 @@ def explain(model: ir.Model) -> Explanation:
             name=node.name,
             op=node.op,
             kind=_kind(node),
-            inputs=tuple(inputs(node)),
+            inputs=tuple(ir.inputs_of(node)),
             shape=shape(node),
             params=_params(node),
             line=node.span.line,
@@ -81,21 +81,6 @@ def explain(model: ir.Model) -> Explanation:
 
 
 # -- what each node reads, and its shape ---------------------------------------------
-
-
-def inputs(node: ir.Node) -> list[str]:
-    """The names of the nodes ``node`` reads, in the order the spec writes them."""
-    if isinstance(node, ir.Group):
-        return list(node.members)
-    if isinstance(node, (ir.Expert, ir.Tower)):
-        return [node.block.input]
-    if isinstance(node, ir.Gate):
-        return [node.input] + [source.name for source in node.sources]
-    if isinstance(node, ir.Transfer):
-        return [node.current, node.previous]
-    if isinstance(node, ir.Task):
-        return [node.input] if node.input else list(node.factors)
-    return []
 
 
 def shape(node: ir.Node) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mtlc import ir
-from mtlc.explain import inputs, printable, shape
+from mtlc.explain import printable, shape
 
 __all__ = ["Edge", "edges", "columns", "detail", "family", "to_dot", "to_svg", "COLOURS"]
 
@@ -43,7 +43,7 @@ def edges(model: ir.Model) -> list[Edge]:
     out = []
     for node in model.nodes:
         product = isinstance(node, ir.Task) and bool(node.factors)
-        for index, name in enumerate(dict.fromkeys(inputs(node))):
+        for index, name in enumerate(dict.fromkeys(ir.inputs_of(node))):
             gate_input = isinstance(node, ir.Gate) and index == 0 and name == node.input
             style = "product" if product else "input" if gate_input else "data"
             out.append(Edge(name, node.name, style))
@@ -56,7 +56,7 @@ def columns(model: ir.Model) -> dict[str, int]:
     """Each node's column: the longest path from a feature; heads aligned (see the module doc)."""
     column: dict[str, int] = {}
     for node in model.nodes:
-        column[node.name] = 1 + max((column[n] for n in inputs(node)), default=-1)
+        column[node.name] = 1 + max((column[n] for n in ir.inputs_of(node)), default=-1)
     heads = [t.name for t in model.tasks if t.input is not None]
     last = max((column[name] for name in heads), default=0)
     for task in model.tasks:

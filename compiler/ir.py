@@ -199,6 +199,21 @@ Node = Annotated[
 ]
 
 
+def inputs_of(node: Node) -> list[str]:
+    """The names of the nodes ``node`` reads, in the order the spec writes them."""
+    if isinstance(node, Group):
+        return list(node.members)
+    if isinstance(node, (Expert, Tower)):
+        return [node.block.input]
+    if isinstance(node, Gate):
+        return [node.input] + [source.name for source in node.sources]
+    if isinstance(node, Transfer):
+        return [node.current, node.previous]
+    if isinstance(node, Task):
+        return [node.input] if node.input else list(node.factors)
+    return []
+
+
 class Constraint(_Frozen):
     """``constrain left <= right weight w``: adds w * mean(relu(p_left - p_right))."""
 

@@ -124,7 +124,7 @@ class _Lowering:
         closed: list[_OpenBank] = []
         for node in self.model.nodes:
             members = {g.name for b in open_banks.values() for g in b.gates}
-            readers = set(_reads(node)) & members
+            readers = set(ir.inputs_of(node)) & members
             for key, bank in list(open_banks.items()):
                 if readers & {g.name for g in bank.gates}:
                     closed.append(open_banks.pop(key))
@@ -228,7 +228,7 @@ class _Lowering:
         shape = f"[B, {count}, {first.width}]"
         self.steps.append(Call(local, local, (self._vector(first.block.input),), shape, lines))
         self.pools.append((local, tuple(self.name[n] for n in names)))
-        readers = {r.name for r in self.model.nodes if set(_reads(r)) & set(names)}
+        readers = {r.name for r in self.model.nodes if set(ir.inputs_of(r)) & set(names)}
         if readers - self.bank_whole:
             sizes = tuple(e.count for e in group)
             split = Split(tuple(self.name[n] for n in names), local, sizes, first.width, lines)
@@ -312,21 +312,6 @@ class _Lowering:
             return Prediction(task.name, local, "product", factors)
         kind = {"binary": "sigmoid", "regression": "identity", "multiclass": "softmax"}
         return Prediction(task.name, local, kind[task.kind.value], ())
-
-
-def _reads(node: ir.Node) -> list[str]:
-    """The names a node reads."""
-    if isinstance(node, ir.Group):
-        return list(node.members)
-    if isinstance(node, (ir.Tower, ir.Expert)):
-        return [node.block.input]
-    if isinstance(node, ir.Gate):
-        return [node.input] + [source.name for source in node.sources]
-    if isinstance(node, ir.Transfer):
-        return [node.current, node.previous]
-    if isinstance(node, ir.Task):
-        return ([node.input] if node.input else []) + list(node.factors)
-    return []
 
 
 def _bank_sources(gates: list[ir.Gate]) -> list[ir.GateSource]:

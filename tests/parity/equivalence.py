@@ -56,26 +56,12 @@ def canonical_names(model: ir.Model) -> dict[str, str]:
             names[name] = f"task[{node.label}]"
         else:
             names[name] = f"n{len(names)}"
-        for ref in _reads(node):
+        for ref in ir.inputs_of(node):
             visit(ref)
 
     for task in sorted((t for t in model.tasks if t.label is not None), key=lambda t: t.label):
         visit(task.name)
     return names
-
-
-def _reads(node) -> list[str]:
-    if isinstance(node, ir.Group):
-        return list(node.members)
-    if isinstance(node, (ir.Tower, ir.Expert)):
-        return [node.block.input]
-    if isinstance(node, ir.Gate):
-        return [node.input] + [s.name for s in node.sources]
-    if isinstance(node, ir.Transfer):
-        return [node.current, node.previous]
-    if isinstance(node, ir.Task):
-        return ([node.input] if node.input else []) + list(node.factors)
-    return []
 
 
 def _describe(node, names: dict[str, str]) -> dict:
