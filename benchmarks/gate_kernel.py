@@ -24,7 +24,7 @@ layer then einsum, and ``-O0``'s ``Experts`` + stack. With ``--threads 1`` the
 clock is the thread's CPU time, which other jobs on the machine do not inflate.
 
 ``--models SPEC...`` adds generated models, forward + backward: ``-O0``,
-``-O1``, and ``-O1`` with ``ExpertPool.per_expert_on_cpu`` off.
+``-O1``, and ``-O1`` with ``ExpertPool.per_expert_min_batch = None`` (always batched).
 
 Usage: ``python benchmarks/gate_kernel.py [--rounds N] [--full] [--pool] [--models SPEC...] [--threads N]``
 (the default CPU run takes well under a minute).
@@ -119,6 +119,7 @@ def pool_table(rounds: int, batch: int = 2048, in_dim: int = 132, dims=(256, 128
     experts = rt.Experts(in_dim, dims, num_experts)
     pool = rt.ExpertPool(in_dim, dims, num_experts)
     pool.load_from_experts(experts)
+    pool.per_expert_min_batch = 0  # always per expert
     weight, bias = pool.weights[0], pool.biases[0]
 
     first_weight = pool.first.weight.view(num_experts, dims[0], in_dim).transpose(1, 2)  # [E, in, d1]
@@ -131,7 +132,7 @@ def pool_table(rounds: int, batch: int = 2048, in_dim: int = 132, dims=(256, 128
         return pool.post[0](pool.first(x).view(x.shape[0], num_experts, dims[0]))
 
     batched = copy.deepcopy(pool)
-    batched.per_expert_on_cpu = False
+    batched.per_expert_min_batch = None
     forms = {
         "ExpertPool, per expert": pool,
         "ExpertPool, batched": batched,
@@ -185,7 +186,7 @@ def model_table(specs: list[str], rounds: int, batch: int = 2048) -> list[str]:
         batched.load_state_dict(fast.state_dict())
         for module in batched.modules():
             if isinstance(module, rt.ExpertPool):
-                module.per_expert_on_cpu = False
+                module.per_expert_min_batch = None
         columns = _random_batch(plain_class, batch)
         times = {model: [] for model in (plain, fast, batched)}
         for _ in range(rounds + 2):

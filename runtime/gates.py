@@ -11,7 +11,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .kernels.ops import gate_mix, gate_softmax_mix
+from .kernels import reference
+from .kernels.ops import gate_mix, gate_softmax_mix, plain_autograd
 from .kernels.reference import gate_weights
 from .layers import MLP, ExpertPool
 
@@ -65,8 +66,11 @@ class SoftmaxGate(nn.Module):
 
 
 def mix(weights: Tensor, experts: Tensor) -> Tensor:
-    """Weighted sum of experts: ``weights [B, E], experts [B, E, D] -> [B, D]``."""
-    return torch.bmm(weights.unsqueeze(1), experts).squeeze(1)
+    """Weighted sum of experts: ``weights [B, E], experts [B, E, D] -> [B, D]``.
+
+    A broadcast product summed over E: ``torch.bmm`` of one-row matrices is slow on CPU.
+    """
+    return (weights.unsqueeze(-1) * experts).sum(1)
 
 
 class GateBank(nn.Module):
@@ -74,7 +78,9 @@ class GateBank(nn.Module):
 
     All gates' logits come from one matmul (or, with ``hidden``, one batched
     MLP) and all mixtures from one custom op: ``mtlc::gate_softmax_mix``
-    (softmax and mixture fused) without masks, ``mtlc::gate_mix`` with them. Gate t computes
+    (softmax and mixture fused) without masks, ``mtlc::gate_mix`` with them;
+    on CPU in eager mode the same math runs as plain autograd
+    (:func:`~mtlc.runtime.kernels.ops.plain_autograd`). Gate t computes
     the same as ``mix(SoftmaxGate(x), experts[:, masks[t]])``.
 
     Args:
@@ -169,10 +175,14 @@ class GateBank(nn.Module):
 
     def forward(self, x: Tensor, experts: Tensor) -> Tensor:
         """``(x [B, in_dim], experts [B, E, D]) -> [B, T, D]``."""
+        eager = plain_autograd(experts)  # CPU, not compiling: the reference under autograd
         if self.masks is None:  # softmax, top-k and mixture in one op
             logits = self.logits(x).view(-1, self.num_gates, self.num_experts)
+            if eager:
+                return reference.gate_softmax_mix(logits, experts, self.temperature, self.top)
             return gate_softmax_mix(logits, experts, self.temperature, self.top or 0)
-        return gate_mix(self.weights(x), experts)
+        weights = self.weights(x)
+        return reference.gate_mix(weights, experts) if eager else gate_mix(weights, experts)
 
     @torch.no_grad()
     def load_from_gates(self, gates: Sequence[SoftmaxGate]) -> None:

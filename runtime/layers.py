@@ -158,7 +158,7 @@ class ExpertPool(nn.Module):
     Batched path (CUDA, or any norm): the first layer of all experts is one
     wide matmul; each later layer is one batched matmul over the experts in
     an ``[E, B, d]`` buffer; the output is that buffer seen as ``[B, E, D]``.
-    On CPU without a norm (:attr:`per_expert_on_cpu`), the experts run one
+    On CPU without a norm, from :attr:`per_expert_min_batch` rows on, the experts run one
     after another from the same weights and are stacked into that buffer.
 
     Args: as :class:`Experts`.
@@ -204,29 +204,43 @@ class ExpertPool(nn.Module):
             self.biases.append(nn.Parameter(torch.empty(num_experts, 1, width).uniform_(-bound, bound)))
         self.post = nn.ModuleList(_pool_post(num_experts, d, activation, dropout, norm) for d in dims)
 
-    per_expert_on_cpu = True
-    """On CPU, run the experts one after another (from the same batched weights) when
-    there is no norm: each expert's activations stay in cache, which measured faster
-    than the wide matmul on CPU (see benchmarks/README.md, "Gate mixture")."""
+    per_expert_min_batch = 1024
+    """On CPU without a norm, batches of at least this many rows run the experts one
+    after another (from the same weights): each expert's activations stay in cache,
+    which measured faster than the batched matmuls there; smaller batches take the
+    batched path, whose fewer, larger ops win when the per-op overhead dominates
+    (see benchmarks/README.md, "Training speed"). Set it to ``None`` to always batch."""
 
     def forward(self, x: Tensor) -> Tensor:
         """``[B, in_dim] -> [B, E, D]``."""
-        if self.per_expert_on_cpu and self.norm == "none" and not x.is_cuda:
-            experts = [self._one_expert(x, e) for e in range(self.num_experts)]
-            return torch.stack(experts).transpose(0, 1)  # [E, B, D] seen as [B, E, D]
+        threshold = self.per_expert_min_batch
+        if threshold is not None and x.shape[0] >= threshold and self.norm == "none" and not x.is_cuda:
+            return self._per_expert(x)
         h = self.post[0](self.first(x).view(x.shape[0], self.num_experts, self.dims[0]))
         for weight, bias, post in zip(self.weights, self.biases, self.post[1:]):
             # [E, B, d_in] @ [E, d_in, d_out] + [E, 1, d_out] -> [E, B, d_out], seen as [B, E, d_out]
             h = post(torch.baddbmm(bias, h.transpose(0, 1), weight).transpose(0, 1))
         return h
 
-    def _one_expert(self, x: Tensor, e: int) -> Tensor:
-        """Expert ``e`` alone, read from the batched weights: ``[B, in_dim] -> [B, D]`` (no norm)."""
-        rows = slice(e * self.dims[0], (e + 1) * self.dims[0])
-        h = _post_one(self.post[0], e, F.linear(x, self.first.weight[rows], self.first.bias[rows]))
-        for weight, bias, post in zip(self.weights, self.biases, self.post[1:]):
-            h = _post_one(post, e, torch.addmm(bias[e, 0], h, weight[e]))
-        return h
+    def _per_expert(self, x: Tensor) -> Tensor:
+        """The experts one after another, from the batched weights: ``[B, in_dim] -> [B, E, D]`` (no norm).
+
+        Each weight is split with one ``unbind`` (not sliced per expert), so its
+        backward stacks the E gradients once instead of filling E weight-sized
+        zero gradients; the results are bitwise those of slicing.
+        """
+        count = self.num_experts
+        first_w = self.first.weight.view(count, self.dims[0], self.in_dim).unbind(0)
+        first_b = self.first.bias.view(count, self.dims[0]).unbind(0)
+        layers = [(w.unbind(0), b.view(count, -1).unbind(0)) for w, b in zip(self.weights, self.biases)]
+        posts = [_split_post(post, count) for post in self.post]
+        experts = []
+        for e in range(count):
+            h = _post_one(posts[0], e, F.linear(x, first_w[e], first_b[e]))
+            for (weight, bias), post in zip(layers, posts[1:]):
+                h = _post_one(post, e, torch.addmm(bias[e], h, weight[e]))
+            experts.append(h)
+        return torch.stack(experts).transpose(0, 1)  # [E, B, D] seen as [B, E, D]
 
     @torch.no_grad()
     def load_from_mlps(self, mlps: Sequence[MLP]) -> None:
@@ -255,10 +269,15 @@ class ExpertPool(nn.Module):
         self.load_from_mlps(list(experts.experts))
 
 
-def _post_one(post: nn.Sequential, e: int, h: Tensor) -> Tensor:
-    """A pool's ``post`` block (activation, dropout; no norm) applied to expert ``e``'s ``[B, d]``."""
+def _split_post(post: nn.Sequential, count: int) -> list:
+    """A pool's ``post`` block (activation, dropout; no norm) with each PReLU's ``[E]`` slopes unbound."""
+    return [m.weight.view(count, 1).unbind(0) if isinstance(m, nn.PReLU) else m for m in post]
+
+
+def _post_one(post: list, e: int, h: Tensor) -> Tensor:
+    """A :func:`_split_post` block applied to expert ``e``'s ``[B, d]``."""
     for module in post:
-        h = F.prelu(h, module.weight[e : e + 1]) if isinstance(module, nn.PReLU) else module(h)
+        h = F.prelu(h, module[e]) if isinstance(module, tuple) else module(h)
     return h
 
 

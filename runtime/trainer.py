@@ -12,6 +12,7 @@ the uninterrupted run's losses exactly.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -29,7 +30,7 @@ from mtlc.runtime import distributed
 from mtlc.runtime.batches import BUFFER_ROWS, iter_batches
 from mtlc.runtime.data import DataFiles, Encoder, open_data
 from mtlc.runtime.losses import GradNormWeighting, MultiTaskLoss, shared_parameters
-from mtlc.runtime.optim import OPTIMIZERS, clip_grad_norm_, make_optimizer
+from mtlc.runtime.optim import OPTIMIZERS, clip_grad_norm_, keep_freed_memory, make_optimizer
 from mtlc.runtime.metrics import (
     default_monitor,
     monitor_problem,
@@ -110,6 +111,13 @@ class Trainer:
         )
         if self.config.optimizer == "lazy_adam" and self.dist.active:
             raise TrainError("--optimizer lazy_adam is not supported with torchrun; use adam")
+        if self.config.optimizer == "lazy_adam" and isinstance(self.loss.weighting, GradNormWeighting):
+            # GradNorm takes gradient norms of the shared parameters; a sparse embedding
+            # gradient lists a repeated id once per occurrence, so its norm would be wrong.
+            raise TrainError(
+                f"{spec.__name__} uses 'weighting gradnorm', which --optimizer lazy_adam does not "
+                "support (its sparse embedding gradients give wrong norms); use adam"
+            )
         self.optimizer = make_optimizer(
             self.model,
             self.config.optimizer,
@@ -154,6 +162,8 @@ class Trainer:
         if out is not None and self.dist.is_main and start is None:
             ckpt.write_json(out / ckpt.ENCODER, self.encoder.state())
             ckpt.write_json(out / ckpt.CONFIG, asdict(self.config))
+        if self.device.type == "cpu":
+            _keep_freed_memory_once()
         for epoch in range((start or 0) + 1, self.config.epochs + 1):
             if self._stopped():
                 self.log(f"stopped early: {self.monitor} did not improve for {self.config.patience} epochs")
@@ -371,6 +381,12 @@ class Trainer:
                 task.kind, out[task.name][mask], out["label:" + task.name][mask], task.classes
             )
         return metrics
+
+
+@functools.cache
+def _keep_freed_memory_once() -> bool:
+    """``keep_freed_memory()`` the first time a CPU run starts in this process (see ``mtlc.runtime.optim``)."""
+    return keep_freed_memory()
 
 
 def _device(name: str, local_rank: int) -> torch.device:

@@ -114,6 +114,27 @@ def test_lazy_adam_trains_the_toy(data):
         Trainer(toys.make_model(), TrainConfig(optimizer="sgd"))
 
 
+def test_cpu_training_keeps_freed_memory_once_per_process(data, monkeypatch):
+    from mtlc.runtime import trainer as trainer_module
+
+    calls = []
+    monkeypatch.setattr(trainer_module, "keep_freed_memory", lambda: calls.append(1) or True)
+    trainer_module._keep_freed_memory_once.cache_clear()
+    try:
+        for _ in range(2):
+            Trainer(toys.make_model(), TrainConfig(epochs=1, batch_size=600)).fit(data[0])
+    finally:
+        trainer_module._keep_freed_memory_once.cache_clear()
+    assert calls == [1]
+
+
+def test_lazy_adam_with_gradnorm_is_refused():
+    model = toys.make_model(weighting=Weighting("gradnorm", 1.5))
+    with pytest.raises(TrainError, match="gradnorm.*lazy_adam"):
+        Trainer(model, TrainConfig(optimizer="lazy_adam"))
+    Trainer(toys.make_model(weighting=Weighting("gradnorm", 1.5)), TrainConfig(optimizer="adam"))
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_bf16_training_and_prediction(data):

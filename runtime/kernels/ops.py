@@ -13,6 +13,9 @@ PyTorch of :mod:`.reference` runs otherwise. Setting ``MTLC_FORCE_TRITON=1``
 CPU tensors too, which works under ``TRITON_INTERPRET=1`` only.
 
 Every output is contiguous, whatever the inputs' strides.
+
+Callers in eager mode on CPU may skip the ops and run :mod:`.reference`
+under autograd instead (same math): see :func:`plain_autograd`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,17 @@ _HAVE_TRITON = importlib.util.find_spec("triton") is not None
 
 def _use_triton(tensor: Tensor) -> bool:
     return _HAVE_TRITON and (tensor.is_cuda or FORCE_TRITON)
+
+
+def plain_autograd(tensor: Tensor) -> bool:
+    """Whether a caller should run the :mod:`.reference` gate code under plain autograd.
+
+    True for tensors the custom ops would hand to the reference anyway (no
+    Triton for them), outside torch.compile and torch.export tracing (which
+    keep the opaque ops). Skipping the op saves its dispatch and the backward's
+    recomputation of the softmax: 2-10% of a CPU training step (benchmarks/README.md).
+    """
+    return not _use_triton(tensor) and not torch.compiler.is_compiling()
 
 
 def _triton():

@@ -42,8 +42,14 @@ def gate_mix(weights: Tensor, experts: Tensor) -> Tensor:
 
     Returns:
         ``[B, T, D]``: ``out[b, t] = sum_e weights[b, t, e] * experts[b, e]``.
+
+    One gate (``T = 1``) is computed as a broadcast product summed over E: on
+    CPU, ``torch.bmm`` over B matrices of one row and few columns is several
+    times slower, forward and backward (see benchmarks/README.md, "Training speed").
     """
-    return torch.bmm(weights, experts)
+    if weights.shape[1] != 1:
+        return torch.bmm(weights, experts)
+    return (weights.transpose(1, 2) * experts).sum(1, keepdim=True)  # [B, E, 1] * [B, E, D] -> [B, 1, D]
 
 
 def gate_mix_backward(grad: Tensor, weights: Tensor, experts: Tensor) -> tuple[Tensor, Tensor]:
@@ -56,8 +62,14 @@ def gate_mix_backward(grad: Tensor, weights: Tensor, experts: Tensor) -> tuple[T
 
     Returns:
         ``(grad_weights [B, T, E], grad_experts [B, E, D])``.
+
+    One gate (``T = 1``): broadcast products instead of ``torch.bmm``, as in :func:`gate_mix`.
     """
-    return torch.bmm(grad, experts.transpose(1, 2)), torch.bmm(weights.transpose(1, 2), grad)
+    if weights.shape[1] != 1:
+        return torch.bmm(grad, experts.transpose(1, 2)), torch.bmm(weights.transpose(1, 2), grad)
+    grad_weights = (grad * experts).sum(-1).unsqueeze(1)  # [B, 1, D] * [B, E, D] summed over D
+    grad_experts = weights.transpose(1, 2) * grad  # [B, E, 1] * [B, 1, D]
+    return grad_weights, grad_experts
 
 
 def gate_softmax_mix(logits: Tensor, experts: Tensor, temperature: float = 1.0, top: int | None = None) -> Tensor:
