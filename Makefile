@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip -q --disable-pip-version-check
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo golden bench clean
+.PHONY: test demo golden clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,11 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m mtlc.demo
 
-# Refresh the golden files of generated code, then review them with `git diff tests/golden`.
+# Refresh the golden files (generated modules, rendered diagnostics and the code list of
+# docs/language.md); each prints its diff: review it, then commit.
 golden: $(STAMP)
 	$(PY) -m tests.refresh_golden
+	$(PY) -m tests.golden.diagnostics.refresh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
