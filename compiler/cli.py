@@ -122,6 +122,18 @@ def _read(path: str) -> str:
         raise UsageError(f"cannot read {path}: {error.strerror}") from None
 
 
+def _checked(path: str):
+    """The checked IR of the spec at ``path``, or None (its errors printed) if it has errors."""
+    from mtlc.api import compile_ir
+    from mtlc.diagnostics import SpecError
+
+    try:
+        return compile_ir(_read(path), path)
+    except SpecError as error:
+        print(str(error), file=sys.stderr)
+        return None
+
+
 def _compile(args: argparse.Namespace) -> int:
     from mtlc.api import compile_spec
     from mtlc.diagnostics import SpecError
@@ -177,8 +189,8 @@ def _check(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(render_json(diagnostics))
     elif args.format == "github":
-        for line in [render_github(d) for d in diagnostics]:
-            print(line)
+        for diagnostic in diagnostics:
+            print(render_github(diagnostic))
     else:
         for error in failed:
             print(str(error), file=sys.stderr)
@@ -211,15 +223,10 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _explain_spec(path: str, format: str) -> int:
     """``mtlc explain spec.mtl``: each node's kind, shape and parameters (no torch)."""
-    from mtlc.api import compile_ir
-    from mtlc.diagnostics import SpecError
     from mtlc.explain import explain, render_json, render_text
 
-    source = _read(path)
-    try:
-        model = compile_ir(source, path)
-    except SpecError as error:
-        print(str(error), file=sys.stderr)
+    model = _checked(path)
+    if model is None:
         return SPEC_ERRORS
     render = render_json if format == "json" else render_text
     sys.stdout.write(render(explain(model)))
@@ -231,19 +238,14 @@ _GRAPH_FORMATS = {".svg": "svg", ".dot": "dot", ".gv": "dot"}
 
 def _graph(args: argparse.Namespace) -> int:
     """``mtlc graph spec.mtl -o arch.svg``: the architecture, drawn without graphviz."""
-    from mtlc.api import compile_ir
-    from mtlc.diagnostics import SpecError
     from mtlc.graph import to_dot, to_svg
 
     output = args.output
     suffix = Path(output).suffix.lower()
     if output != "-" and suffix not in _GRAPH_FORMATS:
         raise UsageError(f"cannot tell the format of {output}: name it .svg, .dot or .gv, or -")
-    source = _read(args.spec)
-    try:
-        model = compile_ir(source, args.spec)
-    except SpecError as error:
-        print(str(error), file=sys.stderr)
+    model = _checked(args.spec)
+    if model is None:
         return SPEC_ERRORS
     if output == "-":
         sys.stdout.write(to_dot(model))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from mtlc import ir
+from mtlc.explain import shape
 from mtlc.layout import quote
 
 
@@ -55,18 +56,10 @@ WHAT_WIDTH = 64  # a longer description overflows its column rather than widen i
 
 def dataflow(model: ir.Model) -> list[str]:
     """One row per node: name, what it is (as written in the spec), output shape."""
-    rows = [(node.name, _what(node, model), _shape(node)) for node in model.nodes]
+    rows = [(node.name, _what(node), shape(node)) for node in model.nodes]
     name_width = max(len(name) for name, _, _ in rows) + 2
     what_width = max(len(what) for _, what, _ in rows if len(what) <= WHAT_WIDTH) + 2
     return [f"{n.ljust(name_width)}{(w + '  ').ljust(what_width)}{s}".rstrip() for n, w, s in rows]
-
-
-def _shape(node: ir.Node) -> str:
-    if isinstance(node, ir.Expert):
-        return f"[B, {node.count}, {node.width}]"
-    if isinstance(node, ir.Task):
-        return f"[B, {node.classes}]" if node.kind is ir.TaskKind.multiclass else "[B]"
-    return f"[B, {node.width}]"
 
 
 def _mlp(block: ir.Mlp) -> str:
@@ -80,7 +73,7 @@ def _mlp(block: ir.Mlp) -> str:
     return f"mlp({block.input}, [{', '.join(str(d) for d in block.dims)}]{options})"
 
 
-def _what(node: ir.Node, model: ir.Model) -> str:
+def _what(node: ir.Node) -> str:
     if isinstance(node, ir.SparseFeature):
         table = f", table={node.table}" if node.table else ""
         return f"sparse(vocab={integer(node.vocab)}, dim={node.dim}{table})"

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from html import escape
 
 from mtlc import ir
-from mtlc.explain import printable
-from mtlc.graph import COLOURS, Edge, columns, detail, edges, family
+from mtlc.graph import COLOURS, Edge, columns, detail, edges, family, title
 
 __all__ = ["draw"]
 
@@ -58,12 +57,8 @@ def _layout(model: ir.Model) -> tuple[dict[str, _Box], float, float]:
             boxes[node.name] = _Box(node, x, top + row * (_BOX_H + _ROW_GAP), width, index)
         x += width + _COL_GAP
     arcs = 80 + 14 * len(model.constraints) if model.constraints else 0  # see _svg_edge
-    width = max(x - _COL_GAP + _MARGIN + arcs, 2 * _MARGIN + 8.6 * len(_title(model)))
+    width = max(x - _COL_GAP + _MARGIN + arcs, 2 * _MARGIN + 8.6 * len(title(model)))
     return boxes, width, _MARGIN * 2 + _TITLE_H + height
-
-
-def _title(model: ir.Model) -> str:
-    return printable(model.name + (f": {model.description}" if model.description else ""))
 
 
 def _ports(flows: list[Edge], boxes: dict[str, _Box]) -> dict[tuple[str, str], list[float]]:
@@ -178,12 +173,12 @@ _EDGE_CSS = {
 def draw(model: ir.Model) -> str:
     """The model drawn as a standalone SVG document (plain text, no external resources)."""
     boxes, width, height = _layout(model)
-    title = _title(model)
+    heading = title(model)
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="{_FONT}">',
-        f"<title>{escape(title)}</title>",
+        f"<title>{escape(heading)}</title>",
         "<defs>",
     ]
     for style, css in _EDGE_CSS.items():
@@ -204,7 +199,7 @@ def draw(model: ir.Model) -> str:
     out.append(f'<rect width="{width:.0f}" height="{height:.0f}" fill="white"/>')
     out.append(
         f'<text x="{_MARGIN}" y="{_MARGIN + 12}" font-size="14" font-weight="bold" '
-        f'style="text-anchor:start">{escape(title)}</text>'
+        f'style="text-anchor:start">{escape(heading)}</text>'
     )
     flows = [edge for edge in edges(model) if edge.style != "constraint"]
     ports, bends = _ports(flows, boxes), iter(range(30, 10_000, 14))

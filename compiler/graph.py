@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from mtlc import ir
 from mtlc.explain import printable, shape
 
-__all__ = ["Edge", "edges", "columns", "detail", "family", "to_dot", "to_svg", "COLOURS"]
+__all__ = ["Edge", "edges", "columns", "detail", "family", "title", "to_dot", "to_svg", "COLOURS"]
 
 # fill and stroke per node kind
 COLOURS = {
@@ -109,12 +109,16 @@ def _quote(text: str) -> str:
     return f'"{text}"'
 
 
+def title(model: ir.Model) -> str:
+    """The drawing's title: the model's name and description, printable."""
+    return printable(model.name + (f": {model.description}" if model.description else ""))
+
+
 def to_dot(model: ir.Model) -> str:
     """The model as a Graphviz digraph (``dot -Tsvg`` draws it); the same model, the same text."""
-    title = printable(model.name + (f": {model.description}" if model.description else ""))
     lines = [
         f"digraph {_quote(model.name)} {{",
-        f"  graph [rankdir=LR, labelloc=t, fontname=Helvetica, label={_quote(title)}];",
+        f"  graph [rankdir=LR, labelloc=t, fontname=Helvetica, label={_quote(title(model))}];",
         '  node [shape=box, style="rounded,filled", fontname=Helvetica, fontsize=11];',
         '  edge [color="#4b5563", arrowsize=0.7];',
     ]

@@ -150,10 +150,11 @@ def parse(source: str, filename: str = "spec.mtl") -> s.Spec:
 
 def _screen(text: str, filename: str, reporter: Reporter) -> None:
     """Reject what is not a spec at all: too large (characters or tokens), or binary content."""
+    start = Span(file=filename, line=1, column=1, end_line=1, end_column=1)
     if len(text) > MAX_SOURCE_CHARS:
         reporter.error(
             "MTL012",
-            Span(file=filename, line=1, column=1, end_line=1, end_column=1),
+            start,
             f"the spec is {len(text):,} characters long; at most {MAX_SOURCE_CHARS:,} are allowed",
             label="spec starts here",
         )
@@ -162,7 +163,7 @@ def _screen(text: str, filename: str, reporter: Reporter) -> None:
     if tokens > MAX_TOKENS:
         reporter.error(
             "MTL012",
-            Span(file=filename, line=1, column=1, end_line=1, end_column=1),
+            start,
             f"the spec has about {tokens:,} tokens; at most {MAX_TOKENS:,} are allowed",
             label="spec starts here",
         )

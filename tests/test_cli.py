@@ -141,12 +141,14 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"mtlc {__version__}"
 
 
-def test_compile_and_check_never_import_torch(tmp_path: Path):
+def test_compile_check_explain_and_graph_never_import_torch(tmp_path: Path):
     program = (
         "import sys\n"
         "from mtlc.cli import main\n"
         f"assert main(['check', {str(MMOE)!r}]) == 0\n"
         f"assert main(['compile', {str(MMOE)!r}, '-o', {str(tmp_path / 'm.py')!r}]) == 0\n"
+        f"assert main(['explain', {str(MMOE)!r}]) == 0\n"
+        f"assert main(['graph', {str(MMOE)!r}, '-o', {str(tmp_path / 'a.svg')!r}]) == 0\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'triton', 'numpy'))\n"
         "assert not loaded, loaded\n"
     )
