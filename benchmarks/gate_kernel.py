@@ -56,12 +56,12 @@ CPU_SHAPES_FULL = [
 
 
 def mtlc_mix(logits: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
-    """What ``GateBank`` does without masks: one fused softmax and mixture for all gates."""
+    """What ``GateBank`` does without masks on CUDA or compiled: one fused softmax and mixture for all gates."""
     return ops.gate_softmax_mix(logits, experts, 1.0, 0)
 
 
 def mtlc_weights_then_mix(logits: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
-    """What ``GateBank`` does with masks: one softmax over all gates, one ``gate_mix``."""
+    """What ``GateBank`` does with masks on CUDA or compiled: one softmax over all gates, one ``gate_mix``."""
     return ops.gate_mix(torch.softmax(logits, -1), experts)
 
 
@@ -160,22 +160,11 @@ def pool_table(rounds: int, batch: int = 2048, in_dim: int = 132, dims=(256, 128
     return lines
 
 
-def _random_batch(model_class, batch: int) -> dict[str, torch.Tensor]:
-    columns = {}
-    for feature in model_class.features.values():
-        if feature.kind == "sparse":
-            columns[feature.name] = torch.randint(0, feature.vocab, (batch,))
-        elif feature.kind == "sequence":
-            columns[feature.name] = torch.randint(0, feature.vocab, (batch, feature.maxlen))
-        else:
-            columns[feature.name] = torch.randn(batch) if feature.dim == 1 else torch.randn(batch, feature.dim)
-    return columns
-
-
 def model_table(specs: list[str], rounds: int, batch: int = 2048) -> list[str]:
     """Generated models, forward + backward: ``-O0``, ``-O1``, and ``-O1`` with batched pools on CPU."""
     import mtlc
     from mtlc import runtime as rt
+    from mtlc.demo import random_batch
 
     lines = [f"| spec (B={batch}) | -O0 ms | -O1 ms | -O1 batched pools ms |", "|---|---|---|---|"]
     clock = _clock()
@@ -187,7 +176,7 @@ def model_table(specs: list[str], rounds: int, batch: int = 2048) -> list[str]:
         for module in batched.modules():
             if isinstance(module, rt.ExpertPool):
                 module.per_expert_min_batch = None
-        columns = _random_batch(plain_class, batch)
+        columns = random_batch(plain_class, batch)
         times = {model: [] for model in (plain, fast, batched)}
         for _ in range(rounds + 2):
             for model, samples in times.items():

@@ -11,9 +11,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .kernels import reference
-from .kernels.ops import gate_mix, gate_softmax_mix, plain_autograd
-from .kernels.reference import gate_weights
+from .kernels import gate_mix, gate_softmax_mix, gate_weights, reference
+from .kernels.ops import plain_autograd
 from .layers import MLP, ExpertPool
 
 

@@ -39,6 +39,16 @@ def _activation(name: str, channels: int = 1) -> nn.Module:
     return nn.PReLU(channels) if name == "prelu" else _ACTIVATIONS[name]()
 
 
+def _after_linear(norm: nn.Module | None, activation: str, dropout: float, channels: int = 1) -> list[nn.Module]:
+    """What follows a layer's Linear: the norm (if any), the activation (none for ``none``), dropout (if > 0)."""
+    modules = [] if norm is None else [norm]
+    if activation != "none":
+        modules.append(_activation(activation, channels))
+    if dropout > 0:
+        modules.append(nn.Dropout(dropout))
+    return modules
+
+
 class MLP(nn.Module):
     """Per layer: Linear -> norm -> activation -> dropout (on every layer, the last too).
 
@@ -69,17 +79,11 @@ class MLP(nn.Module):
         _check_options(activation, norm, dropout)
         if not dims:
             raise ValueError("an MLP needs at least one layer")
+        norm_class = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}.get(norm)
         modules: list[nn.Module] = []
         for width_in, width in zip([in_dim, *dims[:-1]], dims):
             modules.append(nn.Linear(width_in, width))
-            if norm == "batch":
-                modules.append(nn.BatchNorm1d(width))
-            elif norm == "layer":
-                modules.append(nn.LayerNorm(width))
-            if activation != "none":
-                modules.append(_activation(activation))
-            if dropout > 0:
-                modules.append(nn.Dropout(dropout))
+            modules += _after_linear(None if norm_class is None else norm_class(width), activation, dropout)
         self.layers = nn.Sequential(*modules)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -140,16 +144,10 @@ class _PoolLayerNorm(nn.Module):
 
 def _pool_post(num_experts: int, width: int, activation: str, dropout: float, norm: str) -> nn.Sequential:
     """What follows one batched matmul of a pool: norm -> activation -> dropout, on ``[B, E, d]``."""
-    modules: list[nn.Module] = []
-    if norm == "batch":
-        modules.append(_PoolBatchNorm(num_experts, width))
-    elif norm == "layer":
-        modules.append(_PoolLayerNorm(num_experts, width))
-    if activation != "none":
-        modules.append(_activation(activation, num_experts))  # PReLU(E): channel dim 1 is the expert
-    if dropout > 0:
-        modules.append(nn.Dropout(dropout))
-    return nn.Sequential(*modules)
+    norm_class = {"batch": _PoolBatchNorm, "layer": _PoolLayerNorm}.get(norm)
+    norm_module = None if norm_class is None else norm_class(num_experts, width)
+    # PReLU(E): channel dim 1 is the expert
+    return nn.Sequential(*_after_linear(norm_module, activation, dropout, channels=num_experts))
 
 
 class ExpertPool(nn.Module):

@@ -110,7 +110,7 @@ def test_gate_weights_sum_to_one_and_mix_is_the_weighted_sum():
     assert w.shape == (B, 4) and (w > 0).all()
     torch.testing.assert_close(w.sum(-1), torch.ones(B, dtype=torch.float64))
     experts = torch.randn(B, 4, 3, dtype=torch.float64)
-    torch.testing.assert_close(rt.mix(w, experts), (w.unsqueeze(-1) * experts).sum(1))
+    torch.testing.assert_close(rt.mix(w, experts), torch.einsum("be,bed->bd", w, experts))
 
 
 def test_top_k_keeps_the_largest_and_renormalises():

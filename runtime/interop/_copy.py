@@ -98,8 +98,7 @@ def _fill(module: nn.Module, weights: object, node: str) -> None:
         for i, (mlp, block) in enumerate(zip(experts, weights)):
             _fill_mlp(mlp, block, f"{node}.{i}")
     elif isinstance(weights, Linear):
-        target = _expect(module, SoftmaxGate, node).linear if isinstance(module, SoftmaxGate) else module
-        _fill_linear(target, weights, node)
+        _fill_linear(module.linear if isinstance(module, SoftmaxGate) else module, weights, node)
     elif isinstance(weights, Transfer):
         transfer = _expect(module, AITransfer, node)
         for part in ("info", "query", "key", "value"):

@@ -24,6 +24,12 @@ def _acc_type(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
+def _constant(value: float, like: Tensor) -> Tensor:
+    """``value`` as a one-element tensor in the compute type (a float argument would round to float32)."""
+    dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+    return torch.full((1,), value, dtype=dtype, device=like.device)
+
+
 @triton.jit
 def _gate_mix_fwd_kernel(
     weights_ptr,  # [B, T, E] gate weights, any strides
@@ -223,20 +229,13 @@ def _scale_gate_bwd_kernel(
 _SCALE_BLOCK = 1024
 
 
-def _scale_tensor(scale: float, like: Tensor) -> Tensor:
-    """The constant as a one-element tensor in the compute type (a float argument would round to float32)."""
-    return torch.full(
-        (1,), scale, dtype=torch.float64 if like.dtype == torch.float64 else torch.float32, device=like.device
-    )
-
-
 def scale_gate_forward(h: Tensor, z: Tensor, scale: float) -> Tensor:
     """Launch the forward kernel: ``scale * sigmoid(z) * h``, same shape as ``h``."""
     h, z = h.contiguous(), z.contiguous()
     out = torch.empty_like(h)
     if h.numel():
         grid = (triton.cdiv(h.numel(), _SCALE_BLOCK),)
-        c = _scale_tensor(scale, h)
+        c = _constant(scale, h)
         _scale_gate_fwd_kernel[grid](h, z, out, c, h.numel(), BLOCK=_SCALE_BLOCK, ACC=_acc_type(h.dtype))
     return out
 
@@ -247,7 +246,7 @@ def scale_gate_backward(grad: Tensor, h: Tensor, z: Tensor, scale: float) -> tup
     grad_h, grad_z = torch.empty_like(h), torch.empty_like(z)
     if h.numel():
         grid = (triton.cdiv(h.numel(), _SCALE_BLOCK),)
-        c = _scale_tensor(scale, h)
+        c = _constant(scale, h)
         _scale_gate_bwd_kernel[grid](
             grad, h, z, grad_h, grad_z, c, h.numel(), BLOCK=_SCALE_BLOCK, ACC=_acc_type(h.dtype)
         )

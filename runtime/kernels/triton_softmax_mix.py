@@ -10,12 +10,11 @@ rules as :mod:`.triton_gate`.
 
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-from .triton_gate import _acc_type, _check_mix
+from .triton_gate import _acc_type, _blocks, _check_mix, _constant
 
 
 @triton.jit
@@ -166,11 +165,6 @@ def _softmax_mix_bwd_kernel(
     tl.store(gl_ptrs, grad_l.to(grad_l_ptr.dtype.element_ty), mask=g_rows & (slots < E)[None, None, :])
 
 
-def _inverse_temperature(temperature: float, like: Tensor) -> Tensor:
-    dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
-    return torch.full((1,), 1.0 / temperature, dtype=dtype, device=like.device)
-
-
 def _sizes(logits: Tensor, experts: Tensor) -> tuple[int, int, int, int, int, int]:
     """``(B, T, E, D, BLOCK_T, BLOCK_E)``."""
     _check_mix(logits, experts)
@@ -180,15 +174,14 @@ def _sizes(logits: Tensor, experts: Tensor) -> tuple[int, int, int, int, int, in
 
 def softmax_mix_forward(logits: Tensor, experts: Tensor, temperature: float, top: int) -> Tensor:
     """Launch the fused forward: ``[B, T, E], [B, E, D] -> [B, T, D]`` (contiguous)."""
-    batch, gates, num_experts, width, block_t, block_e = _sizes(logits, experts)
+    batch, gates, num_experts, width, _, block_e = _sizes(logits, experts)
     out = experts.new_empty((batch, gates, width))
     if out.numel() == 0:
         return out.zero_()
-    block_d = min(128, triton.next_power_of_2(width))
-    block_b = max(1, min(64, 4096 // (block_t * block_d)))
+    block_b, block_t, block_d = _blocks(gates, width)
     grid = (triton.cdiv(batch, block_b), triton.cdiv(width, block_d))
     _softmax_mix_fwd_kernel[grid](
-        logits, experts, out, _inverse_temperature(temperature, experts), batch, gates, num_experts, width,
+        logits, experts, out, _constant(1.0 / temperature, experts), batch, gates, num_experts, width,
         *logits.stride(), *experts.stride(),
         TOP=top if 0 < top < num_experts else 0, BLOCK_B=block_b, BLOCK_T=block_t, BLOCK_E=block_e,
         BLOCK_D=block_d, ACC=_acc_type(experts.dtype),
@@ -208,7 +201,7 @@ def softmax_mix_backward(
     block_d = min(64, triton.next_power_of_2(width))
     block_b = max(1, min(32, 2048 // (block_t * max(block_d, block_e))))
     _softmax_mix_bwd_kernel[(triton.cdiv(batch, block_b),)](
-        grad, logits, experts, grad_l, grad_x, _inverse_temperature(temperature, experts),
+        grad, logits, experts, grad_l, grad_x, _constant(1.0 / temperature, experts),
         batch, gates, num_experts, width, *grad.stride(), *logits.stride(), *experts.stride(),
         TOP=top if 0 < top < num_experts else 0, BLOCK_B=block_b, BLOCK_T=block_t, BLOCK_E=block_e,
         BLOCK_D=block_d, ACC=_acc_type(experts.dtype),

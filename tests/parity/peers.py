@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 import mtlc
+from mtlc import demo
 
 BATCH = 16
 NEXTREC_MISSING = "nextrec is not installed: pip install 'mtlc[nextrec]' && pip install --no-deps nextrec==0.6.14"
@@ -45,20 +46,11 @@ def build(spec: str, tmp_path: Path, opt_level: int) -> nn.Module:
 
 
 def random_batch(model: nn.Module, seed: int = 1) -> dict[str, Tensor]:
-    """A batch for ``model``'s features: sparse ids include 0; sequences have padding, row 0 all padding."""
-    generator = torch.Generator().manual_seed(seed)
-    batch = {}
+    """``mtlc.demo.random_batch`` for ``model`` (sparse ids include 0; sequences have padding), row 0 all padding."""
+    batch = demo.random_batch(type(model), BATCH, seed)
     for name, feature in type(model).features.items():
-        if feature.kind == "sparse":
-            batch[name] = torch.randint(0, feature.vocab, (BATCH,), generator=generator)
-        elif feature.kind == "sequence":
-            ids = torch.randint(1, feature.vocab, (BATCH, feature.maxlen), generator=generator)
-            lengths = torch.randint(0, feature.maxlen + 1, (BATCH, 1), generator=generator)
-            lengths[0] = 0
-            batch[name] = ids * (torch.arange(feature.maxlen) < lengths)
-        else:
-            shape = (BATCH,) if feature.dim == 1 else (BATCH, feature.dim)
-            batch[name] = torch.randn(shape, generator=generator)
+        if feature.kind == "sequence":
+            batch[name][0] = 0
     return batch
 
 
