@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from mtlc.datasets import DatasetError, census_splits
+    from mtlc.runtime.checkpoint import write_json
 
     torch.set_num_threads(args.threads)
     try:
@@ -116,9 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     from mtlc import load_model
 
     models = {name: load_model(SPECS[name]) for name in args.specs}  # compiled once, up front
-    config = {
-        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("specs", "seeds")
-    }
+    # the options that shape a run (where the results go does not)
+    config = {k: v for k, v in vars(args).items() if k not in ("specs", "seeds", "out")}
     results = _previous(args.out, config)
     started = time.perf_counter()
     for name in args.specs:
@@ -129,11 +129,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} seed {seed}", flush=True)
             run = train_spec(models[name], splits, seed, args)
             results["runs"].setdefault(name, []).append({"seed": seed, **run})
-            _save(args.out, results)  # a long benchmark keeps what it has measured
+            write_json(args.out, results)  # a long benchmark keeps what it has measured
     if "logistic_regression" not in results:
         results["logistic_regression"] = logistic_regression(splits)
     results["seconds_this_call"] = round(time.perf_counter() - started, 1)
-    _save(args.out, results)
+    write_json(args.out, results)
 
     print(f"\n{'model':<40} {'income AUC':>17} {'marital AUC':>17}")
     for name, runs in results["runs"].items():
@@ -156,13 +156,6 @@ def _previous(path: Path, config: dict) -> dict:
         if old.get("config") == config:
             return old
     return {"config": config, "torch": torch.__version__, "runs": {}}
-
-
-def _save(path: Path, results: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(results, indent=2) + "\n")
-    temporary.replace(path)
 
 
 if __name__ == "__main__":

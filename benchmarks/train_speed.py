@@ -135,7 +135,7 @@ def mtlc_step(model_class: type[nn.Module], inputs, labels, optimizer: str | Non
 
     trainer = Trainer(model_class, TrainConfig(optimizer=optimizer or "adam", progress=False), log=lambda _: None)
     if same_adam:
-        trainer.optimizer = torch.optim.Adam([*trainer.model.parameters(), *trainer.loss.parameters()])
+        trainer.optimizer = peers.same_adam([*trainer.model.parameters(), *trainer.loss.parameters()])
     tasks = type(trainer.model).tasks.values()
     by_task = {t.name: labels[t.label] for t in tasks if t.label is not None}
     size = len(next(iter(labels.values())))

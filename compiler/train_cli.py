@@ -100,29 +100,28 @@ def _train_parser(subparsers) -> None:
     p.set_defaults(run=_run("train"))
 
 
-def _predict_parser(subparsers) -> None:
-    p = subparsers.add_parser("predict", help="predict every task for every row of a data file")
-    _common(p)
-    p.add_argument(
+def _trained_run(parser: argparse.ArgumentParser) -> None:
+    """The flags of the commands that read a trained run: ``predict`` and ``evaluate``."""
+    _common(parser)
+    parser.add_argument(
         "--run", dest="run_dir", required=True, metavar="DIR", help="a run folder written by mtlc train"
     )
-    p.add_argument("--data", required=True, metavar="PATH")
+    parser.add_argument("--data", required=True, metavar="PATH")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    parser.add_argument("--batch-size", type=_positive(int), default=8192, metavar="N")
+
+
+def _predict_parser(subparsers) -> None:
+    p = subparsers.add_parser("predict", help="predict every task for every row of a data file")
+    _trained_run(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="the predictions, as Parquet")
-    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    p.add_argument("--batch-size", type=_positive(int), default=8192, metavar="N")
     p.set_defaults(run=_run("predict"))
 
 
 def _evaluate_parser(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="per-task metrics of a trained run on labelled data")
-    _common(p)
-    p.add_argument(
-        "--run", dest="run_dir", required=True, metavar="DIR", help="a run folder written by mtlc train"
-    )
-    p.add_argument("--data", required=True, metavar="PATH")
+    _trained_run(p)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    p.add_argument("--batch-size", type=_positive(int), default=8192, metavar="N")
     p.set_defaults(run=_run("evaluate"))
 
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["atomic_write", "write_json", "read_json", "save_checkpoint", "load_checkpoint"]
+__all__ = ["atomic_write", "write_json", "save_checkpoint", "load_checkpoint"]
 
 LAST, BEST, ENCODER, METRICS, CURVES, CONFIG = (
     "last.pt",
@@ -63,10 +63,6 @@ def write_json(path: str | Path, obj) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     data = (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
     atomic_write(path, lambda f: f.write(data))
-
-
-def read_json(path: str | Path):
-    return json.loads(Path(path).read_text())
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:

@@ -91,13 +91,18 @@ def train(args: argparse.Namespace) -> int:
     return OK
 
 
+def _trained(model: type, args: argparse.Namespace) -> Trainer:
+    """The run's --checkpoint of ``model``, evaluating --batch-size rows at a time."""
+    trainer = Trainer.from_run(model, args.run_dir, device=args.device, which=args.checkpoint)
+    trainer.config.eval_batch_size = args.batch_size
+    return trainer
+
+
 @_guarded
 def predict(args: argparse.Namespace) -> int:
     """Write one column per task (a list of probabilities for multiclass), rows in input order."""
     model = _model(args.spec)
-    trainer = Trainer.from_run(model, args.run_dir, device=args.device, which=args.checkpoint)
-    trainer.config.eval_batch_size = args.batch_size
-    predictions = trainer.predict(args.data)
+    predictions = _trained(model, args).predict(args.data)
     columns = {}
     for name, task in model.tasks.items():
         values = predictions[name]
@@ -118,9 +123,7 @@ def predict(args: argparse.Namespace) -> int:
 @_guarded
 def evaluate(args: argparse.Namespace) -> int:
     """Print per-task metrics of the run on --data (``--json`` for JSON)."""
-    trainer = Trainer.from_run(_model(args.spec), args.run_dir, device=args.device, which=args.checkpoint)
-    trainer.config.eval_batch_size = args.batch_size
-    metrics = trainer.evaluate(args.data)
+    metrics = _trained(_model(args.spec), args).evaluate(args.data)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

@@ -7,6 +7,7 @@ that is undefined on the data (AUC with one class present) is ``None``.
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -103,8 +104,6 @@ def default_monitor(tasks: dict) -> str:
 
 def plot_curves(history: list[dict], path) -> None:
     """Save a PNG of the training loss and each valid metric over epochs (written atomically)."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,11 +113,11 @@ def plot_curves(history: list[dict], path) -> None:
 
     epochs = [r["epoch"] for r in history]
     names = sorted({m for r in history for t in (r.get("valid") or {}).values() for m in t})
+    tasks = sorted({t for r in history for t in (r.get("valid") or {})})
     fig, axes = plt.subplots(1, 1 + len(names), figsize=(4 * (1 + len(names)), 3.2), squeeze=False)
     axes[0][0].plot(epochs, [r["train_loss"] for r in history], marker="o")
     axes[0][0].set(title="train loss", xlabel="epoch")
     for ax, metric in zip(axes[0][1:], names):
-        tasks = sorted({t for r in history for t in (r.get("valid") or {})})
         for task in tasks:
             values = [(r.get("valid") or {}).get(task, {}).get(metric) for r in history]
             if any(v is not None for v in values):

@@ -85,14 +85,11 @@ def _fusable(param: Tensor) -> bool:
     return param.is_floating_point() and param.device.type in ("cpu", "cuda")
 
 
-def use_sparse_embedding_grads(model: nn.Module) -> list[nn.Parameter]:
-    """Make every embedding table of ``model`` produce sparse (row) gradients; return their weights."""
-    tables = []
+def use_sparse_embedding_grads(model: nn.Module) -> None:
+    """Make every embedding table of ``model`` produce sparse (row) gradients."""
     for module in model.modules():
         if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
             module.sparse = True
-            tables.append(module.weight)
-    return tables
 
 
 class LazyAdam(torch.optim.Adam):

@@ -125,6 +125,8 @@ class Trainer:
             self.config.weight_decay,
             extra_params=self.loss.parameters(),
         )
+        # every optimized parameter, listed once (the step must not rebuild it)
+        self._params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.monitor = self.config.monitor or default_monitor(spec.tasks)
         problem = monitor_problem(self.monitor, spec.tasks)
         if problem:
@@ -242,18 +244,14 @@ class Trainer:
         else:
             total = torch.zeros((), device=self.device)
             losses = torch.zeros(len(self.loss.names), device=self.device)
-        params = self._params()
         if self.dist.active:
-            distributed.reduce_gradients(params, batch.size / max(batch.global_size, 1))
+            distributed.reduce_gradients(self._params, batch.size / max(batch.global_size, 1))
         if self.config.grad_clip:
-            clip_grad_norm_(params, self.config.grad_clip)
+            clip_grad_norm_(self._params, self.config.grad_clip)
         self.optimizer.step()
         if isinstance(self.loss.weighting, GradNormWeighting):
             self.loss.weighting.renormalize()
         return total.detach(), losses.detach()
-
-    def _params(self) -> list[nn.Parameter]:
-        return [p for group in self.optimizer.param_groups for p in group["params"]]
 
     def _autocast(self):
         enabled = self.device.type == "cuda" and self.config.bf16

@@ -116,7 +116,7 @@ def dense_values(batch: pa.RecordBatch, feature, column: str, path: Path | None,
 def label_values(batch: pa.RecordBatch, task, path: Path, row0: int) -> None:
     """Check the task's label column: numbers; 0/1 for binary, 0..classes-1 for multiclass."""
     array = _column(batch, task.label)
-    where = f"{_where(path, task.label, None)}"
+    where = _where(path, task.label)
     if not (_is_number(array.type) or pa.types.is_null(array.type)):
         raise DataError(
             f"{where}, data row {row0 + 1}: type {array.type} for the label of task {task.name!r}; expected numbers"

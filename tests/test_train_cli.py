@@ -45,34 +45,37 @@ def data(tmp_path_factory):
     return folder
 
 
+def mmoe_train_args(data: Path, out: Path) -> list[str]:
+    """``mtlc train`` of specs/mmoe.mtl on the ``data`` fixture's files, 2 epochs, into ``out``."""
+    return [
+        "train",
+        str(MMOE),
+        "--data",
+        str(data / "train.parquet"),
+        "--valid",
+        str(data / "valid.parquet"),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--lr",
+        "3e-3",
+        "--seed",
+        "1",
+    ]
+
+
 @pytest.fixture(scope="module")
 def run(data):
     out = data / "run"
-    code = main(
-        [
-            "train",
-            str(MMOE),
-            "--data",
-            str(data / "train.parquet"),
-            "--valid",
-            str(data / "valid.parquet"),
-            "--out",
-            str(out),
-            "--epochs",
-            "2",
-            "--batch-size",
-            "64",
-            "--lr",
-            "3e-3",
-            "--seed",
-            "1",
-        ]
-    )
+    code = main(mmoe_train_args(data, out))
     assert code == 0
     return out
 
 
-def test_train_prints_metrics_per_epoch_and_writes_the_run(run, capsys):
+def test_train_records_metrics_per_epoch_and_writes_the_run(run):
     metrics = json.loads((run / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
     assert metrics["epochs"][-1]["valid"]["ctr"]["auc"] > 0.7
@@ -81,27 +84,7 @@ def test_train_prints_metrics_per_epoch_and_writes_the_run(run, capsys):
 
 def test_resume_of_a_finished_run_changes_nothing(run, data, capsys):
     before = (run / "metrics.json").read_text()
-    code = main(
-        [
-            "train",
-            str(MMOE),
-            "--data",
-            str(data / "train.parquet"),
-            "--valid",
-            str(data / "valid.parquet"),
-            "--out",
-            str(run),
-            "--epochs",
-            "2",
-            "--batch-size",
-            "64",
-            "--lr",
-            "3e-3",
-            "--seed",
-            "1",
-            "--resume",
-        ]
-    )
+    code = main([*mmoe_train_args(data, run), "--resume"])
     assert code == 0 and (run / "metrics.json").read_text() == before
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -78,8 +79,6 @@ def test_predictions_keep_input_order(data):
 def test_bad_data_leaves_no_run_folder(data, tmp_path):
     table = pq.read_table(data[0]).to_pydict()
     table["click"][5] = 3
-    import pyarrow as pa
-
     pq.write_table(pa.table(table), tmp_path / "bad.parquet")
     with pytest.raises(DataError, match="data row 6"):
         Trainer(toys.make_model(), TrainConfig(epochs=1)).fit(
