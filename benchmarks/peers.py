@@ -67,19 +67,21 @@ def same_adam(params: list[nn.Parameter]) -> torch.optim.Optimizer:
     return torch.optim.Adam(params)
 
 
-def synthetic_batch(config: Config, arch: str, size: int, seed: int = 0) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Random inputs (sparse int64 [B], dense float32 [B]) and 0/1 float32 labels [B] by name."""
+def synthetic_batch(config: Config, arch: str, size: int, seed: int = 0,
+                    device: str = "cpu") -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Random inputs (sparse int64 [B], dense float32 [B]) and 0/1 float32 labels [B] by name, on ``device``."""
     generator = torch.Generator().manual_seed(seed)
     inputs = {name: torch.randint(0, vocab, (size,), generator=generator) for name, vocab in config.vocabs.items()}
     inputs.update({name: torch.randn(size, generator=generator) for name in config.dense})
     labels = {name: torch.randint(0, 2, (size,), generator=generator).float() for name in config.tasks(arch)}
-    return inputs, labels
+    move = lambda tensors: {name: t.to(device) for name, t in tensors.items()}  # noqa: E731
+    return move(inputs), move(labels)
 
 
 # -- NextRec -------------------------------------------------------------------------------------
 
 
-def nextrec_model(config: Config, arch: str) -> nn.Module:
+def nextrec_model(config: Config, arch: str, device: str = "cpu") -> nn.Module:
     """The NextRec model of ``arch``, compiled with its defaults (Adam lr 1e-3, BCE on probabilities)."""
     quiet_nextrec()
     from nextrec.basic.features import DenseFeature, SparseFeature
@@ -91,7 +93,7 @@ def nextrec_model(config: Config, arch: str) -> nn.Module:
     expert = {"hidden_dims": list(config.expert_dims)}
     towers = [{"hidden_dims": list(config.tower_dims)} for _ in tasks]
     common = {"dense_features": dense, "sparse_features": sparse, "sequence_features": [],
-              "session_id": "mtlc_benchmark"}
+              "session_id": "mtlc_benchmark", "device": device}
     if arch == "share_bottom":
         model = share_bottom.ShareBottom(bottom_mlp_params=expert, tower_mlp_params_list=towers, target=tasks, **common)
     elif arch == "mmoe":
@@ -108,6 +110,7 @@ def nextrec_model(config: Config, arch: str) -> nn.Module:
                           target=tasks, task=["binary"] * len(tasks), **common)
     else:
         raise ValueError(f"unknown architecture {arch!r}")
+    model.to(device)
     model.compile(optimizer="adam", loss=["bce"] * len(tasks))
     return model
 
@@ -165,7 +168,7 @@ def rechub_model(config: Config, arch: str) -> nn.Module:
 
 
 def rechub_step(model: nn.Module, inputs: dict[str, Tensor], labels: dict[str, Tensor],
-                optimizer: OptimizerFactory | None = None) -> Step:
+                optimizer: OptimizerFactory | None = None, device: str = "cpu") -> Step:
     """One step of torch-rechub's ``MTLTrainer.train_one_epoch`` loop body (default: Adam lr 1e-3, wd 1e-5)."""
     from torch_rechub.models.multi_task import ESMM
     from torch_rechub.trainers import MTLTrainer
@@ -173,7 +176,7 @@ def rechub_step(model: nn.Module, inputs: dict[str, Tensor], labels: dict[str, T
     esmm = isinstance(model, ESMM)
     names = ("buy", "click", "buy") if esmm else tuple(labels)  # ESMM's columns: cvr, ctr, ctcvr
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = MTLTrainer(model, task_types=["classification"] * len(names), model_path=scratch)
+        trainer = MTLTrainer(model, task_types=["classification"] * len(names), model_path=scratch, device=device)
     if optimizer is not None:
         trainer.optimizer = optimizer(list(model.parameters()))
     ys = torch.stack([labels[name] for name in names], dim=1)

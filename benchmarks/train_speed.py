@@ -23,7 +23,13 @@ Optimizers: ``own`` gives each library its default (mtlc: fused Adam; NextRec:
 ``adam`` gives all of them ``torch.optim.Adam(params)`` with default settings,
 so the model code is judged apart from the step. The matmul floor of a step is
 its matmul FLOPs (``FlopCounterMode``, forward and backward) over the sgemm rate
-measured in each round at the step's shapes.
+measured in each round at the step's shapes. mtlc's optimizer step is also timed
+alone, and the "ceiling" is NextRec's step time over (floor + that optimizer
+time): the ratio mtlc would reach if everything but the matmuls and its
+optimizer cost nothing.
+
+``--device cuda`` runs every contender on the GPU in float32 (synchronising
+before each timer read); it has not been run yet, for want of a GPU.
 """
 
 from __future__ import annotations
@@ -128,25 +134,35 @@ def _load_spec(source: str, filename: str) -> type[nn.Module]:
 
 
 def mtlc_step(model_class: type[nn.Module], inputs, labels, optimizer: str | None = None,
-              same_adam: bool = False) -> tuple[nn.Module, peers.Step]:
-    """One step of ``mtlc.runtime.Trainer`` (its own optimizer, or ``torch.optim.Adam()`` if ``same_adam``)."""
+              same_adam: bool = False, device: str = "cpu") -> tuple[nn.Module, peers.Step, peers.Step]:
+    """One step of ``mtlc.runtime.Trainer`` (its own optimizer, or ``torch.optim.Adam()`` if ``same_adam``).
+
+    Returns the model, the step, and the optimizer's step alone (on the gradients the last step left).
+    On CUDA the step runs in float32 (``bf16=False``), the peers' precision.
+    """
     from mtlc.runtime.trainer import Trainer, TrainConfig
     from mtlc.runtime.batches import Batch
 
-    trainer = Trainer(model_class, TrainConfig(optimizer=optimizer or "adam", progress=False), log=lambda _: None)
+    config = TrainConfig(optimizer=optimizer or "adam", progress=False, device=device, bf16=False)
+    trainer = Trainer(model_class, config, log=lambda _: None)
     if same_adam:
         trainer.optimizer = peers.same_adam([*trainer.model.parameters(), *trainer.loss.parameters()])
     tasks = type(trainer.model).tasks.values()
     by_task = {t.name: labels[t.label] for t in tasks if t.label is not None}
     size = len(next(iter(labels.values())))
-    batch = Batch(dict(inputs), by_task, {name: torch.ones(size, dtype=torch.bool) for name in by_task}, size, size)
+    masks = {name: torch.ones(size, dtype=torch.bool, device=device) for name in by_task}
+    batch = Batch(dict(inputs), by_task, masks, size, size)
 
     def step() -> float:
         total, _ = trainer._step(batch)
         return float(total)
 
+    def optimizer_step() -> float:
+        trainer.optimizer.step()
+        return 0.0
+
     trainer.model.train()
-    return trainer.model, step
+    return trainer.model, step, optimizer_step
 
 
 # -- contenders, rounds, floors ------------------------------------------------------------------
@@ -159,28 +175,33 @@ class Contender:
     name: str
     model: nn.Module
     step: peers.Step
+    optimizer_step: peers.Step | None = None  # mtlc: the optimizer alone, timed apart
     seconds: list[float] = field(default_factory=list)
+    optimizer_seconds: list[float] = field(default_factory=list)
     flops: int = 0
 
 
-def contenders(config: Config, arch: str, optimizer: str, size: int, names: tuple[str, ...]) -> list[Contender]:
+def contenders(config: Config, arch: str, optimizer: str, size: int, names: tuple[str, ...],
+               device: str = "cpu") -> list[Contender]:
     """Build every contender of one cell, each on the same synthetic batch, warmed up."""
-    inputs, labels = peers.synthetic_batch(config, arch, size)
+    inputs, labels = peers.synthetic_batch(config, arch, size, device=device)
     same = peers.same_adam if optimizer == "adam" else None
     built = []
     for name in names:
         torch.manual_seed(0)
+        optimizer_step = None
         if name.startswith("mtlc"):
             norm = "batch" if name == "mtlc_bn" else "none"
             lazy = "lazy_adam" if name == "mtlc_lazy" else "adam"
-            model, step = mtlc_step(mtlc_model(config, arch, norm), inputs, labels, lazy, same is not None)
+            model, step, optimizer_step = mtlc_step(mtlc_model(config, arch, norm), inputs, labels, lazy,
+                                                    same is not None, device)
         elif name == "nextrec":
-            model = peers.nextrec_model(config, arch)
+            model = peers.nextrec_model(config, arch, device)
             step = peers.nextrec_step(model, inputs, labels, same)
         else:
             model = peers.rechub_model(config, arch)
-            step = peers.rechub_step(model, inputs, labels, same)
-        built.append(Contender(name, model, step))
+            step = peers.rechub_step(model, inputs, labels, same, device)
+        built.append(Contender(name, model, step, optimizer_step))
     for contender in built:
         contender.step()
         contender.flops = matmul_flops(contender.step)
@@ -195,36 +216,56 @@ def matmul_flops(step: peers.Step) -> int:
     return counter.get_total_flops()
 
 
-def sgemm_rate(config: Config, size: int, reps: int = 3) -> float:
+def sgemm_rate(config: Config, size: int, reps: int = 3, device: str = "cpu") -> float:
     """FLOP/s of fp32 matmuls at the step's shapes (first and second expert layers, a tower), fwd and bwd."""
     width = len(config.vocabs) * config.dim + len(config.dense)
     layers = [(width, config.expert_dims[0]), *zip(config.expert_dims, config.expert_dims[1:]),
               (config.expert_dims[-1], config.tower_dims[0])]
     flops, seconds = 0, 0.0
     for fan_in, fan_out in layers:
-        x, w, g = torch.randn(size, fan_in), torch.randn(fan_out, fan_in), torch.randn(size, fan_out)
+        x, w, g = (torch.randn(*shape, device=device) for shape in ((size, fan_in), (fan_out, fan_in), (size, fan_out)))
         products = [(x, w.t()), (g, w), (g.t(), x)]  # forward, grad of input, grad of weight
         for a, b in products:
             torch.mm(a, b)
+            sync(device)
             start = time.perf_counter()
             for _ in range(reps):
                 torch.mm(a, b)
+            sync(device)
             seconds += time.perf_counter() - start
             flops += 2 * a.shape[0] * a.shape[1] * b.shape[1] * reps
     return flops / seconds
 
 
-def run_rounds(cell: list[Contender], rounds: int, steps: int, config: Config, size: int) -> list[float]:
-    """Time ``steps`` steps of each contender per round, rotating the order; return the sgemm rates."""
+def sync(device: str) -> None:
+    """Wait for the device's queued work (CUDA), so that a timer reads finished work."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run_rounds(cell: list[Contender], rounds: int, steps: int, config: Config, size: int,
+               device: str = "cpu") -> list[float]:
+    """Time ``steps`` steps of each contender per round, rotating the order; return the sgemm rates.
+
+    mtlc contenders also time their optimizer step alone (on the gradients of their last step).
+    """
     rates = []
     for r in range(rounds):
         order = cell[r % len(cell):] + cell[:r % len(cell)]
         for contender in order:
+            sync(device)
             start = time.perf_counter()
             for _ in range(steps):
                 contender.step()
+            sync(device)
             contender.seconds.append((time.perf_counter() - start) / steps)
-        rates.append(sgemm_rate(config, size))
+            if contender.optimizer_step is not None:
+                start = time.perf_counter()
+                for _ in range(steps):
+                    contender.optimizer_step()
+                sync(device)
+                contender.optimizer_seconds.append((time.perf_counter() - start) / steps)
+        rates.append(sgemm_rate(config, size, device=device))
     return rates
 
 
@@ -237,10 +278,15 @@ def summarize(cell: list[Contender], rates: list[float], size: int) -> list[dict
         row = {"contender": c.name, "samples_s": statistics.median(per_s), "min": min(per_s), "max": max(per_s),
                "step_ms": 1e3 * statistics.median(c.seconds), "floor_ms": 1e3 * c.flops / rate,
                "gflop": c.flops / 1e9, "sgemm_gflop_s": rate / 1e9}
+        if c.optimizer_seconds:
+            row["optimizer_ms"] = 1e3 * statistics.median(c.optimizer_seconds)
         for base in cell:
             if base.name in ("nextrec", "rechub"):
                 ratios = [b / s for s, b in zip(c.seconds, base.seconds)]
                 row[f"vs_{base.name}"] = [statistics.median(ratios), min(ratios), max(ratios)]
+                if "optimizer_ms" in row:  # the ratio if all but the matmuls and the optimizer cost nothing
+                    lower = row["floor_ms"] + row["optimizer_ms"]
+                    row[f"ceiling_vs_{base.name}"] = 1e3 * statistics.median(base.seconds) / lower
         rows.append(row)
     return rows
 
@@ -250,21 +296,25 @@ def summarize(cell: list[Contender], rates: list[float], size: int) -> list[dict
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("train_speed.py: --device cuda, but torch sees no CUDA device", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     wait_until_quiet(args.wait_quiet)
     if args.malloc == "keep":
         from mtlc.runtime.optim import keep_freed_memory
 
         keep_freed_memory()
-    print(f"torch {torch.__version__}, {args.threads} threads, malloc {args.malloc}, load average "
+    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{args.threads} threads"
+    print(f"torch {torch.__version__}, {where}, malloc {args.malloc}, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", file=sys.stderr)
     results = []
     for arch in args.archs:
         for optimizer in args.optimizers:
             names = [n for n in args.contenders if not (n == "mtlc_lazy" and optimizer == "adam")]
             for size in args.batches:
-                cell = contenders(CONFIG, arch, optimizer, size, tuple(names))
-                rates = run_rounds(cell, args.rounds, args.steps, CONFIG, size)
+                cell = contenders(CONFIG, arch, optimizer, size, tuple(names), args.device)
+                rates = run_rounds(cell, args.rounds, args.steps, CONFIG, size, args.device)
                 load = round(os.getloadavg()[0], 2)
                 for row in summarize(cell, rates, size):
                     results.append({"arch": arch, "optimizer": optimizer, "batch": size, "load": load, **row})
@@ -297,6 +347,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="steps per contender per round")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: every contender on that device, "
+                                                          "float32 (never run yet: no GPU was lent so far)")
     parser.add_argument("--malloc", choices=["keep", "default"], default="keep",
                         help="keep: glibc keeps freed memory (mtlc.runtime.optim.keep_freed_memory), for every "
                              "contender alike, as they share the process; default: glibc's defaults")
@@ -324,15 +376,22 @@ def print_cell(rows: list[dict]) -> None:
 def markdown(results: list[dict]) -> str:
     """The results as one markdown table."""
     head = ("| arch | optimizer | batch | contender | samples/s (median) | min-max | vs NextRec [min-max] "
-            "| vs rechub [min-max] | step ms | matmul floor ms | step / floor | load |")
+            "| vs rechub [min-max] | step ms | matmul floor ms | step / floor | optimizer ms | ceiling vs NextRec "
+            "| load |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     fmt = lambda v: f"{v[0]:.2f} [{v[1]:.2f}-{v[2]:.2f}]" if v else "-"  # noqa: E731
     for r in results:
         lines.append(f"| {TITLES[r['arch']]} | {r['optimizer']} | {r['batch']} | {r['contender']} "
                      f"| {r['samples_s']:,.0f} | {r['min']:,.0f}-{r['max']:,.0f} | {fmt(r.get('vs_nextrec'))} "
                      f"| {fmt(r.get('vs_rechub'))} | {r['step_ms']:.1f} | {r['floor_ms']:.1f} "
-                     f"| {r['step_ms'] / r['floor_ms']:.2f} | {r.get('load', float('nan')):.1f} |")
+                     f"| {r['step_ms'] / r['floor_ms']:.2f} | {num(r.get('optimizer_ms'), '.1f')} "
+                     f"| {num(r.get('ceiling_vs_nextrec'), '.2f')} | {r.get('load', float('nan')):.1f} |")
     return "\n".join(lines)
+
+
+def num(value: float | None, spec: str) -> str:
+    """``value`` formatted, or ``-`` when it was not measured."""
+    return "-" if value is None else format(value, spec)
 
 
 def headline(results: list[dict]) -> str:

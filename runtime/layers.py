@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 _ACTIVATIONS = {
@@ -228,6 +229,9 @@ class ExpertPool(nn.Module):
         zero gradients; the results are bitwise those of slicing.
         """
         count = self.num_experts
+        if self.activation == "relu" and self.dropout == 0.0 and _ReluPool.usable(x):
+            params = [self.first.weight, self.first.bias, *self.weights, *self.biases]
+            return _ReluPool.apply(x, count, *params).transpose(0, 1)  # [E, B, D] seen as [B, E, D]
         first_w = self.first.weight.view(count, self.dims[0], self.in_dim).unbind(0)
         first_b = self.first.bias.view(count, self.dims[0]).unbind(0)
         layers = [(w.unbind(0), b.view(count, -1).unbind(0)) for w, b in zip(self.weights, self.biases)]
@@ -265,6 +269,79 @@ class ExpertPool(nn.Module):
     def load_from_experts(self, experts: Experts) -> None:
         """Copy an :class:`Experts` of the same arguments into this pool (same outputs and gradients)."""
         self.load_from_mlps(list(experts.experts))
+
+
+class _ReluPool(torch.autograd.Function):
+    """ExpertPool's per-expert path for ReLU pools without dropout, as one autograd node.
+
+    The same math as the generic path (bitwise in the forward; gradients to
+    rounding, the input's being summed over the experts in another order), with
+    less memory traffic: each expert's last layer is written straight into the
+    ``[E, B, D]`` output (no stack), ReLU runs in place, the backward applies
+    ReLU's mask in place to the gradient the matmul just wrote, and the
+    parameter gradients are written straight into parameter-shaped buffers.
+    Measured: MMoE and PLE training steps at batch 2048 about 3% faster
+    (benchmarks/README.md, "Training speed"). Inputs: ``x [B, in]``, E,
+    ``first.weight [E*d1, in]``, ``first.bias [E*d1]``, the ``weights``
+    ``[E, d_i, d_i+1]``, then the ``biases`` ``[E, 1, d_i+1]``.
+    """
+
+    @staticmethod
+    def usable(x: Tensor) -> bool:
+        """CPU float, eager (torch.compile and export trace the generic path), no CPU autocast."""
+        return (
+            x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.float64)
+            and not torch.compiler.is_compiling()
+            and not torch.is_autocast_enabled("cpu")
+        )
+
+    @staticmethod
+    def forward(ctx, x: Tensor, count: int, first_w: Tensor, first_b: Tensor, *rest: Tensor) -> Tensor:
+        weights, biases = rest[: len(rest) // 2], rest[len(rest) // 2 :]
+        width = first_w.shape[0] // count
+        out = x.new_empty(count, x.shape[0], weights[-1].shape[2] if weights else width)
+        hidden = []  # per expert, the activations that feed layers 1..n-1
+        for e in range(count):
+            rows = slice(e * width, (e + 1) * width)
+            layers = [(first_b[rows], first_w[rows].t()), *((b[e, 0], w[e]) for w, b in zip(weights, biases))]
+            h, kept = x, []
+            for i, (bias, right) in enumerate(layers):
+                last = i == len(layers) - 1
+                h = torch.addmm(bias, h, right, out=out[e] if last else None).relu_()
+                if not last:
+                    kept.append(h)
+            hidden.append(kept)
+        ctx.count, ctx.hidden = count, hidden
+        ctx.save_for_backward(x, out, first_w, *weights)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        x, out, first_w, *weights = ctx.saved_tensors
+        count, width = ctx.count, first_w.shape[0] // ctx.count
+        grad_first_w, grad_first_b = torch.empty_like(first_w), first_w.new_empty(first_w.shape[0])
+        grad_weights = [torch.empty_like(w) for w in weights]
+        grad_biases = [w.new_empty(w.shape[0], 1, w.shape[2]) for w in weights]
+        grad_x = None
+        for e in range(count):
+            inputs = ctx.hidden[e]
+            g = _threshold_backward(grad[e], out[e], 0)
+            for i in range(len(weights) - 1, -1, -1):
+                torch.mm(inputs[i].t(), g, out=grad_weights[i][e])
+                torch.sum(g, 0, out=grad_biases[i][e, 0])
+                g = torch.mm(g, weights[i][e].t())
+                _threshold_backward.grad_input(g, inputs[i], 0, grad_input=g)  # ReLU's mask, in place
+            rows = slice(e * width, (e + 1) * width)
+            torch.mm(g.t(), x, out=grad_first_w[rows])
+            torch.sum(g, 0, out=grad_first_b[rows])
+            if ctx.needs_input_grad[0]:
+                grad_x = torch.mm(g, first_w[rows]) if grad_x is None else grad_x.addmm_(g, first_w[rows])
+        return (grad_x, None, grad_first_w, grad_first_b, *grad_weights, *grad_biases)
+
+
+_threshold_backward = torch.ops.aten.threshold_backward
 
 
 def _split_post(post: nn.Sequential, count: int) -> list:

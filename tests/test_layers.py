@@ -86,6 +86,56 @@ def test_expert_pool_equals_experts_outputs_and_gradients(dims, options, num_exp
     torch.testing.assert_close(g1, g0)
 
 
+def _generic(pool, x):
+    """The pool's output through its generic per-expert path (module by module under autograd)."""
+    from mtlc.runtime import layers
+
+    fused = layers._ReluPool.usable
+    layers._ReluPool.usable = staticmethod(lambda x: False)
+    try:
+        return pool(x)
+    finally:
+        layers._ReluPool.usable = fused
+
+
+def _node(y):
+    """The autograd node under the pool's final transpose."""
+    return y.grad_fn.next_functions[0][0].name()
+
+
+@pytest.mark.parametrize("dims, num_experts", [([6], 2), ([6, 4, 3], 3), ([6, 3], 1)])
+def test_relu_pool_node_equals_the_generic_path(dims, num_experts):
+    pool = rt.ExpertPool(IN, dims, num_experts).double()
+    pool.per_expert_min_batch = 0
+    x = _x(B, IN)
+    fused, generic = pool(x), _generic(pool, x)
+    assert _node(fused) == "_ReluPoolBackward" and _node(generic) != _node(fused)  # the node under test ran
+    torch.testing.assert_close(fused, generic, rtol=0, atol=0)  # same products in the same order
+    upstream = torch.randn_like(generic)
+    params = [x, *pool.parameters()]
+    expected = torch.autograd.grad((generic * upstream).sum(), params)
+    loss = (fused * upstream).sum()
+    first = torch.autograd.grad(loss, params, retain_graph=True)
+    again = torch.autograd.grad(loss, params)  # retain_graph: the saved activations survive the first
+    for want, got, got_again in zip(expected, first, again):
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(got_again, got, rtol=0, atol=0)
+    assert torch.autograd.gradcheck(lambda x, *_: pool(x), tuple(params))
+
+
+def test_relu_pool_node_without_input_gradient_and_in_other_cases():
+    pool = rt.ExpertPool(IN, [6, 3], 2).double()
+    pool.per_expert_min_batch = 0
+    x = torch.randn(B, IN, dtype=torch.float64)  # no grad wanted for x (dense inputs only)
+    pool(x).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in pool.parameters())
+    dropout = rt.ExpertPool(IN, [6, 3], 2, dropout=0.5).double()
+    dropout.per_expert_min_batch = 0
+    assert _node(dropout(_x(B, IN))) != "_ReluPoolBackward"  # dropout: the generic path
+    with torch.no_grad():
+        assert pool(x).grad_fn is None
+
+
 @pytest.mark.parametrize("per_expert", [True, False], ids=["cpu-per-expert", "batched"])
 def test_expert_pool_parameter_gradients_match_experts(per_expert):
     o0, o1 = _o0_o1_pair([6, 3], 2, activation="prelu")
