@@ -154,10 +154,10 @@ def _pool_post(num_experts: int, width: int, activation: str, dropout: float, no
 class ExpertPool(nn.Module):
     """``-O1`` expert pool: the same function as :class:`Experts`, with batched weights.
 
-    Batched path (CUDA, or any norm): the first layer of all experts is one
-    wide matmul; each later layer is one batched matmul over the experts in
-    an ``[E, B, d]`` buffer; the output is that buffer seen as ``[B, E, D]``.
-    On CPU without a norm, from :attr:`per_expert_min_batch` rows on, the experts run one
+    Batched path (CUDA, and small CPU batches): the first layer of all experts
+    is one wide matmul; each later layer is one batched matmul over the experts
+    in an ``[E, B, d]`` buffer; the output is that buffer seen as ``[B, E, D]``.
+    On CPU, from :attr:`per_expert_min_batch` rows on, the experts run one
     after another from the same weights and are stacked into that buffer.
 
     Args: as :class:`Experts`.
@@ -204,16 +204,17 @@ class ExpertPool(nn.Module):
         self.post = nn.ModuleList(_pool_post(num_experts, d, activation, dropout, norm) for d in dims)
 
     per_expert_min_batch = 1024
-    """On CPU without a norm, batches of at least this many rows run the experts one
-    after another (from the same weights): each expert's activations stay in cache,
-    which measured faster than the batched matmuls there; smaller batches take the
-    batched path, whose fewer, larger ops win when the per-op overhead dominates
-    (see benchmarks/README.md, "Training speed"). Set it to ``None`` to always batch."""
+    """On CPU, batches of at least this many rows run the experts one after another
+    (from the same weights; norms per expert from slices of the pool's): each
+    expert's activations stay in cache, which measured faster than the batched
+    matmuls there; smaller batches take the batched path, whose fewer, larger ops
+    win when the per-op overhead dominates (see benchmarks/README.md, "Training
+    speed"). Set it to ``None`` to always batch."""
 
     def forward(self, x: Tensor) -> Tensor:
         """``[B, in_dim] -> [B, E, D]``."""
         threshold = self.per_expert_min_batch
-        if threshold is not None and x.shape[0] >= threshold and self.norm == "none" and not x.is_cuda:
+        if threshold is not None and x.shape[0] >= threshold and not x.is_cuda:
             return self._per_expert(x)
         h = self.post[0](self.first(x).view(x.shape[0], self.num_experts, self.dims[0]))
         for weight, bias, post in zip(self.weights, self.biases, self.post[1:]):
@@ -222,14 +223,14 @@ class ExpertPool(nn.Module):
         return h
 
     def _per_expert(self, x: Tensor) -> Tensor:
-        """The experts one after another, from the batched weights: ``[B, in_dim] -> [B, E, D]`` (no norm).
+        """The experts one after another, from the batched weights: ``[B, in_dim] -> [B, E, D]``.
 
         Each weight is split with one ``unbind`` (not sliced per expert), so its
         backward stacks the E gradients once instead of filling E weight-sized
         zero gradients; the results are bitwise those of slicing.
         """
         count = self.num_experts
-        if self.activation == "relu" and self.dropout == 0.0 and _ReluPool.usable(x):
+        if self.activation == "relu" and self.norm == "none" and self.dropout == 0.0 and _ReluPool.usable(x):
             params = [self.first.weight, self.first.bias, *self.weights, *self.biases]
             return _ReluPool.apply(x, count, *params).transpose(0, 1)  # [E, B, D] seen as [B, E, D]
         first_w = self.first.weight.view(count, self.dims[0], self.in_dim).unbind(0)
@@ -337,7 +338,10 @@ class _ReluPool(torch.autograd.Function):
             torch.mm(g.t(), x, out=grad_first_w[rows])
             torch.sum(g, 0, out=grad_first_b[rows])
             if ctx.needs_input_grad[0]:
-                grad_x = torch.mm(g, first_w[rows]) if grad_x is None else grad_x.addmm_(g, first_w[rows])
+                if grad_x is None:
+                    grad_x = torch.mm(g, first_w[rows])
+                else:  # in place; the out= form, which FlopCounterMode counts (addmm_ it does not)
+                    torch.addmm(grad_x, g, first_w[rows], out=grad_x)
         return (grad_x, None, grad_first_w, grad_first_b, *grad_weights, *grad_biases)
 
 
@@ -345,14 +349,48 @@ _threshold_backward = torch.ops.aten.threshold_backward
 
 
 def _split_post(post: nn.Sequential, count: int) -> list:
-    """A pool's ``post`` block (activation, dropout; no norm) with each PReLU's ``[E]`` slopes unbound."""
-    return [m.weight.view(count, 1).unbind(0) if isinstance(m, nn.PReLU) else m for m in post]
+    """A pool's ``post`` block as per-expert functions ``(e, h [B, d]) -> [B, d]``.
+
+    Per-expert parameters (norm affine and running statistics, PReLU slopes)
+    are split with one ``unbind`` each; a batch norm's counter moves once per call.
+    """
+    steps = []
+    for module in post:
+        if isinstance(module, nn.PReLU):
+            slopes = module.weight.view(count, 1).unbind(0)
+            steps.append(lambda e, h, slopes=slopes: F.prelu(h, slopes[e]))
+        elif isinstance(module, _PoolLayerNorm):
+            weights, biases = module.weight.unbind(0), module.bias.unbind(0)
+            steps.append(lambda e, h, w=weights, b=biases, d=module.width: torch.addcmul(b[e], F.layer_norm(h, (d,)), w[e]))
+        elif isinstance(module, _PoolBatchNorm):
+            steps.append(_split_batch_norm(module.norm, count))
+        else:
+            steps.append(lambda e, h, module=module: module(h))
+    return steps
+
+
+def _split_batch_norm(norm: nn.BatchNorm1d, count: int):
+    """``BatchNorm1d(E * d)`` as E batch norms of ``d`` features (``nn.BatchNorm1d.forward``'s logic)."""
+    factor = 0.0 if norm.momentum is None else norm.momentum
+    if norm.training and norm.track_running_stats and norm.num_batches_tracked is not None:
+        norm.num_batches_tracked.add_(1)
+        factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
+    training = norm.training or (norm.running_mean is None and norm.running_var is None)
+    keep_stats = not norm.training or norm.track_running_stats
+
+    def split(t: Tensor | None) -> Sequence[Tensor | None]:
+        return [None] * count if t is None else t.view(count, -1).unbind(0)
+
+    means = split(norm.running_mean if keep_stats else None)
+    variances = split(norm.running_var if keep_stats else None)
+    weights, biases = split(norm.weight), split(norm.bias)
+    return lambda e, h: F.batch_norm(h, means[e], variances[e], weights[e], biases[e], training, factor, norm.eps)
 
 
 def _post_one(post: list, e: int, h: Tensor) -> Tensor:
     """A :func:`_split_post` block applied to expert ``e``'s ``[B, d]``."""
-    for module in post:
-        h = F.prelu(h, module[e]) if isinstance(module, tuple) else module(h)
+    for step in post:
+        h = step(e, h)
     return h
 
 

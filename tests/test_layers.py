@@ -86,6 +86,23 @@ def test_expert_pool_equals_experts_outputs_and_gradients(dims, options, num_exp
     torch.testing.assert_close(g1, g0)
 
 
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_per_expert_path_with_norms_trains_and_evaluates_as_experts(norm):
+    o0, o1 = _o0_o1_pair([6, 3], 3, norm=norm, activation="relu")
+    o1.per_expert_min_batch = 0
+    for _ in range(2):  # two training steps move the running statistics
+        x = _x(B, IN)
+        torch.testing.assert_close(o1(x), o0(x))
+    if norm == "batch":
+        means = torch.cat([e.layers[4].running_mean for e in o0.experts])
+        torch.testing.assert_close(o1.post[1][0].norm.running_var, torch.cat([e.layers[4].running_var for e in o0.experts]))
+        torch.testing.assert_close(o1.post[1][0].norm.running_mean, means)
+        assert int(o1.post[1][0].norm.num_batches_tracked) == 2
+    o0.eval(), o1.eval()
+    x = _x(B, IN)
+    torch.testing.assert_close(o1(x), o0(x))
+
+
 def _generic(pool, x):
     """The pool's output through its generic per-expert path (module by module under autograd)."""
     from mtlc.runtime import layers
