@@ -43,7 +43,10 @@ def _activation(name: str, channels: int = 1) -> nn.Module:
 def _after_linear(norm: nn.Module | None, activation: str, dropout: float, channels: int = 1) -> list[nn.Module]:
     """What follows a layer's Linear: the norm (if any), the activation (none for ``none``), dropout (if > 0)."""
     modules = [] if norm is None else [norm]
-    if activation != "none":
+    if activation == "relu" and norm is not None:
+        # in place on the norm's output, which no backward reads (each norm saves its input)
+        modules.append(nn.ReLU(inplace=True))
+    elif activation != "none":
         modules.append(_activation(activation, channels))
     if dropout > 0:
         modules.append(nn.Dropout(dropout))
