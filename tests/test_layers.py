@@ -120,11 +120,13 @@ def _node(y):
     return y.grad_fn.next_functions[0][0].name()
 
 
+@pytest.mark.parametrize("strided", [False, True], ids=["contiguous", "strided-input"])
 @pytest.mark.parametrize("dims, num_experts", [([6], 2), ([6, 4, 3], 3), ([6, 3], 1)])
-def test_relu_pool_node_equals_the_generic_path(dims, num_experts):
+def test_relu_pool_node_equals_the_generic_path(dims, num_experts, strided):
     pool = rt.ExpertPool(IN, dims, num_experts).double()
     pool.per_expert_min_batch = 0
-    x = _x(B, IN)
+    # strided: one row of a [B, 2, IN] bank output, as PLE's second level reads its gates
+    x = _x(B, 2, IN)[:, 1] if strided else _x(B, IN)
     fused, generic = pool(x), _generic(pool, x)
     assert _node(fused) == "_ReluPoolBackward" and _node(generic) != _node(fused)  # the node under test ran
     torch.testing.assert_close(fused, generic, rtol=0, atol=0)  # same products in the same order
