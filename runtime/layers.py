@@ -363,13 +363,18 @@ def _split_post(post: nn.Sequential, count: int) -> list:
             slopes = module.weight.view(count, 1).unbind(0)
             steps.append(lambda e, h, slopes=slopes: F.prelu(h, slopes[e]))
         elif isinstance(module, _PoolLayerNorm):
-            weights, biases = module.weight.unbind(0), module.bias.unbind(0)
-            steps.append(lambda e, h, w=weights, b=biases, d=module.width: torch.addcmul(b[e], F.layer_norm(h, (d,)), w[e]))
+            steps.append(_split_layer_norm(module, count))
         elif isinstance(module, _PoolBatchNorm):
             steps.append(_split_batch_norm(module.norm, count))
         else:
             steps.append(lambda e, h, module=module: module(h))
     return steps
+
+
+def _split_layer_norm(norm: _PoolLayerNorm, count: int):
+    """A pool's layer norm as E layer norms, expert ``e`` with its own ``weight[e]`` and ``bias[e]``."""
+    weights, biases = norm.weight.unbind(0), norm.bias.unbind(0)
+    return lambda e, h: torch.addcmul(biases[e], F.layer_norm(h, (norm.width,)), weights[e])
 
 
 def _split_batch_norm(norm: nn.BatchNorm1d, count: int):
