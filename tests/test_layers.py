@@ -286,6 +286,26 @@ def test_ai_transfer_shape_and_gradient_to_both_inputs():
     assert all(g.abs().sum() > 0 for g in grads)
 
 
+@pytest.mark.parametrize("qkv_bias", [False, True])
+def test_ai_transfer_equals_the_textbook_form_with_its_gradients(qkv_bias):
+    layer = rt.AITransfer(6, qkv_bias=qkv_bias).double()
+    current, previous = _x(B, 6), _x(B, 6)
+
+    def textbook(current, previous):  # the paper's form: query and key projected, then their dot product
+        slots = torch.stack([layer.info(previous), current], dim=1)
+        scores = (layer.query(slots) * layer.key(slots)).sum(-1) / math.sqrt(6)
+        return torch.einsum("bs,bsd->bd", torch.softmax(scores, -1), layer.value(slots))
+
+    inputs = (current, previous, *layer.parameters())
+    upstream = torch.randn(B, 6, dtype=torch.float64)
+    expected = torch.autograd.grad((textbook(current, previous) * upstream).sum(), inputs)
+    got = torch.autograd.grad((layer(current, previous) * upstream).sum(), inputs)
+    torch.testing.assert_close(layer(current, previous), textbook(current, previous))
+    for want, have in zip(expected, got):
+        torch.testing.assert_close(have, want)
+    assert torch.autograd.gradcheck(lambda c, p: layer(c, p), (current, previous))
+
+
 # --- sequence pooling ---------------------------------------------------------
 
 
