@@ -212,7 +212,7 @@ def _mixture(step: Mixture, source: str) -> _Line:
     if not step.banked:
         code = f"rt.mix(self.{step.attr}({step.input}), {experts})"
         return _Line(f"{step.locals[0]} = {code}", f"[B, {step.width}]  {trace}")
-    call = f"self.{step.attr}({step.input}, {experts})"
+    call = f"self.{step.attr}({step.input}, {', '.join(step.experts)})"  # the bank takes the sources as they are
     if len(step.locals) == 1:
         return _Line(f"{step.locals[0]} = {call}.squeeze(1)", f"[B, {step.width}]  {trace}")
     targets = ", ".join(step.locals)

@@ -249,6 +249,40 @@ def test_gate_bank_equals_separate_gates(masks, options):
     torch.testing.assert_close(weights.sum(-1), torch.ones(B, num_gates, dtype=torch.float64))
 
 
+def _pool_output(count, width):
+    """``[B, count, width]`` seen from an ``[count, B, width]`` buffer, as ExpertPool returns it."""
+    return torch.randn(count, B, width, dtype=torch.float64).transpose(0, 1).requires_grad_()
+
+
+@pytest.mark.parametrize(
+    "num_gates, masks, options, direct",
+    [
+        (1, None, {}, True),  # one gate: the sources are mixed where they are
+        (1, None, {"temperature": 0.5}, True),
+        (1, None, {"top": 2}, False),  # top-k, several gates or masks: concatenated first
+        (3, None, {}, False),
+        (2, ((0, 2), (1, 2, 0)), {}, False),
+    ],
+)
+def test_gate_bank_over_several_sources_equals_the_concatenation(num_gates, masks, options, direct):
+    bank = rt.GateBank(IN, 3, num_gates, masks=masks, **options).double()
+    bank.sources_min_batch = 0
+    x, sources = _x(B, IN), (_pool_output(2, 4), _pool_output(1, 4))
+    out = bank(x, *sources)
+    assert (out.grad_fn.next_functions[0][0].name() == "_MixSourcesBackward") == direct
+    joined = bank(x, torch.cat(sources, dim=1))
+    torch.testing.assert_close(out, joined)
+    upstream = torch.randn_like(out)
+    inputs = (x, *sources, *bank.parameters())
+    expected = torch.autograd.grad((joined * upstream).sum(), inputs)
+    for got, want in zip(torch.autograd.grad((out * upstream).sum(), inputs), expected):
+        torch.testing.assert_close(got, want)
+    if direct:
+        assert torch.autograd.gradcheck(lambda x, a, b: bank(x, a, b), (x, *sources))
+    bank.sources_min_batch = B + 1  # a smaller batch than the threshold concatenates
+    assert bank(x, *sources).grad_fn.next_functions[0][0].name() != "_MixSourcesBackward"
+
+
 def test_gate_bank_ties_follow_each_gate_own_order():
     bank = rt.GateBank(IN, 3, 2, top=1, masks=((2, 0, 1), (0, 1, 2)))
     nn.init.zeros_(bank.linear.weight), nn.init.zeros_(bank.linear.bias)  # all logits tie

@@ -278,9 +278,9 @@ class CensusPLE(nn.Module):
         income2 = self.income2(income_g1)  # [B, 1, 32]  census_ple.mtl:69
         marital2 = self.marital2(marital_g1)  # [B, 1, 32]  census_ple.mtl:70
         # [B, 32]  census_ple.mtl:71
-        income_g2 = self.income_g2(income_g1, torch.cat([shared2, income2], dim=1)).squeeze(1)
+        income_g2 = self.income_g2(income_g1, shared2, income2).squeeze(1)
         # [B, 32]  census_ple.mtl:72
-        marital_g2 = self.marital_g2(marital_g1, torch.cat([shared2, marital2], dim=1)).squeeze(1)
+        marital_g2 = self.marital_g2(marital_g1, shared2, marital2).squeeze(1)
         income_net = self.income_net(income_g2)  # [B, 16]  census_ple.mtl:74
         marital_net = self.marital_net(marital_g2)  # [B, 16]  census_ple.mtl:75
         return {

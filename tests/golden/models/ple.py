@@ -89,10 +89,8 @@ class PLE(nn.Module):
         shared2 = self.shared2(shared_g1)  # [B, 2, 64]  ple.mtl:23
         ctr2 = self.ctr2(ctr_g1)  # [B, 1, 64]  ple.mtl:24
         cvr2 = self.cvr2(cvr_g1)  # [B, 1, 64]  ple.mtl:25
-        # [B, 64]  ple.mtl:26
-        ctr_g2 = self.ctr_g2(ctr_g1, torch.cat([shared2, ctr2], dim=1)).squeeze(1)
-        # [B, 64]  ple.mtl:27
-        cvr_g2 = self.cvr_g2(cvr_g1, torch.cat([shared2, cvr2], dim=1)).squeeze(1)
+        ctr_g2 = self.ctr_g2(ctr_g1, shared2, ctr2).squeeze(1)  # [B, 64]  ple.mtl:26
+        cvr_g2 = self.cvr_g2(cvr_g1, shared2, cvr2).squeeze(1)  # [B, 64]  ple.mtl:27
         ctr_net = self.ctr_net(ctr_g2)  # [B, 32]  ple.mtl:29
         cvr_net = self.cvr_net(cvr_g2)  # [B, 32]  ple.mtl:30
         return {
