@@ -11,7 +11,7 @@
   (never married); UCI's ``adult.test`` rows are the test split, a fixed 10% of
   ``adult.data`` the valid split.
 
-Files are cached under ``$MTLC_CACHE`` (default ``~/.cache/mtlc``).
+Files are cached under ``$MTLC_CACHE`` (default, also when it is empty: ``~/.cache/mtlc``).
 ``python -m mtlc.datasets census|adult [OUT]`` prepares them and prints the paths.
 Imports pyarrow lazily: nothing here loads it at import time.
 """
@@ -24,6 +24,8 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+from mtlc.cache import cache_root
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CENSUS = SHARED / "census-income-kdd" / "census_income_kdd_test.parquet"
@@ -41,7 +43,8 @@ class DatasetError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("MTLC_CACHE", Path.home() / ".cache" / "mtlc"))
+    """``$MTLC_CACHE`` (when set and not empty) or ``~/.cache/mtlc``, as for the grammar's tables."""
+    return cache_root()
 
 
 def census_splits(out: Path | None = None, source: Path = CENSUS) -> dict[str, Path]:

@@ -24,6 +24,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedInput, VisitError
 
 from mtlc import syntax as s
+from mtlc.cache import cache_root
 from mtlc.diagnostics import Reporter
 from mtlc.ir import Span
 
@@ -95,24 +96,20 @@ def _table_cache(grammar: str) -> str | bool:
     Building the tables is most of ``mtlc check``'s own work. They go to a
     per-user folder, never the package's (which may be read-only) nor a shared
     temporary folder (the file is a pickle, so only its owner should write
-    it): ``grammar/`` under ``$MTLC_CACHE`` (default ``~/.cache/mtlc``, as for
+    it): ``grammar/`` under :func:`mtlc.cache.cache_root` (``$MTLC_CACHE``, default ``~/.cache/mtlc``, as for
     ``mtlc.datasets``). ``MTLC_GRAMMAR_CACHE=0`` turns it off. Lark checks the
     file against the grammar, its options and its own version before using
     it, and carries on without it, silently, when it cannot read or write it.
     """
     if os.environ.get("MTLC_GRAMMAR_CACHE", "1") == "0":
         return False
-    root = os.path.join(os.environ.get("MTLC_CACHE") or _home_cache(), "grammar")
+    root = os.path.join(cache_root(), "grammar")
     try:
         os.makedirs(root, mode=0o700, exist_ok=True)
     except OSError:
         return False
     key = f"{grammar}{LARK_VERSION}{sys.version_info[:2]}".encode("utf-8")
     return os.path.join(root, f"mtl-{hashlib.sha256(key).hexdigest()[:16]}.lark")
-
-
-def _home_cache() -> str:
-    return os.path.join(os.path.expanduser("~"), ".cache", "mtlc")
 
 
 def parse(source: str, filename: str = "spec.mtl") -> s.Spec:

@@ -68,3 +68,23 @@ def test_an_unusable_cache_is_ignored(tmp_path: Path):
     table.write_bytes(b"garbage\n\x80\x04 not a pickle")  # a corrupt file is rebuilt
     assert _output(_run(MTLC_CACHE=str(tmp_path / "c"))) == expected
     assert not table.read_bytes().startswith(b"garbage")
+
+
+
+def test_an_empty_mtlc_cache_means_the_default_folder_for_every_user_of_it(monkeypatch, tmp_path):
+    from mtlc import datasets
+    from mtlc.cache import cache_root
+    from mtlc.parse import _table_cache
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("MTLC_GRAMMAR_CACHE", raising=False)
+    default = tmp_path / ".cache" / "mtlc"
+    for value in ("", None):  # empty means unset: never the current folder
+        if value is None:
+            monkeypatch.delenv("MTLC_CACHE", raising=False)
+        else:
+            monkeypatch.setenv("MTLC_CACHE", value)
+        assert cache_root() == default and datasets.cache_dir() == default
+        assert Path(_table_cache("a grammar")).parent == default / "grammar"
+    monkeypatch.setenv("MTLC_CACHE", str(tmp_path / "elsewhere"))
+    assert datasets.cache_dir() == tmp_path / "elsewhere" == cache_root()
