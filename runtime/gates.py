@@ -9,11 +9,12 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from .kernels import gate_mix, gate_softmax_mix, gate_weights, reference
 from .kernels.ops import plain_autograd
-from .layers import MLP, ExpertPool
+from .layers import MLP, ExpertPool, mix
 
 
 def _check_gate(num_experts: int, top: int | None, temperature: float) -> None:
@@ -62,14 +63,6 @@ class SoftmaxGate(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``[B, in_dim] -> [B, E]``."""
         return gate_weights(self.linear(self.mlp(x)), self.temperature, self.top)
-
-
-def mix(weights: Tensor, experts: Tensor) -> Tensor:
-    """Weighted sum of experts: ``weights [B, E], experts [B, E, D] -> [B, D]``.
-
-    A broadcast product summed over E: ``torch.bmm`` of one-row matrices is slow on CPU.
-    """
-    return (weights.unsqueeze(-1) * experts).sum(1)
 
 
 class GateBank(nn.Module):
@@ -239,16 +232,20 @@ class _MixSources(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: Tensor):
         weights, *sources = ctx.saved_tensors
-        grad_weights = torch.empty_like(weights)
+        wanted_weights, wanted_sources = ctx.needs_input_grad[0], ctx.needs_input_grad[1:]
+        grad_weights = torch.empty_like(weights) if wanted_weights else None
         grads, column = [], 0
-        for source in sources:
+        for source, wanted in zip(sources, wanted_sources):
             count, batch, width = source.shape[1], source.shape[0], source.shape[2]
-            buffer = grad.new_empty(count, batch, width)
+            buffer = grad.new_empty(count, batch, width) if wanted else None
             for e in range(count):
-                torch.mul(grad, weights[:, column : column + 1], out=buffer[e])
-                torch.sum(grad * source[:, e], -1, out=grad_weights[:, column])
+                if wanted:
+                    torch.mul(grad, weights[:, column : column + 1], out=buffer[e])
+                if wanted_weights:
+                    torch.sum(grad * source[:, e], -1, out=grad_weights[:, column])
                 column += 1
-            grads.append(buffer.transpose(0, 1))
+            grads.append(None if buffer is None else buffer.transpose(0, 1))
         return (grad_weights, *grads)

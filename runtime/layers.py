@@ -132,6 +132,28 @@ class _PoolBatchNorm(nn.Module):
     def forward(self, h: Tensor) -> Tensor:
         return self.norm(h.reshape(h.shape[0], -1)).view(h.shape)
 
+    def per_expert(self, count: int):
+        """The same as E batch norms of ``d`` features: ``(e, h [B, d]) -> [B, d]`` (``BatchNorm1d.forward``'s logic).
+
+        Call once per forward: the counter moves here; the running statistics of
+        expert e are updated in place through views of the pooled ones.
+        """
+        norm = self.norm
+        factor = 0.0 if norm.momentum is None else norm.momentum
+        if norm.training and norm.track_running_stats and norm.num_batches_tracked is not None:
+            norm.num_batches_tracked.add_(1)
+            factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
+        training = norm.training or (norm.running_mean is None and norm.running_var is None)
+        keep_stats = not norm.training or norm.track_running_stats
+
+        def split(t: Tensor | None) -> Sequence[Tensor | None]:
+            return [None] * count if t is None else t.view(count, -1).unbind(0)
+
+        means = split(norm.running_mean if keep_stats else None)
+        variances = split(norm.running_var if keep_stats else None)
+        weights, biases = split(norm.weight), split(norm.bias)
+        return lambda e, h: F.batch_norm(h, means[e], variances[e], weights[e], biases[e], training, factor, norm.eps)
+
 
 class _PoolLayerNorm(nn.Module):
     """Layer norm of each expert over its own ``d`` features, with per-expert ``weight``/``bias`` ``[E, d]``."""
@@ -144,6 +166,11 @@ class _PoolLayerNorm(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         return torch.addcmul(self.bias, F.layer_norm(h, (self.width,)), self.weight)
+
+    def per_expert(self, count: int):
+        """The same for expert e alone: ``(e, h [B, d]) -> [B, d]`` with its own ``weight[e]``, ``bias[e]``."""
+        weights, biases = self.weight.unbind(0), self.bias.unbind(0)
+        return lambda e, h: torch.addcmul(biases[e], F.layer_norm(h, (self.width,)), weights[e])
 
 
 def _pool_post(num_experts: int, width: int, activation: str, dropout: float, norm: str) -> nn.Sequential:
@@ -179,7 +206,8 @@ class ExpertPool(nn.Module):
     See :meth:`load_from_experts` for the mapping from an :class:`Experts`.
 
     Shapes: ``[B, in_dim] -> [B, E, dims[-1]]`` (a transposed view of an
-    ``[E, B, D]`` buffer, except on the batched path with one layer).
+    ``[E, B, D]`` buffer, except on the batched path with one layer or with a
+    norm: then contiguous).
     """
 
     def __init__(
@@ -217,7 +245,7 @@ class ExpertPool(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``[B, in_dim] -> [B, E, D]``."""
         threshold = self.per_expert_min_batch
-        if threshold is not None and x.shape[0] >= threshold and not x.is_cuda:
+        if threshold is not None and x.shape[0] >= threshold and x.device.type == "cpu":
             return self._per_expert(x)
         h = self.post[0](self.first(x).view(x.shape[0], self.num_experts, self.dims[0]))
         for weight, bias, post in zip(self.weights, self.biases, self.post[1:]):
@@ -316,21 +344,23 @@ class _ReluPool(torch.autograd.Function):
                 if not last:
                     kept.append(h)
             hidden.append(kept)
-        ctx.count, ctx.hidden = count, hidden
-        ctx.save_for_backward(x, out, first_w, *weights)
+        ctx.count = count
+        # the activations too (torch allows intermediate tensors): freed with the graph, seen by saved-tensor hooks
+        ctx.save_for_backward(x, out, first_w, *weights, *(h for kept in hidden for h in kept))
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
-        x, out, first_w, *weights = ctx.saved_tensors
-        count, width = ctx.count, first_w.shape[0] // ctx.count
+        x, out, first_w, *saved = ctx.saved_tensors
+        count, width, layers = ctx.count, first_w.shape[0] // ctx.count, len(saved) // (ctx.count + 1)
+        weights, hidden = saved[:layers], saved[layers:]
         grad_first_w, grad_first_b = torch.empty_like(first_w), first_w.new_empty(first_w.shape[0])
         grad_weights = [torch.empty_like(w) for w in weights]
         grad_biases = [w.new_empty(w.shape[0], 1, w.shape[2]) for w in weights]
         grad_x = None
         for e in range(count):
-            inputs = ctx.hidden[e]
+            inputs = hidden[e * layers : (e + 1) * layers]  # what layers 1 .. n-1 of expert e read
             g = _threshold_backward(grad[e], out[e], 0)
             for i in range(len(weights) - 1, -1, -1):
                 torch.mm(inputs[i].t(), g, out=grad_weights[i][e])
@@ -362,37 +392,11 @@ def _split_post(post: nn.Sequential, count: int) -> list:
         if isinstance(module, nn.PReLU):
             slopes = module.weight.view(count, 1).unbind(0)
             steps.append(lambda e, h, slopes=slopes: F.prelu(h, slopes[e]))
-        elif isinstance(module, _PoolLayerNorm):
-            steps.append(_split_layer_norm(module, count))
-        elif isinstance(module, _PoolBatchNorm):
-            steps.append(_split_batch_norm(module.norm, count))
+        elif isinstance(module, (_PoolBatchNorm, _PoolLayerNorm)):
+            steps.append(module.per_expert(count))
         else:
             steps.append(lambda e, h, module=module: module(h))
     return steps
-
-
-def _split_layer_norm(norm: _PoolLayerNorm, count: int):
-    """A pool's layer norm as E layer norms, expert ``e`` with its own ``weight[e]`` and ``bias[e]``."""
-    weights, biases = norm.weight.unbind(0), norm.bias.unbind(0)
-    return lambda e, h: torch.addcmul(biases[e], F.layer_norm(h, (norm.width,)), weights[e])
-
-
-def _split_batch_norm(norm: nn.BatchNorm1d, count: int):
-    """``BatchNorm1d(E * d)`` as E batch norms of ``d`` features (``nn.BatchNorm1d.forward``'s logic)."""
-    factor = 0.0 if norm.momentum is None else norm.momentum
-    if norm.training and norm.track_running_stats and norm.num_batches_tracked is not None:
-        norm.num_batches_tracked.add_(1)
-        factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
-    training = norm.training or (norm.running_mean is None and norm.running_var is None)
-    keep_stats = not norm.training or norm.track_running_stats
-
-    def split(t: Tensor | None) -> Sequence[Tensor | None]:
-        return [None] * count if t is None else t.view(count, -1).unbind(0)
-
-    means = split(norm.running_mean if keep_stats else None)
-    variances = split(norm.running_var if keep_stats else None)
-    weights, biases = split(norm.weight), split(norm.bias)
-    return lambda e, h: F.batch_norm(h, means[e], variances[e], weights[e], biases[e], training, factor, norm.eps)
 
 
 def _post_one(post: list, e: int, h: Tensor) -> Tensor:
@@ -415,6 +419,15 @@ def _load_post(post: nn.Sequential, e: int, norm: nn.Module | None, prelu: nn.PR
             module.bias[e] = norm.bias
         elif isinstance(module, nn.PReLU) and prelu is not None:
             module.weight[e] = prelu.weight[0]
+
+
+def mix(weights: Tensor, experts: Tensor) -> Tensor:
+    """Weighted sum of experts: ``weights [B, E], experts [B, E, D] -> [B, D]``.
+
+    A broadcast product summed over E: ``torch.bmm`` of one-row matrices is slow on CPU
+    (for AITM's two slots, 6% of a training step; benchmarks/README.md, "Training speed").
+    """
+    return (weights.unsqueeze(-1) * experts).sum(1)
 
 
 class AITransfer(nn.Module):
@@ -452,9 +465,7 @@ class AITransfer(nn.Module):
         """``([B, D], [B, D]) -> [B, D]``."""
         slots = torch.stack([self.info(previous), current], dim=1)  # [B, 2, D]
         attention = torch.softmax(self.scores(slots), dim=-1)
-        # a broadcast product summed over the 2 slots: torch.bmm over B [1, 2] x [2, D] matrices
-        # was 6% of an AITM training step on CPU (benchmarks/README.md, "Training speed")
-        return (attention.unsqueeze(-1) * self.value(slots)).sum(1)
+        return mix(attention, self.value(slots))
 
     def scores(self, slots: Tensor) -> Tensor:
         """``<query(u), key(u)> / sqrt(D)`` for each slot ``u``, up to a constant: ``[B, 2, D] -> [B, 2]``.
