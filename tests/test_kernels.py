@@ -118,6 +118,16 @@ def test_gate_softmax_mix_matches_reference(path, dtype, temperature, top):
     _check_softmax_mix(logits, experts, temperature, top, dtype)
 
 
+@pytest.mark.parametrize("shape", [(40, 3, 5, 150), (70, 1, 3, 200)])
+def test_kernels_over_several_programs_and_width_blocks(path, shape):
+    # more rows than one program's block and D over several BLOCK_D tiles: the weight gradient
+    # sums across tiles and every program's offsets are exercised
+    _check_mix(*_mix_inputs(*shape, dtype=torch.float64), torch.float64)
+    batch, gates, num_experts, width = shape
+    logits, experts = _leaf(batch, gates, num_experts, dtype=torch.float64), _leaf(batch, num_experts, width, dtype=torch.float64)
+    _check_softmax_mix(logits, experts, 1.0, 2, torch.float64)
+
+
 @pytest.mark.parametrize("shape", [(3, 1, 1, 5), (3, 1, 4, 5), (3, 2, 1, 5)])
 def test_gate_softmax_mix_edge_shapes(path, shape):
     batch, gates, num_experts, width = shape
