@@ -67,11 +67,9 @@ def load_model(path: str | Path, *, opt_level: int = 1) -> type:
     """
     path = Path(path)
     text = path.read_text(encoding="utf-8")
-    if path.suffix == ".py":
-        code = text
-    else:
-        code = compile_spec(text, path.name, opt_level=opt_level)
-    return _model_class(_import(code, path.name), path)
+    if path.suffix != ".py":
+        return load_source(text, path.name, opt_level=opt_level)
+    return _model_class(_import(text, path.name), path)
 
 
 def load_source(source: str, filename: str = "spec.mtl", *, opt_level: int = 1) -> type:
@@ -87,7 +85,6 @@ def _import(code: str, label: str) -> types.ModuleType:
         return sys.modules[name]
     filename = f"<mtlc generated from {label}>"
     module = types.ModuleType(name)
-    module.__dict__["__builtins__"] = __builtins__
     linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
     exec(compile(code, filename, "exec"), module.__dict__)
     sys.modules[name] = module

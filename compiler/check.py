@@ -18,17 +18,16 @@ from mtlc import options as opt
 from mtlc import syntax as s
 from mtlc.diagnostics import Reporter, SpecError, closest
 from mtlc.ir import Span
+from mtlc.names import MODULE_GLOBALS
 from mtlc.sizes import check_size
+from mtlc.syntax_errors import STATEMENT_WORDS
 from mtlc.tasks import TaskRules
 
 __all__ = ["check", "kind_word", "SpecError", "RESERVED_WORDS", "MODEL_NAME_BLOCKLIST", "FEATURES", "VECTORS"]
 
-RESERVED_WORDS = frozenset(
-    {"model", "feature", "group", "expert", "tower", "gate", "transfer", "task", "constrain",
-     "weighting", "over", "weight"}
-)
+RESERVED_WORDS = frozenset({*STATEMENT_WORDS, "over", "weight"})  # the statements' words, and two more
 # Names the generated module binds at top level: a class of that name would shadow them.
-MODEL_NAME_BLOCKLIST = frozenset({"torch", "nn", "rt", "Tensor", "annotations"})
+MODEL_NAME_BLOCKLIST = MODULE_GLOBALS
 _NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
 
 FEATURES = (ir.SparseFeature, ir.SequenceFeature, ir.DenseFeature)

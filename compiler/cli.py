@@ -98,12 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     graph.set_defaults(run=_graph)
 
-    try:
-        from mtlc import train_cli
-    except ImportError:
-        train_cli = None
-    if train_cli is not None:
-        train_cli.register(sub)
+    from mtlc import train_cli  # argparse only: the training commands import the runtime when they run
+
+    train_cli.register(sub)
     return parser
 
 
@@ -205,10 +202,7 @@ def _explain(args: argparse.Namespace) -> int:
         return _explain_spec(args.code, args.format)
     from mtlc.diagnostics import explain
 
-    try:
-        text = explain(args.code.upper())
-    except KeyError:
-        text = None
+    text = explain(args.code)
     if not text:
         raise UsageError(
             f"unknown diagnostic code {args.code!r} (codes look like MTL203), "

@@ -135,7 +135,7 @@ def _svg_box(box: _Box) -> list[str]:
     return out + ["</g>"]
 
 
-def _svg_edge(edge: Edge, boxes: dict[str, _Box], ports: dict, bend: float) -> str:
+def _svg_edge(edge: Edge, boxes: dict[str, _Box], by_column: dict[int, list[_Box]], ports: dict, bend: float) -> str:
     """One edge: a data edge routed by ``_route`` from its ports, or a constraint's arc."""
     a, b = boxes[edge.source], boxes[edge.target]
     label = ""
@@ -152,11 +152,8 @@ def _svg_edge(edge: Edge, boxes: dict[str, _Box], ports: dict, bend: float) -> s
         )
     else:
         y1, y2 = ports[edge.source, edge.target]
-        passes = [
-            [box for box in boxes.values() if box.column == column]
-            for column in range(a.column + 1, b.column)
-        ]
-        path = _route(a.x + a.width, y1, b.x - 2, y2, [p for p in passes if p])
+        passes = [by_column[column] for column in range(a.column + 1, b.column) if column in by_column]
+        path = _route(a.x + a.width, y1, b.x - 2, y2, passes)
     ends = f'data-from="{escape(edge.source)}" data-to="{escape(edge.target)}"'
     arrow = f'marker-end="url(#arrow-{edge.style})"'
     return f'<path class="edge {edge.style}" {ends} d="{path}" {arrow}/>{label}'
@@ -201,11 +198,15 @@ def draw(model: ir.Model) -> str:
         f'<text x="{_MARGIN}" y="{_MARGIN + 12}" font-size="14" font-weight="bold" '
         f'style="text-anchor:start">{escape(heading)}</text>'
     )
-    flows = [edge for edge in edges(model) if edge.style != "constraint"]
+    every = edges(model)
+    flows = [edge for edge in every if edge.style != "constraint"]
     ports, bends = _ports(flows, boxes), iter(range(30, 10_000, 14))
-    for edge in edges(model):
+    by_column: dict[int, list[_Box]] = {}  # the boxes an edge passes, grouped once (in row order)
+    for box in boxes.values():
+        by_column.setdefault(box.column, []).append(box)
+    for edge in every:
         bend = next(bends) if edge.style == "constraint" else 0
-        out.append(_svg_edge(edge, boxes, ports, bend))
+        out.append(_svg_edge(edge, boxes, by_column, ports, bend))
     for node in model.nodes:
         out += _svg_box(boxes[node.name])
     return "\n".join(out) + "\n</svg>\n"

@@ -63,15 +63,11 @@ def checked(spec: str):
 
 def _plain_class(spec: str) -> tuple[type, dict[str, str]]:
     """The ``-O0`` class compiled from ``spec`` and the attribute name of every node."""
-    from mtlc.api import compile_spec
+    from mtlc.api import load_source
     from mtlc.lower import safe_names
 
-    model = checked(spec)
-    code = compile_spec(spec, "converted.mtl", opt_level=0)
-    namespace: dict[str, object] = {}
-    exec(compile(code, "<mtlc converted model>", "exec"), namespace)
-    classes = [v for v in namespace.values() if isinstance(v, type) and issubclass(v, nn.Module) and v is not nn.Module]
-    return classes[-1], safe_names(model)
+    model = checked(spec)  # clear ConversionError on a spec this mtlc rejects
+    return load_source(spec, "converted.mtl", opt_level=0), safe_names(model)
 
 
 def _check_metadata(target: type, plain: type) -> None:
