@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -106,11 +107,11 @@ def predict(args: argparse.Namespace) -> int:
     columns = {}
     for name, task in model.tasks.items():
         values = predictions[name]
-        columns[name] = (
-            pa.array(list(values), type=pa.list_(pa.float32()))
-            if task.kind == "multiclass"
-            else pa.array(values.astype("float32"))
-        )
+        flat = pa.array(values.astype("float32").reshape(-1))
+        if task.kind == "multiclass":  # [N, C] as lists over the flat values (no per-row Python objects)
+            rows, classes = values.shape
+            flat = pa.ListArray.from_arrays(pa.array(np.arange(0, rows * classes + 1, classes, dtype=np.int32)), flat)
+        columns[name] = flat
     table = pa.table(columns)
     try:
         atomic_write(Path(args.output), lambda f: pq.write_table(table, f))

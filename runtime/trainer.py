@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import pickle
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -307,7 +308,7 @@ class Trainer:
 
     def _restore(self, out: Path) -> int:
         """Load ``out/last.pt`` into this trainer; return the epoch it ended."""
-        state = ckpt.load_checkpoint(out / ckpt.LAST, self.device)
+        state = self._checkpoint(out / ckpt.LAST)
         self.load_state(state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.history, self.best, self._rows = list(state["history"]), dict(state["best"]), state["rows"]
@@ -340,8 +341,18 @@ class Trainer:
             raise TrainError(f"{run}: no checkpoint found (expected {ckpt.BEST} or {ckpt.LAST}); train first")
         config = TrainConfig(device=device)
         trainer = cls(model, config)
-        trainer.load_state(ckpt.load_checkpoint(path, trainer.device))
+        trainer.load_state(trainer._checkpoint(path))
         return trainer
+
+    def _checkpoint(self, path: Path) -> dict:
+        """A checkpoint of an mtlc run, or a TrainError that names the file (not a traceback)."""
+        try:
+            state = ckpt.load_checkpoint(path, self.device)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+            raise TrainError(f"{path} is not an mtlc checkpoint ({str(error).splitlines()[0]})") from None
+        if not isinstance(state, dict) or not {"model", "loss", "encoder"} <= state.keys():
+            raise TrainError(f"{path} is not an mtlc checkpoint (it lacks the model, loss or encoder state)")
+        return state
 
     # -- evaluation and prediction ------------------------------------------------
 

@@ -98,6 +98,17 @@ def test_an_existing_run_needs_resume(data, tmp_path):
         Trainer(toys.make_model(), TrainConfig(epochs=1)).fit(data[0], out=tmp_path / "run")
 
 
+def test_from_run_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(TrainError, match="best.pt is not an mtlc checkpoint"):
+        Trainer.from_run(toys.make_model(), run)
+    torch.save({"weights": torch.zeros(2)}, run / "best.pt")  # a torch file, but not ours
+    with pytest.raises(TrainError, match="lacks the model, loss or encoder"):
+        Trainer.from_run(toys.make_model(), run)
+
+
 def test_from_run_rejects_a_checkpoint_of_another_model(data, tmp_path):
     Trainer(toys.make_model(), TrainConfig(epochs=1, batch_size=256)).fit(data[0], out=tmp_path / "run")
     with pytest.raises(TrainError, match="does not fit"):
