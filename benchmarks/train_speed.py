@@ -87,7 +87,8 @@ def mtlc_spec(config: Config, arch: str, norm: str = "none") -> str:
     elif arch == "aitm":
         lines.append(f"tower {tasks[0]}_in = {mlp('all', experts)}")
         lines += [f"tower {t}_raw = {mlp('all', experts)}" for t in tasks[1:]]
-        lines += [f"transfer {t}_in = ait({t}_raw, from={p}_in)" for p, t in zip(tasks, tasks[1:])]
+        # NextRec's attention has Q/K/V biases (the paper's has none)
+        lines += [f"transfer {t}_in = ait({t}_raw, from={p}_in, bias=true)" for p, t in zip(tasks, tasks[1:])]
         lines += [f"tower {t}_net = {mlp(f'{t}_in', towers)}" for t in tasks]
     lines.append("")
     lines += [f"task {t} : binary(label={t}) = {t}_net" for t in tasks]

@@ -63,6 +63,20 @@ def test_train_speed_refuses_cuda_without_a_device(train_speed, capsys):
     assert "no CUDA device" in capsys.readouterr().err
 
 
+def test_parity_gap_measures_every_parity_configuration(monkeypatch, tmp_path):
+    pytest.importorskip("nextrec")
+    pytest.importorskip("torch_rechub")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.setenv("NEXTREC_LOG_DIR", str(tmp_path / "nextrec_logs"))
+    import parity_gap
+
+    out = tmp_path / "gap.json"
+    assert parity_gap.main(["--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 2 * (len(parity_gap.nx_cases.CONFIGS) + len(parity_gap.rh_cases.CONFIGS))
+    assert all(0 <= row["max_abs_diff"] < 1e-5 for row in rows)
+
+
 def test_gate_kernel_cpu_table_runs():
     done = subprocess.run([sys.executable, str(BENCHMARKS / "gate_kernel.py"), "--rounds", "1", "--threads", "1"],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)

@@ -90,18 +90,11 @@ def test_check_json_and_github_formats(bad_spec: Path, capsys):
 
 def test_explain_a_code_from_the_catalogue(bad_spec: Path, capsys):
     main(["check", str(bad_spec), "--format", "json"])
-    code = json.loads(capsys.readouterr().out)
-    code = _first_code(code)
+    code = json.loads(capsys.readouterr().out)[0]["code"]  # a flat list of diagnostics
     assert main(["explain", code]) == 0
     assert capsys.readouterr().out.strip()
     assert main(["explain", "MTL999999"]) == 2
     assert "unknown diagnostic code" in capsys.readouterr().err
-
-
-def _first_code(report) -> str:
-    if isinstance(report, dict):
-        report = report.get("diagnostics", [report])
-    return report[0]["code"]
 
 
 @pytest.mark.parametrize(

@@ -137,8 +137,6 @@ def test_catalogue_bad_example_gives_its_code_and_good_one_does_not(code):
 def test_language_reference_lists_every_code_as_the_catalogue_says():
     reference = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
     assert refresh.codes_section(reference) == markdown(), "run: python -m tests.golden.diagnostics.refresh"
-    for code, entry in CODES.items():
-        assert f"`{code}` {entry.title}" in reference
 
 
 @pytest.mark.parametrize("spec, snapshot", refresh.cases(), ids=lambda p: p.name)

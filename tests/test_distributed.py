@@ -76,5 +76,6 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     ddp_losses = [
         e["train_loss"] for e in json.loads((tmp_path / "ddp" / "metrics.json").read_text())["epochs"]
     ]
+    assert len(ddp_losses) == len(single.history) == 2
     assert all(abs(a - b["train_loss"]) < 1e-5 for a, b in zip(ddp_losses, single.history))
     assert "epoch 2/2" in outputs[0] and "epoch" not in outputs[1]  # only rank 0 reports

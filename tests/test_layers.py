@@ -311,15 +311,6 @@ def test_ai_transfer_by_hand():
     assert layer.query.bias is None and rt.AITransfer(2, qkv_bias=True).query.bias is not None
 
 
-def test_ai_transfer_shape_and_gradient_to_both_inputs():
-    layer = rt.AITransfer(6).double()
-    current, previous = _x(B, 6), _x(B, 6)
-    out = layer(current, previous)
-    assert out.shape == (B, 6)
-    grads = torch.autograd.grad(out.sum(), (current, previous))
-    assert all(g.abs().sum() > 0 for g in grads)
-
-
 @pytest.mark.parametrize("qkv_bias", [False, True])
 def test_ai_transfer_equals_the_textbook_form_with_its_gradients(qkv_bias):
     layer = rt.AITransfer(6, qkv_bias=qkv_bias).double()

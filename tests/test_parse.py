@@ -7,7 +7,6 @@ import pytest
 from mtlc import syntax as s
 from mtlc.diagnostics import SpecError
 from mtlc.parse import MAX_NESTING, MAX_SOURCE_CHARS, MAX_TOKENS, parse
-from tests.mtl_sources import language_examples, spec_files
 
 
 def _error(source: str):
@@ -15,20 +14,6 @@ def _error(source: str):
         parse(source, "bad.mtl")
     (diag,) = caught.value.diagnostics
     return diag
-
-
-@pytest.mark.parametrize("title", sorted(language_examples()) or ["(LANGUAGE.md absent)"])
-def test_language_examples_parse(title):
-    examples = language_examples()
-    if not examples:
-        pytest.skip("../shared/LANGUAGE.md is not beside the checkout")
-    spec = parse(examples[title], "example.mtl")
-    assert isinstance(spec.statements[0], s.ModelStmt)
-
-
-def test_spec_files_parse():
-    for name, text in spec_files().items():
-        assert parse(text, name).statements
 
 
 def test_statement_kinds_and_spans():

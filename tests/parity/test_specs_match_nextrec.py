@@ -94,6 +94,18 @@ def test_spec_equals_its_nextrec_counterpart(name):
     assert differences(ours, theirs) == []
 
 
+@pytest.mark.parametrize("arch", ["share_bottom", "mmoe", "ple", "esmm", "aitm"])
+def test_training_speed_benchmark_specs_are_nextrecs_models(arch, monkeypatch):
+    """benchmarks/train_speed.py times mtlc on the spec it writes against NextRec's model: the same model."""
+    monkeypatch.syspath_prepend(str(SPECS.parent / "benchmarks"))
+    import peers
+    import train_speed
+
+    ours = compile_ir(train_speed.mtlc_spec(peers.CONFIG, arch), "benchmark.mtl")
+    theirs = compile_ir(nx.spec_from(peers.nextrec_model(peers.CONFIG, arch)), "nextrec.mtl")
+    assert differences(ours, theirs) == []
+
+
 def test_differences_sees_a_changed_width():
     """The comparison is not vacuous: one changed width is reported."""
     spec = (SPECS / "mmoe.mtl").read_text(encoding="utf-8")
