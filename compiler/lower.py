@@ -84,6 +84,7 @@ class _Lowering:
         self.merged: dict[str, list[ir.Expert]] = {}  # first pool's name -> the pools merged
         self.whole: dict[tuple[str, ...], str] = {}  # merged pools' names -> the merged local
         self.bank_whole: set[str] = set()  # gates whose bank reads a merged pool whole
+        self.layouts: dict[str, tuple[list[ir.GateSource], str | None]] = {}  # by a bank's last gate
 
     def run(self) -> Plan:
         banks = self._plan_banks() if self.opt_level else {}
@@ -182,12 +183,19 @@ class _Lowering:
         (its masks pick and order each gate's experts); otherwise it reads the
         union of its gates' sources, in order of first appearance.
         """
-        union = _bank_sources(gates)
-        for names, local in self.whole.items():
-            if {source.name for source in union} <= set(names):
-                pools = [self.nodes[name] for name in names]
-                return [ir.GateSource(name=p.name, count=p.count) for p in pools], local
-        return union, None
+        key = gates[-1].name
+        if key not in self.layouts:  # asked by the pool planning, then by the bank itself
+            union = _bank_sources(gates)
+            wanted = {source.name for source in union}
+            self.layouts[key] = next(
+                (
+                    ([ir.GateSource(name=n, count=self.nodes[n].count) for n in names], local)
+                    for names, local in self.whole.items()
+                    if wanted <= set(names)
+                ),
+                (union, None),
+            )
+        return self.layouts[key]
 
     def _bank_attr(self, gate: ir.Gate, sources: list[ir.GateSource]) -> str:
         over = "_".join(self.name[s.name].rstrip("_") for s in sources)

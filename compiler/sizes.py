@@ -1,8 +1,13 @@
-"""The size of a checked model: an estimate of its parameter count, with a cap.
+"""The size of a checked model: a parameter count close to the exact one, with a cap.
 
 Part of ``mtlc.check``: a spec whose model could not be built in memory (a
 vocab of billions, layers of a million units) gets a diagnostic (MTL405)
 instead of a module that fails when constructed.
+
+The count is not ``mtlc.explain``'s exact one: it leaves out norms and PReLU
+slopes and always counts a transfer's Q/K/V biases, so it can be a little
+above or below. Kept apart so that the MTL405 cap decides as it always has;
+``explain`` reports the exact count.
 """
 
 from __future__ import annotations
