@@ -106,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     for task, metrics in test.items():
         print(f"  {task:<8} AUC {metrics['auc']:.4f}   logloss {metrics['logloss']:.4f}")
     print("  for scale, one model per task on this spec's inputs: one-hot logistic regression")
-    print("  income 0.857, marital 0.870 (benchmarks/census_accuracy.py --adult-baseline); gradient boosting (the data's")
-    print("  README) marital 0.888, and income 0.926 with `relationship`, an input this spec leaves out")
+    print("  income 0.857, marital 0.870 (benchmarks/census_accuracy.py --adult-baseline);")
+    print("  gradient boosting (the data's README) marital 0.888, and income 0.926 with")
+    print("  `relationship`, an input this spec leaves out")
     return 0
 
 
