@@ -19,13 +19,12 @@ Imports pyarrow lazily: nothing here loads it at import time.
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-from mtlc.cache import cache_root
+from mtlc.files import atomic_write, cache_root
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CENSUS = SHARED / "census-income-kdd" / "census_income_kdd_test.parquet"
@@ -137,9 +136,7 @@ def _write(out: Path, parts: dict) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = _paths(out)
     for name, table in parts.items():
-        temporary = out / f".{name}.parquet.tmp"
-        pq.write_table(table, temporary)
-        os.replace(temporary, paths[name])
+        atomic_write(paths[name], lambda f, table=table: pq.write_table(table, f))
     return paths
 
 

@@ -24,7 +24,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedInput, VisitError
 
 from mtlc import syntax as s
-from mtlc.cache import cache_root
+from mtlc.files import cache_root
 from mtlc.diagnostics import Reporter
 from mtlc.ir import Span
 
@@ -96,7 +96,7 @@ def _table_cache(grammar: str) -> str | bool:
     Building the tables is most of ``mtlc check``'s own work. They go to a
     per-user folder, never the package's (which may be read-only) nor a shared
     temporary folder (the file is a pickle, so only its owner should write
-    it): ``grammar/`` under :func:`mtlc.cache.cache_root` (``$MTLC_CACHE``, default ``~/.cache/mtlc``, as for
+    it): ``grammar/`` under :func:`mtlc.files.cache_root` (``$MTLC_CACHE``, default ``~/.cache/mtlc``, as for
     ``mtlc.datasets``). ``MTLC_GRAMMAR_CACHE=0`` turns it off. Lark checks the
     file against the grammar, its options and its own version before using
     it, and carries on without it, silently, when it cannot read or write it.

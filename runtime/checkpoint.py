@@ -8,14 +8,12 @@ folder holds ``last.pt`` and ``best.pt`` (checkpoints), ``encoder.json``
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Callable
 
 import torch
+
+from mtlc.files import atomic_write
 
 __all__ = ["atomic_write", "write_json", "save_checkpoint", "load_checkpoint"]
 
@@ -27,36 +25,6 @@ LAST, BEST, ENCODER, METRICS, CURVES, CONFIG = (
     "curves.png",
     "config.json",
 )
-
-
-def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write ``path`` through ``write(file)`` so it appears complete or not at all."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def write_json(path: str | Path, obj) -> None:

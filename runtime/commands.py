@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mtlc.runtime.checkpoint import atomic_write
+from mtlc.files import atomic_write
 from mtlc.runtime.trainer import TrainConfig, Trainer, TrainError
 from mtlc.runtime.validate import DataError
 

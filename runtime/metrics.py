@@ -109,7 +109,7 @@ def plot_curves(history: list[dict], path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    from mtlc.runtime.checkpoint import atomic_write
+    from mtlc.files import atomic_write
 
     epochs = [r["epoch"] for r in history]
     names = sorted({m for r in history for t in (r.get("valid") or {}).values() for m in t})

@@ -73,7 +73,7 @@ def test_an_unusable_cache_is_ignored(tmp_path: Path):
 
 def test_an_empty_mtlc_cache_means_the_default_folder_for_every_user_of_it(monkeypatch, tmp_path):
     from mtlc import datasets
-    from mtlc.cache import cache_root
+    from mtlc.files import cache_root
     from mtlc.parse import _table_cache
 
     monkeypatch.setenv("HOME", str(tmp_path))

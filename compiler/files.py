@@ -1,0 +1,53 @@
+"""Where mtlc keeps its per-user files, and how it writes files so that none is ever seen half-written.
+
+``cache_root()``: ``$MTLC_CACHE`` when it is set and not empty, else
+``~/.cache/mtlc`` (an empty value means "unset", never the current folder); the
+LALR tables and the prepared datasets live there.
+
+``atomic_write(path, write)``: a temporary file beside the target, fsync,
+rename: a reader sees the old file or the new one. Run folders, predictions and
+datasets are written this way. Torch-free, so the compiler side can use it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+
+def cache_root() -> Path:
+    """The cache folder (not created here)."""
+    return Path(os.environ.get("MTLC_CACHE") or Path.home() / ".cache" / "mtlc")
+
+
+def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> None:
+    """Write ``path`` through ``write(file)`` so it appears complete or not at all."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
