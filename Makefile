@@ -21,7 +21,7 @@ test: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 tests
 
 demo: $(STAMP)
-	$(PY) -m mtlc.demo
+	$(PY) -m mtlc.cli.demo
 
 # Refresh the golden files (generated modules, rendered diagnostics and the code list of
 # docs/language.md); each prints its diff: review it, then commit.

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from mtlc.datasets import DatasetError, census_splits
+    from mtlc.cli.datasets import DatasetError, census_splits
     from mtlc.runtime.checkpoint import write_json
 
     torch.set_num_threads(args.threads)
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def adult_baseline() -> int:
     """The logistic regression of ``make demo``'s closing lines, on specs/adult_mmoe.mtl's inputs."""
-    from mtlc.datasets import DatasetError, adult_splits
+    from mtlc.cli.datasets import DatasetError, adult_splits
     from mtlc.runtime.checkpoint import write_json
 
     try:

@@ -164,7 +164,7 @@ def model_table(specs: list[str], rounds: int, batch: int = 2048) -> list[str]:
     """Generated models, forward + backward: ``-O0``, ``-O1``, and ``-O1`` with batched pools on CPU."""
     import mtlc
     from mtlc import runtime as rt
-    from mtlc.demo import random_batch
+    from mtlc.runtime.testing import random_batch
 
     lines = [f"| spec (B={batch}) | -O0 ms | -O1 ms | -O1 batched pools ms |", "|---|---|---|---|"]
     clock = _clock()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from mtlc.version import __version__
 
 __all__ = ["compile_spec", "load_model", "SpecError", "__version__"]
 

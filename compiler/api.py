@@ -1,9 +1,9 @@
 """The compiler from Python: ``compile_spec`` and ``load_model``.
 
 ``compile_spec`` is the whole pipeline as one pure function,
-``emit . lower . check . parse``; ``load_model`` compiles a spec (or reads a
-generated module) and returns the model class. Neither imports torch until a
-generated module is executed.
+``emit(lower(check(parse(source))))``; ``load_model`` compiles a spec (or
+reads a generated module) and returns the model class. Neither imports torch
+until a generated module is executed.
 """
 
 from __future__ import annotations
@@ -15,20 +15,20 @@ import types
 from pathlib import Path
 
 from mtlc import ir
+from mtlc.backend import emit, lower
+from mtlc.check import check
+from mtlc.frontend import parse
 
 __all__ = ["compile_spec", "compile_ir", "load_model", "load_source"]
 
 
 def compile_ir(source: str, filename: str = "spec.mtl") -> ir.Model:
     """Parse and check ``source``; raises ``mtlc.SpecError`` carrying every diagnostic."""
-    from mtlc.check import check
-    from mtlc.parse import parse
-
     return check(parse(source, filename))
 
 
 def compile_spec(
-    source: str, filename: str = "spec.mtl", *, opt_level: int = 1, emit: str = "python"
+    source: str, filename: str = "spec.mtl", *, opt_level: int = 1, output: str = "python"
 ) -> str:
     """Compile the text of a ``.mtl`` spec into the source of a PyTorch module.
 
@@ -36,22 +36,20 @@ def compile_spec(
         source: the spec's text.
         filename: the name diagnostics and the generated header use.
         opt_level: 0 for the plain form, 1 (default) for batched experts and gate banks.
-        emit: ``"python"`` for the module's source, ``"ir"`` for the checked IR as JSON.
+        output: ``"python"`` for the module's source, ``"ir"`` for the checked IR as JSON.
 
     Raises:
         mtlc.SpecError: the spec has errors (``.diagnostics`` lists them all).
-        ValueError: an unknown ``emit`` or ``opt_level``.
+        ValueError: an unknown ``output`` or ``opt_level``.
     """
-    if emit not in ("python", "ir"):
-        raise ValueError(f"emit must be 'python' or 'ir', not {emit!r}")
+    if output not in ("python", "ir"):
+        raise ValueError(f"output must be 'python' or 'ir', not {output!r}")
     if opt_level not in (0, 1):
         raise ValueError(f"opt_level must be 0 or 1, not {opt_level!r}")
     model = compile_ir(source, filename)
-    if emit == "ir":
+    if output == "ir":
         return model.model_dump_json(indent=2) + "\n"
-    from mtlc.emit import emit as emit_python
-
-    return emit_python(model, opt_level)
+    return emit(lower(model, opt_level))
 
 
 def load_model(path: str | Path, *, opt_level: int = 1) -> type:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mtlc.diagnostics import SpecError
 from mtlc.check import check
-from mtlc.parse import parse
+from mtlc.frontend.parser import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 LANGUAGE_MD = ROOT.parent / "shared" / "LANGUAGE.md"

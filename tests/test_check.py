@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from mtlc import __version__, ir
 from mtlc.check import check
 from mtlc.diagnostics import SpecError
-from mtlc.parse import parse
+from mtlc.frontend.parser import parse
 from tests.mtl_sources import BASE, diagnostics_of, language_examples, spec_files
 from tests.strategies import valid_specs
 

@@ -14,13 +14,13 @@ from mtlc.diagnostics import (
     Diagnostic,
     SpecError,
     closest,
-    explain,
+    explain_code,
     render_github,
     render_json,
     render_text,
 )
-from mtlc.codes import markdown
-from mtlc.ir import Span
+from mtlc.diagnostics.codes import markdown
+from mtlc.diagnostics import Span
 from tests.golden.diagnostics import refresh
 from tests.mtl_sources import BASE, diagnostics_of
 
@@ -113,13 +113,13 @@ def test_closest():
 def test_every_code_has_an_explanation_with_examples():
     for code, entry in CODES.items():
         assert re.fullmatch(r"MTL\d{3}", code)
-        text = explain(code)
+        text = explain_code(code)
         assert text.startswith(f"{code}: {entry.title}")
         assert entry.bad != entry.good
         for line in (entry.bad + "\n" + entry.good).splitlines():
             assert "    " + line in text
-    assert explain("mtl203") == explain("MTL203")
-    assert explain("MTL999") is None
+    assert explain_code("mtl203") == explain_code("MTL203")
+    assert explain_code("MTL999") is None
 
 
 # Bad examples of the catalogue that are whole statements after BASE: each must give its code.

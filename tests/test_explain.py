@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 
 from mtlc.api import compile_ir, load_model, load_source
 from mtlc.cli import main
-from mtlc.explain import explain, render_json, render_text
+from mtlc.views.summary import explain, render_json, render_text
 from tests.strategies import spec_sources
 
 ROOT = Path(__file__).resolve().parents[1]

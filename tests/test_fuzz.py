@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from mtlc import ir
 from mtlc.check import check
 from mtlc.diagnostics import CODES, SpecError, render_github, render_json
-from mtlc.parse import parse
+from mtlc.frontend.parser import parse
 from tests.mtl_sources import BASE, language_examples, spec_files
 from tests.strategies import valid_specs
 

@@ -10,8 +10,8 @@ import torch
 from mtlc import compile_spec, load_model
 from mtlc import runtime as rt
 from mtlc.api import _import, _model_class
-from mtlc.demo import random_batch
-from mtlc.emit import emit
+from mtlc.runtime.testing import random_batch
+from mtlc.backend import emit, lower
 from tests import ir_models
 from tests.mtl_sources import language_examples
 from tests.refresh_golden import generate, golden_cases
@@ -22,7 +22,7 @@ IR_MODELS = [ir_models.mmoe, ir_models.ple, ir_models.everything, ir_models.merg
 
 
 def _class_of_ir(model, opt_level: int) -> type:
-    return _model_class(_import(emit(model, opt_level), model.source), Path(model.source))
+    return _model_class(_import(emit(lower(model, opt_level)), model.source), Path(model.source))
 
 
 @pytest.mark.parametrize(

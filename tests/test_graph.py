@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from mtlc import ir
 from mtlc.api import compile_ir
 from mtlc.cli import main
-from mtlc.graph import columns, to_dot, to_svg
+from mtlc.views.graph import columns, to_dot
+from mtlc.views.svg import draw as to_svg
 from tests.strategies import spec_sources
 
 ROOT = Path(__file__).resolve().parents[1]

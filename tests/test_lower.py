@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mtlc import lower as lw
+from mtlc.backend import lowering as lw
 from tests import ir_models
 from tests.ir_models import Builder
 
@@ -181,7 +181,7 @@ def test_every_nn_module_attribute_is_reserved():
 
     import torch
 
-    from mtlc.names import MODULE_ATTRIBUTES
+    from mtlc.ir.reserved import MODULE_ATTRIBUTES
 
     names = set(dir(torch.nn.Module)) | set(vars(torch.nn.Module()))
     spec_names = {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mtlc import syntax as s
+from mtlc.frontend import syntax as s
 from mtlc.diagnostics import SpecError
-from mtlc.parse import MAX_NESTING, MAX_SOURCE_CHARS, MAX_TOKENS, parse
+from mtlc.frontend.parser import MAX_NESTING, MAX_SOURCE_CHARS, MAX_TOKENS, parse
 
 
 def _error(source: str):

@@ -16,7 +16,7 @@ MMOE = ROOT / "specs" / "mmoe.mtl"
 # (the bracket-tracking post-lexer must work with tables loaded from the cache too).
 PROGRAM = f"""
 from mtlc.diagnostics import SpecError
-from mtlc.parse import _parser, parse
+from mtlc.frontend.parser import _parser, parse
 spec = parse(open({str(MMOE)!r}).read(), "mmoe.mtl")
 print(len(spec.statements), repr(spec.statements[-1]))
 try:
@@ -72,9 +72,9 @@ def test_an_unusable_cache_is_ignored(tmp_path: Path):
 
 
 def test_an_empty_mtlc_cache_means_the_default_folder_for_every_user_of_it(monkeypatch, tmp_path):
-    from mtlc import datasets
+    from mtlc.cli import datasets
     from mtlc.files import cache_root
-    from mtlc.parse import _table_cache
+    from mtlc.frontend.parser import _table_cache
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("MTLC_GRAMMAR_CACHE", raising=False)

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 
 from mtlc import runtime as rt
 from mtlc.api import load_source
-from mtlc.demo import random_batch
+from mtlc.runtime.testing import random_batch
 from tests.strategies import GeneratedSpec, valid_specs
 
 

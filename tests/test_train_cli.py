@@ -152,7 +152,7 @@ needs_shared = pytest.mark.skipif(not SHARED.exists(), reason=f"{SHARED} (the sh
     ],
 )
 def test_census_slice_trains_to_sensible_auc(spec, floors, tmp_path, capsys):
-    from mtlc.datasets import census_splits
+    from mtlc.cli.datasets import census_splits
 
     splits = census_splits(tmp_path / "census")
     for name, rows in (("train", 4000), ("valid", 1500)):

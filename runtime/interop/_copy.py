@@ -13,6 +13,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mtlc.api import compile_ir, load_source
+from mtlc.backend.identifiers import safe_names
+from mtlc.diagnostics import SpecError
 from mtlc.runtime.convert import convert_o0_state_dict
 from mtlc.runtime.gates import SoftmaxGate
 from mtlc.runtime.interop._common import Block, Conversion, ConversionError, Linear, Transfer
@@ -49,9 +52,6 @@ def load(target: nn.Module, conversion: Conversion) -> None:
 
 def checked(spec: str):
     """The IR of a converted spec; a ConversionError (with the diagnostics) if it does not compile."""
-    from mtlc import SpecError
-    from mtlc.api import compile_ir
-
     try:
         return compile_ir(spec, "converted.mtl")
     except SpecError as error:
@@ -63,9 +63,6 @@ def checked(spec: str):
 
 def _plain_class(spec: str) -> tuple[type, dict[str, str]]:
     """The ``-O0`` class compiled from ``spec`` and the attribute name of every node."""
-    from mtlc.api import load_source
-    from mtlc.lower import safe_names
-
     model = checked(spec)  # clear ConversionError on a spec this mtlc rejects
     return load_source(spec, "converted.mtl", opt_level=0), safe_names(model)
 

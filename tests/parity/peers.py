@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 import mtlc
-from mtlc import demo
+from mtlc.runtime import testing
 
 BATCH = 16
 NEXTREC_MISSING = "nextrec is not installed: pip install 'mtlc[nextrec]' && pip install --no-deps nextrec==0.6.14"
@@ -46,8 +46,8 @@ def build(spec: str, tmp_path: Path, opt_level: int) -> nn.Module:
 
 
 def random_batch(model: nn.Module, seed: int = 1) -> dict[str, Tensor]:
-    """``mtlc.demo.random_batch`` for ``model`` (sparse ids include 0; sequences have padding), row 0 all padding."""
-    batch = demo.random_batch(type(model), BATCH, seed)
+    """``mtlc.runtime.testing.random_batch`` for ``model`` (sparse ids include 0; sequences have padding), row 0 all padding."""
+    batch = testing.random_batch(type(model), BATCH, seed)
     for name, feature in type(model).features.items():
         if feature.kind == "sequence":
             batch[name][0] = 0

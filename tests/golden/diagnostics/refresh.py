@@ -30,7 +30,7 @@ def render(spec: Path) -> str:
     """The rendered diagnostics of ``spec``, as the file name alone would show them."""
     from mtlc.check import check
     from mtlc.diagnostics import SpecError
-    from mtlc.parse import parse
+    from mtlc.frontend.parser import parse
 
     try:
         check(parse(spec.read_text(encoding="utf-8"), spec.name))
@@ -48,7 +48,7 @@ def codes_section(reference: str) -> str | None:
 
 def refresh_reference() -> bool:
     """Rewrite the codes section of docs/language.md; True if it changed."""
-    from mtlc.codes import markdown
+    from mtlc.diagnostics.codes import markdown
 
     reference = LANGUAGE_MD.read_text(encoding="utf-8")
     old = codes_section(reference)

@@ -1,0 +1,119 @@
+"""Checking the networks between features and tasks: ``group``, ``expert``, ``tower``, ``transfer``.
+
+Part of ``mtlc.check``: each ``check_<statement>(scope, stmt)`` declares the
+statement's name and records its IR node in the scope, or records that it
+failed after reporting what is wrong.
+"""
+
+from __future__ import annotations
+
+from mtlc import ir
+from mtlc.check import arguments as opt
+from mtlc.check.scope import FEATURES, Scope
+from mtlc.diagnostics import Span
+from mtlc.frontend import syntax as s
+
+__all__ = ["check_group", "check_expert", "check_tower", "check_transfer", "read_mlp"]
+
+
+def check_group(scope: Scope, stmt: s.GroupStmt) -> None:
+    """``group NAME = [MEMBER, ...]``: features and groups, concatenated."""
+    scope.declare(stmt.name)
+    report = scope.report
+    members, ok = [], True
+    if not stmt.members.items:
+        report.error("MTL303", stmt.members.span, "a group needs at least one member", label="empty group")
+        ok = False
+    for item in stmt.members.items:
+        ref = opt.name(item, report, "a group member")
+        node = ref and scope.resolve(ref, (*FEATURES, ir.Group), "a group member")
+        ok = ok and node is not None
+        members.append(node)
+    node = None
+    if ok:
+        width = sum(member.width for member in members)
+        node = ir.Group(name=stmt.name.text, span=stmt.span, width=width, members=[m.name for m in members])
+    scope.add(stmt.name, node)
+
+
+def check_expert(scope: Scope, stmt: s.ExpertStmt) -> None:
+    """``expert NAME [xN] = mlp(...)``: a pool of N copies of one block."""
+    scope.declare(stmt.name)
+    count = 1
+    if stmt.count is not None:
+        count = opt.integer(stmt.count, scope.report, "the number of experts", 1, opt.MAX_EXPERTS)
+    block = read_mlp(scope, stmt.block)
+    node = None
+    if block is not None and count is not None:
+        node = ir.Expert(name=stmt.name.text, span=stmt.span, width=block.dims[-1], count=count, block=block)
+    scope.add(stmt.name, node)
+
+
+def check_tower(scope: Scope, stmt: s.TowerStmt) -> None:
+    """``tower NAME = mlp(...)``."""
+    scope.declare(stmt.name)
+    block = read_mlp(scope, stmt.block)
+    node = None
+    if block is not None:
+        node = ir.Tower(name=stmt.name.text, span=stmt.span, width=block.dims[-1], block=block)
+    scope.add(stmt.name, node)
+
+
+def read_mlp(scope: Scope, value: s.Value) -> ir.Mlp | None:
+    """``mlp(INPUT, [D, ...], activation=, dropout=, norm=)`` as an ``ir.Mlp``."""
+    report = scope.report
+    call = opt.expect_call(value, ("mlp",), opt.FUTURE_CALLS, report, "block")
+    if call is None:
+        return None
+    source, dims_value = opt.read_positionals(call, ["input", "widths"], report)
+    options = opt.read_keywords(call, ("activation", "dropout", "norm"), report)
+    node = scope.input(source, "the input of an mlp")
+    dims = dims_value and opt.int_list(dims_value, report, "the widths of an mlp", 1, opt.MAX_WIDTH)
+    fields = {}
+    if "activation" in options:
+        fields["activation"] = opt.choice(options["activation"].value, report, "activation",
+                                          [a.value for a in ir.Activation])
+    if "norm" in options:
+        fields["norm"] = opt.choice(options["norm"].value, report, "norm", [n.value for n in ir.Norm])
+    if "dropout" in options:
+        fields["dropout"] = opt.real(options["dropout"].value, report, "dropout", 0.0, 1.0, high_open=True)
+    ok = all(v is not None for v in fields.values())
+    if node is None or not dims or not ok:
+        return None
+    return ir.Mlp(input=node.name, input_width=node.width, dims=dims, span=call.span, **fields)
+
+
+def check_transfer(scope: Scope, stmt: s.TransferStmt) -> None:
+    """``transfer NAME = ait(CURRENT, from=PREVIOUS [, bias=true])``: AITM's attentive transfer."""
+    scope.declare(stmt.name)
+    report = scope.report
+    node = None
+    call = opt.expect_call(stmt.transfer, ("ait",), (), report, "transfer")
+    if call is not None:
+        (current_value,) = opt.read_positionals(call, ["current"], report)
+        options = opt.read_keywords(call, ("from", "bias"), report)
+        current = scope.input(current_value, "the current vector of a transfer")
+        previous = None
+        if "from" not in options:
+            report.error("MTL303", call.span, "`ait` needs `from=PREVIOUS`", label="`from` missing",
+                         help="write `ait(CURRENT, from=PREVIOUS)`")
+        else:
+            previous = scope.input(options["from"].value, "the previous vector of a transfer")
+        bias = False  # Q/K/V biases (NextRec's AITM); the paper's has none
+        if "bias" in options:
+            bias = opt.boolean(options["bias"].value, report, "`bias` of `ait`")
+        if current is not None and previous is not None and bias is not None:
+            node = _transfer(scope, stmt, current, previous, options["from"].value.span, bias)
+    scope.add(stmt.name, node)
+
+
+def _transfer(
+    scope: Scope, stmt: s.TransferStmt, current: ir.Node, previous: ir.Node, at: Span, bias: bool
+) -> ir.Transfer | None:
+    if current.width != previous.width:
+        scope.report.error("MTL402", at, f"`{previous.name}` has width {previous.width} but `{current.name}` has "
+                           f"width {current.width}", label=f"width {previous.width}",
+                           help="a transfer mixes two vectors of one width")
+        return None
+    return ir.Transfer(name=stmt.name.text, span=stmt.span, width=current.width, current=current.name,
+                       previous=previous.name, qkv_bias=bias)

@@ -1,0 +1,248 @@
+"""The command-line face: ``mtlc compile|check|explain|graph`` here, ``train|predict|evaluate`` in ``train``.
+
+The only part of the compiler that does I/O or sets exit codes (``exits``: 0
+ok, 1 a spec has errors, 2 a usage error such as a bad option or a file that
+cannot be read or written). A user's mistake prints a message, never a
+traceback, and never leaves a half-written file. ``compile``, ``check``,
+``explain`` and ``graph`` never import torch; the training commands import the
+runtime when they run. ``demo`` and ``datasets`` are ``make demo`` and its data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from mtlc.cli import train_flags
+from mtlc.version import __version__
+from mtlc.cli.exits import INTERRUPTED, OK, SPEC_ERRORS, USAGE, UsageError
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (``mtlc`` exits with it)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except UsageError as error:
+        print(f"mtlc: error: {error}", file=sys.stderr)
+        return USAGE
+    except KeyboardInterrupt:
+        print("mtlc: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mtlc",
+        description="Compile .mtl specs of multi-task recommendation models into PyTorch modules.",
+    )
+    parser.add_argument("--version", action="version", version=f"mtlc {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    compile_ = sub.add_parser("compile", help="compile a spec into a PyTorch module")
+    compile_.add_argument("spec", metavar="SPEC", help="the .mtl spec")
+    compile_.add_argument("-o", "--output", metavar="OUT", help="write here (default: stdout)")
+    compile_.add_argument(
+        "--emit",
+        choices=("python", "ir"),
+        default="python",
+        help="the module's source (default) or the checked IR as JSON",
+    )
+    compile_.add_argument(
+        "-O",
+        dest="opt_level",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="-O0: plain form; -O1 (default): batched experts, gate banks",
+    )
+    compile_.set_defaults(run=_compile)
+
+    check = sub.add_parser("check", help="check specs; exit 1 if any has errors")
+    check.add_argument("specs", nargs="+", metavar="SPEC", help="the .mtl specs")
+    check.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="text (default), json, or GitHub annotations",
+    )
+    check.set_defaults(run=_check)
+
+    explain = sub.add_parser(
+        "explain",
+        help="a spec's nodes with shapes and parameter counts, or what a diagnostic code means",
+    )
+    explain.add_argument(
+        "code", metavar="SPEC|CODE", help="a .mtl spec, or a diagnostic code such as MTL203"
+    )
+    explain.add_argument(
+        "--format", choices=("text", "json"), default="text", help="text (default) or json"
+    )
+    explain.set_defaults(run=_explain)
+
+    graph = sub.add_parser("graph", help="draw a spec's architecture as SVG or Graphviz DOT")
+    graph.add_argument("spec", metavar="SPEC", help="the .mtl spec")
+    graph.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        required=True,
+        help="arch.svg (SVG), arch.dot or arch.gv (DOT), or - (DOT to stdout)",
+    )
+    graph.set_defaults(run=_graph)
+
+    train_flags.register(sub)  # argparse only: the training commands import the runtime when they run
+    return parser
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"no such spec file: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a spec file") from None
+    except UnicodeDecodeError as error:
+        raise UsageError(
+            f"{path} is not UTF-8 text ({error.reason} at byte {error.start})"
+        ) from None
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}") from None
+
+
+def _checked(path: str):
+    """The checked IR of the spec at ``path``, or None (its errors printed) if it has errors."""
+    from mtlc.api import compile_ir
+    from mtlc.diagnostics import SpecError
+
+    try:
+        return compile_ir(_read(path), path)
+    except SpecError as error:
+        print(str(error), file=sys.stderr)
+        return None
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from mtlc.api import compile_spec
+    from mtlc.diagnostics import SpecError
+
+    source = _read(args.spec)
+    try:
+        text = compile_spec(source, args.spec, opt_level=args.opt_level, output=args.emit)
+    except SpecError as error:
+        print(str(error), file=sys.stderr)
+        return SPEC_ERRORS
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        _write_atomically(Path(args.output), text)
+    return OK
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it, so a reader never sees half."""
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as error:
+        raise UsageError(f"cannot write {path}: {error.strerror}") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(temporary, 0o666 & ~_umask())  # as open() would have made it, not mkstemp's 0600
+        os.replace(temporary, path)
+    except OSError as error:
+        os.unlink(temporary)
+        raise UsageError(f"cannot write {path}: {error.strerror}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _check(args: argparse.Namespace) -> int:
+    from mtlc.api import compile_ir
+    from mtlc.diagnostics import SpecError, render_github, render_json
+
+    failed, diagnostics = [], []
+    for path in args.specs:
+        source = _read(path)
+        try:
+            compile_ir(source, path)
+        except SpecError as error:
+            failed.append(error)
+            diagnostics.extend(error.diagnostics)
+    if args.format == "json":
+        print(render_json(diagnostics))
+    elif args.format == "github":
+        for diagnostic in diagnostics:
+            print(render_github(diagnostic))
+    else:
+        for error in failed:
+            print(str(error), file=sys.stderr)
+        if len(args.specs) > 1 or not failed:
+            ok = len(args.specs) - len(failed)
+            print(f"{ok} of {len(args.specs)} specs ok", file=sys.stderr if failed else sys.stdout)
+    return SPEC_ERRORS if failed else OK
+
+
+def _explain(args: argparse.Namespace) -> int:
+    if args.code.endswith(".mtl") or Path(args.code).is_file():
+        return _explain_spec(args.code, args.format)
+    from mtlc.diagnostics import explain_code
+
+    text = explain_code(args.code)
+    if not text:
+        raise UsageError(
+            f"unknown diagnostic code {args.code!r} (codes look like MTL203), "
+            "and no spec file of that name"
+        )
+    if args.format == "json":
+        print(json.dumps({"code": args.code.upper(), "explanation": text}, indent=2))
+    else:
+        print(text)
+    return OK
+
+
+def _explain_spec(path: str, format: str) -> int:
+    """``mtlc explain spec.mtl``: each node's kind, shape and parameters (no torch)."""
+    from mtlc.views.summary import explain, render_json, render_text
+
+    model = _checked(path)
+    if model is None:
+        return SPEC_ERRORS
+    render = render_json if format == "json" else render_text
+    sys.stdout.write(render(explain(model)))
+    return OK
+
+
+_GRAPH_FORMATS = {".svg": "svg", ".dot": "dot", ".gv": "dot"}
+
+
+def _graph(args: argparse.Namespace) -> int:
+    """``mtlc graph spec.mtl -o arch.svg``: the architecture, drawn without graphviz."""
+    from mtlc.views.graph import to_dot
+    from mtlc.views.svg import draw
+
+    output = args.output
+    suffix = Path(output).suffix.lower()
+    if output != "-" and suffix not in _GRAPH_FORMATS:
+        raise UsageError(f"cannot tell the format of {output}: name it .svg, .dot or .gv, or -")
+    model = _checked(args.spec)
+    if model is None:
+        return SPEC_ERRORS
+    if output == "-":
+        sys.stdout.write(to_dot(model))
+        return OK
+    text = draw(model) if _GRAPH_FORMATS[suffix] == "svg" else to_dot(model)
+    _write_atomically(Path(output), text)
+    return OK

@@ -1,0 +1,136 @@
+"""What ``mtlc train``, ``mtlc predict`` and ``mtlc evaluate`` do, given their parsed flags.
+
+The command line's side of training: it compiles the spec (``mtlc.api``) and
+hands the model class and the data to the runtime's ``Trainer``, which knows
+nothing of specs.
+
+Each returns the exit code: 0 ok, 1 the spec has errors, 2 a usage or data
+error (bad data, a run folder in the way, no CUDA). Errors print one message
+to stderr, never a traceback, and leave no half-written file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mtlc.api import load_model
+from mtlc.cli.exits import OK, SPEC_ERRORS, USAGE
+from mtlc.diagnostics import SpecError
+from mtlc.files import atomic_write
+from mtlc.runtime.trainer import TrainConfig, Trainer, TrainError
+from mtlc.runtime.validate import DataError
+
+__all__ = ["train", "predict", "evaluate"]
+
+
+class _Failed(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def _guarded(command):
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except _Failed as failed:
+            return failed.code
+        except (DataError, TrainError) as error:
+            print(f"mtlc: error: {error}", file=sys.stderr)
+            return USAGE
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            print(f"mtlc: error: {where}{error.strerror or error}", file=sys.stderr)
+            return USAGE
+
+    run.__name__, run.__doc__ = command.__name__, command.__doc__
+    return run
+
+
+def _model(spec: str) -> type:
+    try:
+        return load_model(spec)
+    except SpecError as error:
+        print(str(error), file=sys.stderr)
+        raise _Failed(SPEC_ERRORS) from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        print(f"mtlc: error: cannot load {spec}: {error}", file=sys.stderr)
+        raise _Failed(USAGE) from None
+
+
+@_guarded
+def train(args: argparse.Namespace) -> int:
+    """Train SPEC on --data, evaluating on --valid each epoch, into the run folder --out."""
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip,
+        seed=args.seed,
+        device=args.device,
+        bf16=args.bf16,
+        patience=args.patience,
+        monitor=args.monitor,
+        standardize=args.standardize,
+        columns=dict(args.column),
+        sep=args.sep,
+        progress=args.progress,
+    )
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise DataError(f"--out {args.out} is a file; the run folder must be a folder")
+    trainer = Trainer(_model(args.spec), config)
+    trainer.fit(args.data, args.valid, args.out, resume=args.resume)
+    if trainer.dist.is_main and trainer.best.get("epoch"):
+        best = trainer.best
+        print(f"best epoch {best['epoch']} ({best['metric']} {best['value']:.4f}); run saved in {args.out}")
+    return OK
+
+
+def _trained(model: type, args: argparse.Namespace) -> Trainer:
+    """The run's --checkpoint of ``model``, evaluating --batch-size rows at a time."""
+    trainer = Trainer.from_run(model, args.run_dir, device=args.device, which=args.checkpoint)
+    trainer.config.eval_batch_size = args.batch_size
+    return trainer
+
+
+@_guarded
+def predict(args: argparse.Namespace) -> int:
+    """Write one column per task (a list of probabilities for multiclass), rows in input order."""
+    model = _model(args.spec)
+    predictions = _trained(model, args).predict(args.data)
+    columns = {}
+    for name, task in model.tasks.items():
+        values = predictions[name]
+        flat = pa.array(values.astype("float32").reshape(-1))
+        if task.kind == "multiclass":  # [N, C] as lists over the flat values (no per-row Python objects)
+            rows, classes = values.shape
+            flat = pa.ListArray.from_arrays(pa.array(np.arange(0, rows * classes + 1, classes, dtype=np.int32)), flat)
+        columns[name] = flat
+    table = pa.table(columns)
+    try:
+        atomic_write(Path(args.output), lambda f: pq.write_table(table, f))
+    except OSError as error:
+        raise DataError(f"cannot write {args.output}: {error.strerror or error}") from None
+    print(f"wrote {table.num_rows} rows x {table.num_columns} tasks to {args.output}")
+    return OK
+
+
+@_guarded
+def evaluate(args: argparse.Namespace) -> int:
+    """Print per-task metrics of the run on --data (``--json`` for JSON)."""
+    metrics = _trained(_model(args.spec), args).evaluate(args.data)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        for task, values in metrics.items():
+            shown = "  ".join(f"{k} {v:.4f}" if v is not None else f"{k} n/a" for k, v in values.items())
+            print(f"{task}: {shown}")
+    return OK
