@@ -9,10 +9,10 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from .kernels import gate_mix, gate_softmax_mix, gate_weights, reference
+from .kernels.cpu import _MixSources
 from .kernels.ops import plain_autograd
 from .layers import MLP, ExpertPool, mix
 
@@ -68,12 +68,7 @@ class SoftmaxGate(nn.Module):
 class GateBank(nn.Module):
     """``-O1`` bank of T softmax gates over E experts, given as one or more source tensors.
 
-    All gates' logits come from one matmul (or, with ``hidden``, one batched
-    MLP) and all mixtures from one custom op: ``mtlc::gate_softmax_mix``
-    (softmax and mixture fused) without masks, ``mtlc::gate_mix`` with them;
-    on CPU in eager mode the same math runs as plain autograd
-    (:func:`~mtlc.runtime.kernels.ops.plain_autograd`). Gate t computes
-    the same as ``mix(SoftmaxGate(x), experts[:, masks[t]])``.
+    Gate t computes the same as ``mix(SoftmaxGate(x), experts[:, masks[t]])``.
 
     Args:
         in_dim: width of the gates' shared input.
@@ -92,20 +87,23 @@ class GateBank(nn.Module):
             whose expert t is gate t's ``mlp``; ``linears[t]``: gate t's ``linear``.
     See :meth:`load_from_gates`.
 
-    Sources: ``forward(x, *experts)`` takes the experts as one ``[B, E, D]``
-    tensor or as several ``[B, E_i, D]`` (expert pools' outputs, in order,
-    ``sum E_i = E``), which are concatenated on dim 1, except for one gate
-    without top-k or masks on CPU in eager mode from
-    :attr:`sources_min_batch` rows on: that mixture reads the sources where
-    they are (:class:`_MixSources`; no concatenated copy, measured 2% of a
-    PLE training step at batch 2048, benchmarks/README.md "Training speed").
+    Shapes: ``(x [B, in_dim], *experts [B, E_i, D]) -> [B, T, D]``: the experts
+    as one ``[B, E, D]`` tensor or as several ``[B, E_i, D]`` (expert pools'
+    outputs, in order, ``sum E_i = E``), taken as their concatenation on dim 1.
 
-    Shapes: ``(x [B, in_dim], *experts [B, E_i, D]) -> [B, T, D]``.
+    Paths (same function): all gates' logits come from one matmul (or, with
+    ``hidden``, one batched MLP) and all mixtures from one custom op,
+    ``mtlc::gate_softmax_mix`` (softmax and mixture fused) without masks,
+    ``mtlc::gate_mix`` with them; on CPU in eager mode the same math runs as
+    plain autograd (:func:`~mtlc.runtime.kernels.ops.plain_autograd`), and
+    one gate without top-k or masks over several sources, from
+    :attr:`sources_min_batch` rows, mixes them where they are
+    (:class:`~mtlc.runtime.kernels.cpu._MixSources`).
     """
 
     sources_min_batch = 1024
     """Batch rows from which one CPU gate mixes several sources without concatenating them
-    (below that, the concatenation and the batched mixture measured faster); ``None``: never."""
+    (:class:`~mtlc.runtime.kernels.cpu._MixSources`); ``None``: never."""
 
     def __init__(
         self,
@@ -209,43 +207,3 @@ class GateBank(nn.Module):
             return
         self.linear.weight.copy_(torch.cat([g.linear.weight for g in gates]))
         self.linear.bias.copy_(torch.cat([g.linear.bias for g in gates]))
-
-
-class _MixSources(torch.autograd.Function):
-    """One gate's mixture over experts held in several sources, read where they are.
-
-    ``(weights [B, E], *sources [B, E_i, D]) -> [B, D]``, ``sum E_i = E``: the
-    same as ``mix(weights, torch.cat(sources, dim=1))`` without the
-    concatenated copy. Forward: one running ``addcmul`` over the experts;
-    backward: each source's gradient in one new ``[E_i, B, D]`` buffer (seen as
-    ``[B, E_i, D]``, as the pools' outputs are), and the weights' gradient column
-    by column.
-    """
-
-    @staticmethod
-    def forward(ctx, weights: Tensor, *sources: Tensor) -> Tensor:
-        experts = [source[:, e] for source in sources for e in range(source.shape[1])]
-        out = experts[0] * weights[:, :1]
-        for e in range(1, len(experts)):
-            out.addcmul_(experts[e], weights[:, e : e + 1])
-        ctx.save_for_backward(weights, *sources)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):
-        weights, *sources = ctx.saved_tensors
-        wanted_weights, wanted_sources = ctx.needs_input_grad[0], ctx.needs_input_grad[1:]
-        grad_weights = torch.empty_like(weights) if wanted_weights else None
-        grads, column = [], 0
-        for source, wanted in zip(sources, wanted_sources):
-            count, batch, width = source.shape[1], source.shape[0], source.shape[2]
-            buffer = grad.new_empty(count, batch, width) if wanted else None
-            for e in range(count):
-                if wanted:
-                    torch.mul(grad, weights[:, column : column + 1], out=buffer[e])
-                if wanted_weights:
-                    torch.sum(grad * source[:, e], -1, out=grad_weights[:, column])
-                column += 1
-            grads.append(None if buffer is None else buffer.transpose(0, 1))
-        return (grad_weights, *grads)

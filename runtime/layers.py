@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
+
+from .kernels.cpu import _ReluPool
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -184,12 +185,6 @@ def _pool_post(num_experts: int, width: int, activation: str, dropout: float, no
 class ExpertPool(nn.Module):
     """``-O1`` expert pool: the same function as :class:`Experts`, with batched weights.
 
-    Batched path (CUDA, and small CPU batches): the first layer of all experts
-    is one wide matmul; each later layer is one batched matmul over the experts
-    in an ``[E, B, d]`` buffer; the output is that buffer seen as ``[B, E, D]``.
-    On CPU, from :attr:`per_expert_min_batch` rows on, the experts run one
-    after another from the same weights and are stacked into that buffer.
-
     Args: as :class:`Experts`.
 
     Parameter layout (E experts, widths ``d0 = in_dim, d1, ..., dn = dims``):
@@ -208,6 +203,11 @@ class ExpertPool(nn.Module):
     Shapes: ``[B, in_dim] -> [B, E, dims[-1]]`` (a transposed view of an
     ``[E, B, D]`` buffer, except on the batched path with one layer or with a
     norm: then contiguous).
+
+    Paths (same function, same gradients to rounding): batched (CUDA, and CPU
+    batches under :attr:`per_expert_min_batch` rows), the first layer of all
+    experts as one wide matmul and each later layer as one batched matmul over
+    the experts; per expert (CPU, from that many rows), see :meth:`_per_expert`.
     """
 
     def __init__(
@@ -235,12 +235,9 @@ class ExpertPool(nn.Module):
         self.post = nn.ModuleList(_pool_post(num_experts, d, activation, dropout, norm) for d in dims)
 
     per_expert_min_batch = 1024
-    """On CPU, batches of at least this many rows run the experts one after another
-    (from the same weights; norms per expert from slices of the pool's): each
-    expert's activations stay in cache, which measured faster than the batched
-    matmuls there; smaller batches take the batched path, whose fewer, larger ops
-    win when the per-op overhead dominates (see benchmarks/README.md, "Training
-    speed"). Set it to ``None`` to always batch."""
+    """CPU batches of at least this many rows take :meth:`_per_expert`; smaller ones
+    the batched path, whose fewer, larger ops win when the per-op overhead
+    dominates (benchmarks/README.md, "Training speed"). ``None``: always batch."""
 
     def forward(self, x: Tensor) -> Tensor:
         """``[B, in_dim] -> [B, E, D]``."""
@@ -255,6 +252,12 @@ class ExpertPool(nn.Module):
 
     def _per_expert(self, x: Tensor) -> Tensor:
         """The experts one after another, from the batched weights: ``[B, in_dim] -> [B, E, D]``.
+
+        On CPU each expert's activations then stay in cache, where the batched
+        path's wide ones do not. ReLU pools without norm or dropout run as one
+        autograd node (:class:`~mtlc.runtime.kernels.cpu._ReluPool`, in eager
+        mode); other pools, and torch.compile/export, module by module, norms
+        per expert from slices of the pool's.
 
         Each weight is split with one ``unbind`` (not sliced per expert), so its
         backward stacks the E gradients once instead of filling E weight-sized
@@ -303,84 +306,6 @@ class ExpertPool(nn.Module):
         self.load_from_mlps(list(experts.experts))
 
 
-class _ReluPool(torch.autograd.Function):
-    """ExpertPool's per-expert path for ReLU pools without dropout, as one autograd node.
-
-    The same math as the generic path (bitwise in the forward; gradients to
-    rounding, the input's being summed over the experts in another order), with
-    less memory traffic: each expert's last layer is written straight into the
-    ``[E, B, D]`` output (no stack), ReLU runs in place, the backward applies
-    ReLU's mask in place to the gradient the matmul just wrote, and the
-    parameter gradients are written straight into parameter-shaped buffers.
-    Measured: MMoE and PLE training steps at batch 2048 about 3% faster
-    (benchmarks/README.md, "Training speed"). Inputs: ``x [B, in]``, E,
-    ``first.weight [E*d1, in]``, ``first.bias [E*d1]``, the ``weights``
-    ``[E, d_i, d_i+1]``, then the ``biases`` ``[E, 1, d_i+1]``.
-    """
-
-    @staticmethod
-    def usable(x: Tensor) -> bool:
-        """CPU float, eager (torch.compile and export trace the generic path), no CPU autocast."""
-        return (
-            x.device.type == "cpu"
-            and x.dtype in (torch.float32, torch.float64)
-            and not torch.compiler.is_compiling()
-            and not torch.is_autocast_enabled("cpu")
-        )
-
-    @staticmethod
-    def forward(ctx, x: Tensor, count: int, first_w: Tensor, first_b: Tensor, *rest: Tensor) -> Tensor:
-        weights, biases = rest[: len(rest) // 2], rest[len(rest) // 2 :]
-        width = first_w.shape[0] // count
-        out = x.new_empty(count, x.shape[0], weights[-1].shape[2] if weights else width)
-        hidden = []  # per expert, the activations that feed layers 1..n-1
-        for e in range(count):
-            rows = slice(e * width, (e + 1) * width)
-            layers = [(first_b[rows], first_w[rows].t()), *((b[e, 0], w[e]) for w, b in zip(weights, biases))]
-            h, kept = x, []
-            for i, (bias, right) in enumerate(layers):
-                last = i == len(layers) - 1
-                h = torch.addmm(bias, h, right, out=out[e] if last else None).relu_()
-                if not last:
-                    kept.append(h)
-            hidden.append(kept)
-        ctx.count = count
-        # the activations too (torch allows intermediate tensors): freed with the graph, seen by saved-tensor hooks
-        ctx.save_for_backward(x, out, first_w, *weights, *(h for kept in hidden for h in kept))
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):
-        x, out, first_w, *saved = ctx.saved_tensors
-        count, width, layers = ctx.count, first_w.shape[0] // ctx.count, len(saved) // (ctx.count + 1)
-        weights, hidden = saved[:layers], saved[layers:]
-        grad_first_w, grad_first_b = torch.empty_like(first_w), first_w.new_empty(first_w.shape[0])
-        grad_weights = [torch.empty_like(w) for w in weights]
-        grad_biases = [w.new_empty(w.shape[0], 1, w.shape[2]) for w in weights]
-        grad_x = None
-        for e in range(count):
-            inputs = hidden[e * layers : (e + 1) * layers]  # what layers 1 .. n-1 of expert e read
-            g = _threshold_backward(grad[e], out[e], 0)
-            for i in range(len(weights) - 1, -1, -1):
-                torch.mm(inputs[i].t(), g, out=grad_weights[i][e])
-                torch.sum(g, 0, out=grad_biases[i][e, 0])
-                g = torch.mm(g, weights[i][e].t())
-                _threshold_backward.grad_input(g, inputs[i], 0, grad_input=g)  # ReLU's mask, in place
-            rows = slice(e * width, (e + 1) * width)
-            torch.mm(g.t(), x, out=grad_first_w[rows])
-            torch.sum(g, 0, out=grad_first_b[rows])
-            if ctx.needs_input_grad[0]:
-                if grad_x is None:
-                    grad_x = torch.mm(g, first_w[rows])
-                else:  # in place; the out= form, which FlopCounterMode counts (addmm_ it does not)
-                    torch.addmm(grad_x, g, first_w[rows], out=grad_x)
-        return (grad_x, None, grad_first_w, grad_first_b, *grad_weights, *grad_biases)
-
-
-_threshold_backward = torch.ops.aten.threshold_backward
-
-
 def _split_post(post: nn.Sequential, count: int) -> list:
     """A pool's ``post`` block as per-expert functions ``(e, h [B, d]) -> [B, d]``.
 
@@ -424,8 +349,8 @@ def _load_post(post: nn.Sequential, e: int, norm: nn.Module | None, prelu: nn.PR
 def mix(weights: Tensor, experts: Tensor) -> Tensor:
     """Weighted sum of experts: ``weights [B, E], experts [B, E, D] -> [B, D]``.
 
-    A broadcast product summed over E: ``torch.bmm`` of one-row matrices is slow on CPU
-    (for AITM's two slots, 6% of a training step; benchmarks/README.md, "Training speed").
+    A broadcast product summed over E: ``torch.bmm`` of one-row matrices is slow on CPU,
+    as AITM's two slots showed (benchmarks/README.md, "Training speed").
     """
     return (weights.unsqueeze(-1) * experts).sum(1)
 
@@ -473,7 +398,7 @@ class AITransfer(nn.Module):
         With ``query(u) = Wq u + bq`` and ``key(u) = Wk u + bk``,
         ``<query(u), key(u)> = <u (Wq^T Wk) + (Wq^T bk + Wk^T bq), u> + <bq, bk>``.
         The ``D x D`` product is cheap next to the ``[2B, D]`` matmuls it saves
-        (one forward, two backward: AITM's training step 7-13% faster on CPU,
+        (one forward, two backward; AITM's training step is faster for it,
         benchmarks/README.md, "Training speed"), and ``<bq, bk>``, the same
         for both slots, leaves the softmax over them, its gradients included,
         unchanged, so it is left out.

@@ -187,8 +187,8 @@ def keep_freed_memory(trim_threshold: int = 1 << 30) -> bool:
     A training step frees and reallocates the same large activations and
     gradients every step. With glibc's defaults, blocks above a few MB come
     from ``mmap`` and the heap is trimmed on free, so each step faults its
-    pages in again (measured: ~8,000 minor faults, ~10% of an MMoE step at
-    batch 2048 on CPU; PyTorch's CPU tuning guide suggests jemalloc or
+    pages in again, which shows in a CPU training step (benchmarks/README.md,
+    "Training speed"; PyTorch's CPU tuning guide suggests jemalloc or
     tcmalloc for the same reason). This sets ``M_MMAP_MAX=0`` and
     ``M_TRIM_THRESHOLD=trim_threshold``: freed memory stays in the heap (up to
     ``trim_threshold`` bytes of free space at its top) and is reused.

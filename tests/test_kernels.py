@@ -31,17 +31,35 @@ TOLERANCE = {
 }
 
 
+def _counting(loader, calls: list):
+    """``loader`` (``ops._triton`` or ``ops._triton_fused``), noting each call in ``calls``."""
+
+    def load():
+        calls.append(loader.__name__)
+        return loader()
+
+    return load
+
+
 @pytest.fixture(params=["reference", pytest.param("triton", marks=needs_triton)])
 def path(request, monkeypatch):
-    """Run each test on both paths: the reference, and the Triton kernels (forced on CPU)."""
+    """Run each test on both paths: the reference, and the Triton kernels (forced on CPU).
+
+    On the Triton path the test fails unless a Triton launcher ran.
+    """
+    launched: list[str] = []
     if request.param == "triton":
         monkeypatch.setattr(ops, "FORCE_TRITON", True)
+        monkeypatch.setattr(ops, "_triton", _counting(ops._triton, launched))
+        monkeypatch.setattr(ops, "_triton_fused", _counting(ops._triton_fused, launched))
     else:
         monkeypatch.setattr(ops, "FORCE_TRITON", False)
         if DEVICE == "cuda":
             pytest.skip("on CUDA the op always takes the Triton path")
     torch.manual_seed(0)
-    return request.param
+    yield request.param
+    if request.param == "triton":
+        assert launched, "no Triton kernel ran: only the reference was checked"
 
 
 def _leaf(*shape, dtype=torch.float32):
@@ -219,3 +237,19 @@ def test_environment_switch_forces_triton_in_a_fresh_process():
     env = {**os.environ, "MTLC_FORCE_TRITON": "1", "TRITON_INTERPRET": "1"}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
+
+
+def test_kernels_import_nothing_else_of_the_runtime():
+    # runtime/kernels/ sits below the layers: the layers import it, never the reverse
+    import ast
+    from pathlib import Path
+
+    folder = Path(ops.__file__).parent
+    for source in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                outside = node.level > 1 or (node.module or "").startswith(("mtlc", "runtime"))
+                assert not outside, f"{source.name}:{node.lineno} imports {'.' * node.level}{node.module}"
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names if alias.name.startswith(("mtlc", "runtime"))]
+                assert not names, f"{source.name}:{node.lineno} imports {names}"

@@ -106,14 +106,14 @@ def test_per_expert_path_with_norms_trains_and_evaluates_as_experts(norm):
 
 def _generic(pool, x):
     """The pool's output through its generic per-expert path (module by module under autograd)."""
-    from mtlc.runtime import layers
+    from mtlc.runtime.kernels import cpu
 
-    fused = layers._ReluPool.usable
-    layers._ReluPool.usable = staticmethod(lambda x: False)
+    fused = cpu._ReluPool.usable
+    cpu._ReluPool.usable = staticmethod(lambda x: False)
     try:
         return pool(x)
     finally:
-        layers._ReluPool.usable = fused
+        cpu._ReluPool.usable = fused
 
 
 def _node(y):

@@ -44,7 +44,8 @@ def plain_autograd(tensor: Tensor) -> bool:
     True for tensors the custom ops would hand to the reference anyway (no
     Triton for them), outside torch.compile and torch.export tracing (which
     keep the opaque ops). Skipping the op saves its dispatch and the backward's
-    recomputation of the softmax: 2-10% of a CPU training step (benchmarks/README.md).
+    recomputation of the softmax, which shows in a CPU training step
+    (benchmarks/README.md, "Training speed").
     """
     return not _use_triton(tensor) and not torch.compiler.is_compiling()
 
@@ -164,7 +165,12 @@ gate_softmax_mix.register_autograd(_gate_softmax_mix_grad, setup_context=_gate_s
 
 @torch.library.custom_op("mtlc::scale_gate", mutates_args=())
 def scale_gate(h: Tensor, z: Tensor, scale: float) -> Tensor:
-    """Elementwise ``scale * sigmoid(z) * h``; ``h`` and ``z`` of one shape, e.g. ``[B, D]``."""
+    """Elementwise ``scale * sigmoid(z) * h``; ``h`` and ``z`` of one shape, e.g. ``[B, D]``.
+
+    Ships for the scale gates of POSO and PEPNet (issue 10: ``C * sigmoid(.)``
+    times a layer's or an embedding's output), which will use it; no
+    construct of the language calls it yet.
+    """
     if _use_triton(h):
         return _triton().scale_gate_forward(h, z, scale)
     return reference.scale_gate(h, z, scale).contiguous()

@@ -44,8 +44,8 @@ def gate_mix(weights: Tensor, experts: Tensor) -> Tensor:
         ``[B, T, D]``: ``out[b, t] = sum_e weights[b, t, e] * experts[b, e]``.
 
     One gate (``T = 1``) is computed as a broadcast product summed over E: on
-    CPU, ``torch.bmm`` over B matrices of one row and few columns is several
-    times slower, forward and backward (see benchmarks/README.md, "Training speed").
+    CPU, ``torch.bmm`` over B matrices of one row and few columns is slower,
+    forward and backward (benchmarks/README.md, "Training speed").
     """
     if weights.shape[1] != 1:
         return torch.bmm(weights, experts)
@@ -93,7 +93,11 @@ def gate_softmax_mix_backward(
 
 
 def scale_gate(h: Tensor, z: Tensor, scale: float) -> Tensor:
-    """Elementwise ``scale * sigmoid(z) * h`` (personalisation gates), ``[B, D]`` each."""
+    """Elementwise ``scale * sigmoid(z) * h``, ``[B, D]`` each.
+
+    For the scale gates of POSO and PEPNet (issue 10), which will use it; no
+    construct calls it yet.
+    """
     return scale * torch.sigmoid(z) * h
 
 
