@@ -42,7 +42,11 @@ def train_spec(model: type, splits: dict, seed: int, args) -> dict:
     from mtlc.runtime.trainer import TrainConfig, Trainer
 
     config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed, patience=args.patience
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=seed,
+        patience=args.patience,
     )
     with tempfile.TemporaryDirectory(prefix="mtlc-census-") as run:
         trainer = Trainer(model, config, log=lambda line: print("   ", line, flush=True))
@@ -101,10 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--specs", nargs="+", choices=sorted(SPECS), default=list(SPECS))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "census_accuracy.json")
-    parser.add_argument("--adult-baseline", action="store_true",
-                        help="only the logistic regression on the Adult demo spec's inputs (the figure make demo "
-                             "prints), written to benchmarks/results/adult_logistic.json")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "census_accuracy.json"
+    )
+    parser.add_argument(
+        "--adult-baseline",
+        action="store_true",
+        help="only the logistic regression on the Adult demo spec's inputs (the figure make demo "
+        "prints), written to benchmarks/results/adult_logistic.json",
+    )
     args = parser.parse_args(argv)
     if args.adult_baseline:
         return adult_baseline()

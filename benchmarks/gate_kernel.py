@@ -51,7 +51,8 @@ CPU_SHAPES = [  # (B, T, E, D)
     (8192, 3, 16, 128),
 ]
 CPU_SHAPES_FULL = [
-    (b, t, e, d) for b, t, e, d in itertools.product([1024, 8192], [2, 3, 4], [4, 8, 16], [64, 128, 256])
+    (b, t, e, d)
+    for b, t, e, d in itertools.product([1024, 8192], [2, 3, 4], [4, 8, 16], [64, 128, 256])
 ]
 
 
@@ -67,7 +68,10 @@ def mtlc_weights_then_mix(logits: torch.Tensor, experts: torch.Tensor) -> torch.
 
 def nextrec_mix(logits: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
     """NextRec's form: per task, softmax then broadcast-multiply and sum over experts."""
-    outs = [(torch.softmax(logits[:, t], -1).unsqueeze(-1) * experts).sum(1) for t in range(logits.shape[1])]
+    outs = [
+        (torch.softmax(logits[:, t], -1).unsqueeze(-1) * experts).sum(1)
+        for t in range(logits.shape[1])
+    ]
     return torch.stack(outs, dim=1)
 
 
@@ -92,12 +96,17 @@ def _step(form, logits, experts, upstream):
 
 def cpu_table(shapes, rounds: int) -> list[str]:
     """Interleaved rounds on CPU; one line per shape and layout, medians in ms and the ratio."""
-    lines = ["| B | T | E | D | experts | mtlc ms | NextRec ms | NextRec / mtlc |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| B | T | E | D | experts | mtlc ms | NextRec ms | NextRec / mtlc |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     ratios, clock = [], _clock()
     for shape, pool_layout in itertools.product(shapes, (False, True)):
         logits, experts = _inputs(*shape, pool_layout=pool_layout)
         upstream = torch.randn(shape[0], shape[1], shape[3])
-        torch.testing.assert_close(mtlc_mix(logits, experts), nextrec_mix(logits, experts), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            mtlc_mix(logits, experts), nextrec_mix(logits, experts), rtol=1e-4, atol=1e-5
+        )
         times = {mtlc_mix: [], nextrec_mix: []}
         for _ in range(rounds + 2):
             for form, samples in times.items():
@@ -107,12 +116,18 @@ def cpu_table(shapes, rounds: int) -> list[str]:
         ours, theirs = (statistics.median(samples[2:]) * 1e3 for samples in times.values())
         ratios.append(theirs / ours)
         layout = "pool view" if pool_layout else "contiguous"
-        lines.append(f"| {' | '.join(map(str, shape))} | {layout} | {ours:.3f} | {theirs:.3f} | {theirs / ours:.2f}x |")
-    lines.append(f"\ngeometric mean NextRec / mtlc: {statistics.geometric_mean(ratios):.2f}x over {len(ratios)} cells")
+        lines.append(
+            f"| {' | '.join(map(str, shape))} | {layout} | {ours:.3f} | {theirs:.3f} | {theirs / ours:.2f}x |"
+        )
+    lines.append(
+        f"\ngeometric mean NextRec / mtlc: {statistics.geometric_mean(ratios):.2f}x over {len(ratios)} cells"
+    )
     return lines
 
 
-def pool_table(rounds: int, batch: int = 2048, in_dim: int = 132, dims=(256, 128), num_experts: int = 4) -> list[str]:
+def pool_table(
+    rounds: int, batch: int = 2048, in_dim: int = 132, dims=(256, 128), num_experts: int = 4
+) -> list[str]:
     """Expert pool forward + backward: ``ExpertPool`` against a wide first layer, and ``-O0``."""
     from mtlc import runtime as rt
 
@@ -122,7 +137,9 @@ def pool_table(rounds: int, batch: int = 2048, in_dim: int = 132, dims=(256, 128
     pool.per_expert_min_batch = 0  # always per expert
     weight, bias = pool.weights[0], pool.biases[0]
 
-    first_weight = pool.first.weight.view(num_experts, dims[0], in_dim).transpose(1, 2)  # [E, in, d1]
+    first_weight = pool.first.weight.view(num_experts, dims[0], in_dim).transpose(
+        1, 2
+    )  # [E, in, d1]
     first_bias = pool.first.bias.view(num_experts, 1, dims[0])
 
     def broadcast_first(x):  # the first layer as a baddbmm of the input broadcast to [E, B, in]
@@ -136,8 +153,12 @@ def pool_table(rounds: int, batch: int = 2048, in_dim: int = 132, dims=(256, 128
     forms = {
         "ExpertPool, per expert": pool,
         "ExpertPool, batched": batched,
-        "all layers baddbmm": lambda x: torch.relu(torch.baddbmm(bias, broadcast_first(x), weight)).transpose(0, 1),
-        "wide first + einsum": lambda x: torch.relu(torch.einsum("bei,eio->beo", wide_first(x), weight) + bias[:, 0]),
+        "all layers baddbmm": lambda x: torch.relu(
+            torch.baddbmm(bias, broadcast_first(x), weight)
+        ).transpose(0, 1),
+        "wide first + einsum": lambda x: torch.relu(
+            torch.einsum("bei,eio->beo", wide_first(x), weight) + bias[:, 0]
+        ),
         "-O0 Experts + stack": experts,
     }
     x = torch.randn(batch, in_dim)
@@ -169,7 +190,10 @@ def model_table(specs: list[str], rounds: int, batch: int = 2048) -> list[str]:
     lines = [f"| spec (B={batch}) | -O0 ms | -O1 ms | -O1 batched pools ms |", "|---|---|---|---|"]
     clock = _clock()
     for spec in specs:
-        plain_class, fast_class = mtlc.load_model(spec, opt_level=0), mtlc.load_model(spec, opt_level=1)
+        plain_class, fast_class = (
+            mtlc.load_model(spec, opt_level=0),
+            mtlc.load_model(spec, opt_level=1),
+        )
         plain, fast, batched = plain_class(), fast_class(), fast_class()
         fast.load_state_dict(rt.convert_o0_state_dict(plain.state_dict(), fast))
         batched.load_state_dict(fast.state_dict())
@@ -194,7 +218,9 @@ def gpu_table(dtypes=(torch.float32, torch.bfloat16)) -> list[str]:
     """``do_bench`` medians on the GPU: GB/s and the fraction of copy bandwidth, per form."""
     import triton.testing
 
-    torch._dynamo.config.cache_size_limit = 256  # one compile per shape and dtype, never an eager fallback
+    torch._dynamo.config.cache_size_limit = (
+        256  # one compile per shape and dtype, never an eager fallback
+    )
     big = torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda")
     copy_ms = triton.testing.do_bench(lambda: big.clone())
     copy_gbs = 2 * big.numel() / copy_ms / 1e6
@@ -208,7 +234,9 @@ def gpu_table(dtypes=(torch.float32, torch.bfloat16)) -> list[str]:
     }
     lines = [
         f"device: {torch.cuda.get_device_name()}, copy bandwidth {copy_gbs:.0f} GB/s",
-        "| dtype | B | T | E | D | pass | " + " | ".join(f"{n} GB/s (of copy)" for n in forms) + " |",
+        "| dtype | B | T | E | D | pass | "
+        + " | ".join(f"{n} GB/s (of copy)" for n in forms)
+        + " |",
         "|---|---|---|---|---|---|" + "---|" * len(forms),
     ]
     grid = itertools.product(dtypes, [8192, 65536], [2, 3], [4, 8, 16], [64, 128, 256])
@@ -216,12 +244,20 @@ def gpu_table(dtypes=(torch.float32, torch.bfloat16)) -> list[str]:
         logits, experts = _inputs(batch, gates, num_experts, width, dtype=dtype, device="cuda")
         upstream = torch.randn(batch, gates, width, dtype=dtype, device="cuda")
         size = torch.finfo(dtype).bits // 8
-        weights, pool, out = batch * gates * num_experts, batch * num_experts * width, batch * gates * width
+        weights, pool, out = (
+            batch * gates * num_experts,
+            batch * num_experts * width,
+            batch * gates * width,
+        )
         # the floor: forward reads weights and experts, writes out; backward reads the output's gradient,
         # weights and experts again, and writes both gradients
         for name, bytes_moved, run in (
             ("fwd", size * (weights + pool + out), lambda f: f(logits, experts)),
-            ("fwd+bwd", size * (3 * weights + 3 * pool + 2 * out), lambda f: _step(f, logits, experts, upstream)),
+            (
+                "fwd+bwd",
+                size * (3 * weights + 3 * pool + 2 * out),
+                lambda f: _step(f, logits, experts, upstream),
+            ),
         ):
             cells = []
             for form in forms.values():
@@ -236,15 +272,25 @@ def gpu_table(dtypes=(torch.float32, torch.bfloat16)) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=10, help="timed rounds per cell on CPU (default 10)")
-    parser.add_argument("--full", action="store_true", help="the full CPU grid (B x T x E x D, several minutes)")
+    parser.add_argument(
+        "--rounds", type=int, default=10, help="timed rounds per cell on CPU (default 10)"
+    )
+    parser.add_argument(
+        "--full", action="store_true", help="the full CPU grid (B x T x E x D, several minutes)"
+    )
     parser.add_argument("--pool", action="store_true", help="also time the expert pool forms")
-    parser.add_argument("--models", nargs="*", metavar="SPEC", help="also time these generated models, -O0 vs -O1")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--models", nargs="*", metavar="SPEC", help="also time these generated models, -O0 vs -O1"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    print(
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
     print(f"load average {os.getloadavg()[0]:.2f} at start; clock: {_clock().__name__}\n")
     print("\n".join(cpu_table(CPU_SHAPES_FULL if args.full else CPU_SHAPES, args.rounds)))
     if args.pool:

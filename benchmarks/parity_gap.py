@@ -37,7 +37,10 @@ def gap(ours: torch.nn.Module, peer_forward, pairing) -> float:
     batch = random_batch(ours)
     with torch.no_grad():
         predicted, reference = ours(batch), peer_forward(batch)
-    return max(float((predicted[task] - reference[:, column]).abs().max()) for task, column, _ in pairing.columns)
+    return max(
+        float((predicted[task] - reference[:, column]).abs().max())
+        for task, column, _ in pairing.columns
+    )
 
 
 def cases(scratch: Path):
@@ -46,14 +49,24 @@ def cases(scratch: Path):
             peer = randomize(nx_cases.CONFIGS[config](), seed=len(config))
             ours = build(nx.spec_from(peer), scratch, opt_level)
             nx.load_weights(ours, peer)
-            yield "nextrec", config, opt_level, gap(ours, lambda x: peer.training_adapter.forward(peer, x),
-                                                    nx_cases.pairing(peer, ours))
+            yield (
+                "nextrec",
+                config,
+                opt_level,
+                gap(
+                    ours,
+                    lambda x: peer.training_adapter.forward(peer, x),
+                    nx_cases.pairing(peer, ours),
+                ),
+            )
     for config, (make, tasks) in rh_cases.CONFIGS.items():
         for opt_level in (0, 1):
             peer = randomize(make(), seed=len(config))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", rh.FoldWarning)
-                ours = build(rh.spec_from(peer, tasks=tasks, maxlen=rh_cases.MAXLEN), scratch, opt_level)
+                ours = build(
+                    rh.spec_from(peer, tasks=tasks, maxlen=rh_cases.MAXLEN), scratch, opt_level
+                )
                 rh.load_weights(ours, peer, tasks=tasks, maxlen=rh_cases.MAXLEN)
             names = tasks or [f"task{i + 1}" for i in range(peer.n_task)]
             yield "rechub", config, opt_level, gap(ours, peer, rh_cases.pairing(peer, ours, names))
@@ -66,13 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for peer, config, opt_level, value in cases(Path(scratch)):
-            rows.append({"peer": peer, "config": config, "opt_level": opt_level, "max_abs_diff": value})
+            rows.append(
+                {"peer": peer, "config": config, "opt_level": opt_level, "max_abs_diff": value}
+            )
             print(f"{peer:8s} {config:24s} -O{opt_level}  {value:.1e}")
     worst = max(rows, key=lambda r: r["max_abs_diff"])
-    print(f"largest: {worst['max_abs_diff']:.1e} ({worst['peer']} {worst['config']} -O{worst['opt_level']}), "
-          f"{len(rows)} cases, {len({(r['peer'], r['config']) for r in rows})} configurations")
+    print(
+        f"largest: {worst['max_abs_diff']:.1e} ({worst['peer']} {worst['config']} -O{worst['opt_level']}), "
+        f"{len(rows)} cases, {len({(r['peer'], r['config']) for r in rows})} configurations"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=1) + "\n")
+        Path(args.json).write_text(
+            json.dumps({"torch": torch.__version__, "rows": rows}, indent=1) + "\n"
+        )
     return 0
 
 

@@ -40,10 +40,18 @@ ARCHITECTURES = ("share_bottom", "mmoe", "ple", "esmm", "aitm")
 class Config:
     """The benchmark model configuration (issue 4): 206k embedding rows, 3.3M embedding parameters."""
 
-    vocabs: dict[str, int] = field(default_factory=lambda: {
-        "user_id": 100_000, "item_id": 50_000, "category": 20_000, "brand": 20_000,
-        "shop": 10_000, "city": 5_000, "device": 500, "hour": 500,
-    })
+    vocabs: dict[str, int] = field(
+        default_factory=lambda: {
+            "user_id": 100_000,
+            "item_id": 50_000,
+            "category": 20_000,
+            "brand": 20_000,
+            "shop": 10_000,
+            "city": 5_000,
+            "device": 500,
+            "hour": 500,
+        }
+    )
     dim: int = 16
     dense: tuple[str, ...] = ("price", "age", "ctr_7d", "cvr_7d")
     expert_dims: tuple[int, ...] = (256, 128)
@@ -67,13 +75,20 @@ def same_adam(params: list[nn.Parameter]) -> torch.optim.Optimizer:
     return torch.optim.Adam(params)
 
 
-def synthetic_batch(config: Config, arch: str, size: int, seed: int = 0,
-                    device: str = "cpu") -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+def synthetic_batch(
+    config: Config, arch: str, size: int, seed: int = 0, device: str = "cpu"
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Random inputs (sparse int64 [B], dense float32 [B]) and 0/1 float32 labels [B] by name, on ``device``."""
     generator = torch.Generator().manual_seed(seed)
-    inputs = {name: torch.randint(0, vocab, (size,), generator=generator) for name, vocab in config.vocabs.items()}
+    inputs = {
+        name: torch.randint(0, vocab, (size,), generator=generator)
+        for name, vocab in config.vocabs.items()
+    }
     inputs.update({name: torch.randn(size, generator=generator) for name in config.dense})
-    labels = {name: torch.randint(0, 2, (size,), generator=generator).float() for name in config.tasks(arch)}
+    labels = {
+        name: torch.randint(0, 2, (size,), generator=generator).float()
+        for name in config.tasks(arch)
+    }
     move = lambda tensors: {name: t.to(device) for name, t in tensors.items()}  # noqa: E731
     return move(inputs), move(labels)
 
@@ -87,27 +102,57 @@ def nextrec_model(config: Config, arch: str, device: str = "cpu") -> nn.Module:
     from nextrec.basic.features import DenseFeature, SparseFeature
     from nextrec.models.multitask import aitm, esmm, mmoe, ple, share_bottom
 
-    sparse = [SparseFeature(name, vocab_size=vocab, embedding_dim=config.dim) for name, vocab in config.vocabs.items()]
+    sparse = [
+        SparseFeature(name, vocab_size=vocab, embedding_dim=config.dim)
+        for name, vocab in config.vocabs.items()
+    ]
     dense = [DenseFeature(name) for name in config.dense]
     tasks = list(config.tasks(arch))
     expert = {"hidden_dims": list(config.expert_dims)}
     towers = [{"hidden_dims": list(config.tower_dims)} for _ in tasks]
-    common = {"dense_features": dense, "sparse_features": sparse, "sequence_features": [],
-              "session_id": "mtlc_benchmark", "device": device}
+    common = {
+        "dense_features": dense,
+        "sparse_features": sparse,
+        "sequence_features": [],
+        "session_id": "mtlc_benchmark",
+        "device": device,
+    }
     if arch == "share_bottom":
-        model = share_bottom.ShareBottom(bottom_mlp_params=expert, tower_mlp_params_list=towers, target=tasks, **common)
+        model = share_bottom.ShareBottom(
+            bottom_mlp_params=expert, tower_mlp_params_list=towers, target=tasks, **common
+        )
     elif arch == "mmoe":
-        model = mmoe.MMOE(expert_mlp_params=expert, num_experts=config.num_experts, tower_mlp_params_list=towers,
-                          target=tasks, **common)
+        model = mmoe.MMOE(
+            expert_mlp_params=expert,
+            num_experts=config.num_experts,
+            tower_mlp_params_list=towers,
+            target=tasks,
+            **common,
+        )
     elif arch == "ple":
-        model = ple.PLE(shared_expert_mlp_params=expert, specific_expert_mlp_params=[expert for _ in tasks],
-                        num_shared_experts=config.ple_shared, num_specific_experts=config.ple_specific,
-                        num_levels=config.ple_levels, tower_mlp_params_list=towers, target=tasks, **common)
+        model = ple.PLE(
+            shared_expert_mlp_params=expert,
+            specific_expert_mlp_params=[expert for _ in tasks],
+            num_shared_experts=config.ple_shared,
+            num_specific_experts=config.ple_specific,
+            num_levels=config.ple_levels,
+            tower_mlp_params_list=towers,
+            target=tasks,
+            **common,
+        )
     elif arch == "esmm":
-        model = esmm.ESMM(ctr_mlp_params=expert, cvr_mlp_params=expert, target=["click", "buy"], **common)
+        model = esmm.ESMM(
+            ctr_mlp_params=expert, cvr_mlp_params=expert, target=["click", "buy"], **common
+        )
     elif arch == "aitm":
-        model = aitm.AITM(bottom_mlp_params=expert, tower_mlp_params_list=towers, calibrator_alpha=config.aitm_alpha,
-                          target=tasks, task=["binary"] * len(tasks), **common)
+        model = aitm.AITM(
+            bottom_mlp_params=expert,
+            tower_mlp_params_list=towers,
+            calibrator_alpha=config.aitm_alpha,
+            target=tasks,
+            task=["binary"] * len(tasks),
+            **common,
+        )
     else:
         raise ValueError(f"unknown architecture {arch!r}")
     model.to(device)
@@ -115,8 +160,12 @@ def nextrec_model(config: Config, arch: str, device: str = "cpu") -> nn.Module:
     return model
 
 
-def nextrec_step(model: nn.Module, inputs: dict[str, Tensor], labels: dict[str, Tensor],
-                 optimizer: OptimizerFactory | None = None) -> Step:
+def nextrec_step(
+    model: nn.Module,
+    inputs: dict[str, Tensor],
+    labels: dict[str, Tensor],
+    optimizer: OptimizerFactory | None = None,
+) -> Step:
     """One step of NextRec's ``train_epoch`` loop body (its input conversion, metrics and logging left out)."""
     if optimizer is not None:
         model.optimizer_fn = optimizer(list(model.parameters()))
@@ -144,7 +193,10 @@ def rechub_model(config: Config, arch: str) -> nn.Module:
     from torch_rechub.basic.features import DenseFeature, SparseFeature
     from torch_rechub.models import multi_task
 
-    sparse = [SparseFeature(name, vocab_size=vocab, embed_dim=config.dim) for name, vocab in config.vocabs.items()]
+    sparse = [
+        SparseFeature(name, vocab_size=vocab, embed_dim=config.dim)
+        for name, vocab in config.vocabs.items()
+    ]
     dense = [DenseFeature(name) for name in config.dense]
     features = sparse + dense
     tasks = config.tasks(arch)
@@ -152,13 +204,27 @@ def rechub_model(config: Config, arch: str) -> nn.Module:
     towers = [{"dims": list(config.tower_dims)} for _ in tasks]
     types = ["classification"] * len(tasks)
     if arch == "share_bottom":
-        return multi_task.SharedBottom(features, types, bottom_params=expert, tower_params_list=towers)
+        return multi_task.SharedBottom(
+            features, types, bottom_params=expert, tower_params_list=towers
+        )
     if arch == "mmoe":
-        return multi_task.MMOE(features, types, n_expert=config.num_experts, expert_params=expert,
-                               tower_params_list=towers)
+        return multi_task.MMOE(
+            features,
+            types,
+            n_expert=config.num_experts,
+            expert_params=expert,
+            tower_params_list=towers,
+        )
     if arch == "ple":
-        return multi_task.PLE(features, types, n_level=config.ple_levels, n_expert_specific=config.ple_specific,
-                              n_expert_shared=config.ple_shared, expert_params=expert, tower_params_list=towers)
+        return multi_task.PLE(
+            features,
+            types,
+            n_level=config.ple_levels,
+            n_expert_specific=config.ple_specific,
+            n_expert_shared=config.ple_shared,
+            expert_params=expert,
+            tower_params_list=towers,
+        )
     if arch == "esmm":
         half = len(sparse) // 2
         return multi_task.ESMM(sparse[:half], sparse[half:], cvr_params=expert, ctr_params=expert)
@@ -167,8 +233,13 @@ def rechub_model(config: Config, arch: str) -> nn.Module:
     raise ValueError(f"unknown architecture {arch!r}")
 
 
-def rechub_step(model: nn.Module, inputs: dict[str, Tensor], labels: dict[str, Tensor],
-                optimizer: OptimizerFactory | None = None, device: str = "cpu") -> Step:
+def rechub_step(
+    model: nn.Module,
+    inputs: dict[str, Tensor],
+    labels: dict[str, Tensor],
+    optimizer: OptimizerFactory | None = None,
+    device: str = "cpu",
+) -> Step:
     """One step of torch-rechub's ``MTLTrainer.train_one_epoch`` loop body (default: Adam lr 1e-3, wd 1e-5)."""
     from torch_rechub.models.multi_task import ESMM
     from torch_rechub.trainers import MTLTrainer
@@ -176,7 +247,9 @@ def rechub_step(model: nn.Module, inputs: dict[str, Tensor], labels: dict[str, T
     esmm = isinstance(model, ESMM)
     names = ("buy", "click", "buy") if esmm else tuple(labels)  # ESMM's columns: cvr, ctr, ctcvr
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = MTLTrainer(model, task_types=["classification"] * len(names), model_path=scratch, device=device)
+        trainer = MTLTrainer(
+            model, task_types=["classification"] * len(names), model_path=scratch, device=device
+        )
     if optimizer is not None:
         trainer.optimizer = optimizer(list(model.parameters()))
     ys = torch.stack([labels[name] for name in names], dim=1)
@@ -197,4 +270,6 @@ def rechub_step(model: nn.Module, inputs: dict[str, Tensor], labels: dict[str, T
 
 def quiet_nextrec() -> None:
     """Keep NextRec's session logs out of the checkout (it writes under its session directory)."""
-    os.environ.setdefault("NEXTREC_LOG_DIR", os.path.join(tempfile.gettempdir(), "mtlc_benchmark_nextrec_logs"))
+    os.environ.setdefault(
+        "NEXTREC_LOG_DIR", os.path.join(tempfile.gettempdir(), "mtlc_benchmark_nextrec_logs")
+    )

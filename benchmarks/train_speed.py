@@ -53,7 +53,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402
 from peers import ARCHITECTURES, CONFIG, Config  # noqa: E402
 
-TITLES = {"share_bottom": "ShareBottom", "mmoe": "MMoE", "ple": "PLE", "esmm": "ESMM", "aitm": "AITM"}
+TITLES = {
+    "share_bottom": "ShareBottom",
+    "mmoe": "MMoE",
+    "ple": "PLE",
+    "esmm": "ESMM",
+    "aitm": "AITM",
+}
 
 
 # -- the mtlc side -------------------------------------------------------------------------------
@@ -64,7 +70,10 @@ def mtlc_spec(config: Config, arch: str, norm: str = "none") -> str:
     opt = f", norm={norm}" if norm != "none" else ""
     experts, towers = list(config.expert_dims), list(config.tower_dims)
     lines = [f'model {TITLES[arch]} "{TITLES[arch]} of the training-speed benchmark"', ""]
-    lines += [f"feature {name} : sparse(vocab={vocab}, dim={config.dim})" for name, vocab in config.vocabs.items()]
+    lines += [
+        f"feature {name} : sparse(vocab={vocab}, dim={config.dim})"
+        for name, vocab in config.vocabs.items()
+    ]
     lines += [f"feature {name} : dense" for name in config.dense]
     lines += ["", f"group all = [{', '.join([*config.vocabs, *config.dense])}]", ""]
     mlp = lambda x, dims: f"mlp({x}, {dims}{opt})"  # noqa: E731
@@ -80,15 +89,23 @@ def mtlc_spec(config: Config, arch: str, norm: str = "none") -> str:
         lines += _ple_levels(config, mlp)
         lines += [f"tower {t}_net = {mlp(f'{t}_g{config.ple_levels}', towers)}" for t in tasks]
     elif arch == "esmm":
-        lines += [f"tower ctr_net = {mlp('all', experts)}", f"tower cvr_net = {mlp('all', experts)}", "",
-                  "task click : binary(label=click) = ctr_net", "task cvr : binary = cvr_net",
-                  "task ctcvr : binary(label=buy) = click * cvr"]
+        lines += [
+            f"tower ctr_net = {mlp('all', experts)}",
+            f"tower cvr_net = {mlp('all', experts)}",
+            "",
+            "task click : binary(label=click) = ctr_net",
+            "task cvr : binary = cvr_net",
+            "task ctcvr : binary(label=buy) = click * cvr",
+        ]
         return "\n".join(lines) + "\n"
     elif arch == "aitm":
         lines.append(f"tower {tasks[0]}_in = {mlp('all', experts)}")
         lines += [f"tower {t}_raw = {mlp('all', experts)}" for t in tasks[1:]]
         # NextRec's attention has Q/K/V biases (the paper's has none)
-        lines += [f"transfer {t}_in = ait({t}_raw, from={p}_in, bias=true)" for p, t in zip(tasks, tasks[1:])]
+        lines += [
+            f"transfer {t}_in = ait({t}_raw, from={p}_in, bias=true)"
+            for p, t in zip(tasks, tasks[1:])
+        ]
         lines += [f"tower {t}_net = {mlp(f'{t}_in', towers)}" for t in tasks]
     lines.append("")
     lines += [f"task {t} : binary(label={t}) = {t}_net" for t in tasks]
@@ -134,8 +151,14 @@ def _load_spec(source: str, filename: str) -> type[nn.Module]:
         return mtlc.load_model(path)
 
 
-def mtlc_step(model_class: type[nn.Module], inputs, labels, optimizer: str | None = None,
-              same_adam: bool = False, device: str = "cpu") -> tuple[nn.Module, peers.Step, peers.Step]:
+def mtlc_step(
+    model_class: type[nn.Module],
+    inputs,
+    labels,
+    optimizer: str | None = None,
+    same_adam: bool = False,
+    device: str = "cpu",
+) -> tuple[nn.Module, peers.Step, peers.Step]:
     """One step of ``mtlc.runtime.Trainer`` (its own optimizer, or ``torch.optim.Adam()`` if ``same_adam``).
 
     Returns the model, the step, and the optimizer's step alone (on the gradients the last step left).
@@ -147,7 +170,9 @@ def mtlc_step(model_class: type[nn.Module], inputs, labels, optimizer: str | Non
     config = TrainConfig(optimizer=optimizer or "adam", progress=False, device=device, bf16=False)
     trainer = Trainer(model_class, config, log=lambda _: None)
     if same_adam:
-        trainer.optimizer = peers.same_adam([*trainer.model.parameters(), *trainer.loss.parameters()])
+        trainer.optimizer = peers.same_adam(
+            [*trainer.model.parameters(), *trainer.loss.parameters()]
+        )
     tasks = type(trainer.model).tasks.values()
     by_task = {t.name: labels[t.label] for t in tasks if t.label is not None}
     size = len(next(iter(labels.values())))
@@ -182,8 +207,14 @@ class Contender:
     flops: int = 0
 
 
-def contenders(config: Config, arch: str, optimizer: str, size: int, names: tuple[str, ...],
-               device: str = "cpu") -> list[Contender]:
+def contenders(
+    config: Config,
+    arch: str,
+    optimizer: str,
+    size: int,
+    names: tuple[str, ...],
+    device: str = "cpu",
+) -> list[Contender]:
     """Build every contender of one cell, each on the same synthetic batch, warmed up."""
     inputs, labels = peers.synthetic_batch(config, arch, size, device=device)
     same = peers.same_adam if optimizer == "adam" else None
@@ -194,8 +225,9 @@ def contenders(config: Config, arch: str, optimizer: str, size: int, names: tupl
         if name.startswith("mtlc"):
             norm = "batch" if name == "mtlc_bn" else "none"
             lazy = "lazy_adam" if name == "mtlc_lazy" else "adam"
-            model, step, optimizer_step = mtlc_step(mtlc_model(config, arch, norm), inputs, labels, lazy,
-                                                    same is not None, device)
+            model, step, optimizer_step = mtlc_step(
+                mtlc_model(config, arch, norm), inputs, labels, lazy, same is not None, device
+            )
         elif name == "nextrec":
             model = peers.nextrec_model(config, arch, device)
             step = peers.nextrec_step(model, inputs, labels, same)
@@ -220,11 +252,17 @@ def matmul_flops(step: peers.Step) -> int:
 def sgemm_rate(config: Config, size: int, reps: int = 3, device: str = "cpu") -> float:
     """FLOP/s of fp32 matmuls at the step's shapes (first and second expert layers, a tower), fwd and bwd."""
     width = len(config.vocabs) * config.dim + len(config.dense)
-    layers = [(width, config.expert_dims[0]), *zip(config.expert_dims, config.expert_dims[1:]),
-              (config.expert_dims[-1], config.tower_dims[0])]
+    layers = [
+        (width, config.expert_dims[0]),
+        *zip(config.expert_dims, config.expert_dims[1:]),
+        (config.expert_dims[-1], config.tower_dims[0]),
+    ]
     flops, seconds = 0, 0.0
     for fan_in, fan_out in layers:
-        x, w, g = (torch.randn(*shape, device=device) for shape in ((size, fan_in), (fan_out, fan_in), (size, fan_out)))
+        x, w, g = (
+            torch.randn(*shape, device=device)
+            for shape in ((size, fan_in), (fan_out, fan_in), (size, fan_out))
+        )
         products = [(x, w.t()), (g, w), (g.t(), x)]  # forward, grad of input, grad of weight
         for a, b in products:
             torch.mm(a, b)
@@ -244,15 +282,16 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run_rounds(cell: list[Contender], rounds: int, steps: int, config: Config, size: int,
-               device: str = "cpu") -> list[float]:
+def run_rounds(
+    cell: list[Contender], rounds: int, steps: int, config: Config, size: int, device: str = "cpu"
+) -> list[float]:
     """Time ``steps`` steps of each contender per round, rotating the order; return the sgemm rates.
 
     mtlc contenders also time their optimizer step alone (on the gradients of their last step).
     """
     rates = []
     for r in range(rounds):
-        order = cell[r % len(cell):] + cell[:r % len(cell)]
+        order = cell[r % len(cell) :] + cell[: r % len(cell)]
         for contender in order:
             sync(device)
             start = time.perf_counter()
@@ -276,16 +315,25 @@ def summarize(cell: list[Contender], rates: list[float], size: int) -> list[dict
     rows = []
     for c in cell:
         per_s = [size / s for s in c.seconds]
-        row = {"contender": c.name, "samples_s": statistics.median(per_s), "min": min(per_s), "max": max(per_s),
-               "step_ms": 1e3 * statistics.median(c.seconds), "floor_ms": 1e3 * c.flops / rate,
-               "gflop": c.flops / 1e9, "sgemm_gflop_s": rate / 1e9}
+        row = {
+            "contender": c.name,
+            "samples_s": statistics.median(per_s),
+            "min": min(per_s),
+            "max": max(per_s),
+            "step_ms": 1e3 * statistics.median(c.seconds),
+            "floor_ms": 1e3 * c.flops / rate,
+            "gflop": c.flops / 1e9,
+            "sgemm_gflop_s": rate / 1e9,
+        }
         if c.optimizer_seconds:
             row["optimizer_ms"] = 1e3 * statistics.median(c.optimizer_seconds)
         for base in cell:
             if base.name in ("nextrec", "rechub"):
                 ratios = [b / s for s, b in zip(c.seconds, base.seconds)]
                 row[f"vs_{base.name}"] = [statistics.median(ratios), min(ratios), max(ratios)]
-                if "optimizer_ms" in row:  # the ratio if all but the matmuls and the optimizer cost nothing
+                if (
+                    "optimizer_ms" in row
+                ):  # the ratio if all but the matmuls and the optimizer cost nothing
                     lower = row["floor_ms"] + row["optimizer_ms"]
                     row[f"ceiling_vs_{base.name}"] = 1e3 * statistics.median(base.seconds) / lower
         rows.append(row)
@@ -306,9 +354,16 @@ def main(argv: list[str] | None = None) -> int:
         from mtlc.runtime.optim import keep_freed_memory
 
         keep_freed_memory()
-    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{args.threads} threads"
-    print(f"torch {torch.__version__}, {where}, malloc {args.malloc}, load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", file=sys.stderr)
+    where = (
+        torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else f"{args.threads} threads"
+    )
+    print(
+        f"torch {torch.__version__}, {where}, malloc {args.malloc}, load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        file=sys.stderr,
+    )
     results = []
     for arch in args.archs:
         for optimizer in args.optimizers:
@@ -318,8 +373,10 @@ def main(argv: list[str] | None = None) -> int:
                 rates = run_rounds(cell, args.rounds, args.steps, CONFIG, size, args.device)
                 load = round(os.getloadavg()[0], 2)
                 for row in summarize(cell, rates, size):
-                    results.append({"arch": arch, "optimizer": optimizer, "batch": size, "load": load, **row})
-                print_cell(results[-len(cell):])
+                    results.append(
+                        {"arch": arch, "optimizer": optimizer, "batch": size, "load": load, **row}
+                    )
+                print_cell(results[-len(cell) :])
                 if args.json:  # after every cell, so that an interrupted run keeps what it measured
                     Path(args.json).write_text(json.dumps(results, indent=1))
                 del cell
@@ -338,23 +395,44 @@ def wait_until_quiet(limit_s: float, load: float = 1.0) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="MMoE and PLE, batch 256 and 2048, own optimizers")
+    parser.add_argument(
+        "--quick", action="store_true", help="MMoE and PLE, batch 256 and 2048, own optimizers"
+    )
     parser.add_argument("--archs", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
     parser.add_argument("--batches", nargs="+", type=int, default=[256, 2048, 8192])
     parser.add_argument("--optimizers", nargs="+", default=["own", "adam"], choices=["own", "adam"])
-    parser.add_argument("--contenders", nargs="+", default=["mtlc", "mtlc_bn", "nextrec", "rechub"],
-                        choices=["mtlc", "mtlc_bn", "mtlc_lazy", "nextrec", "rechub"])
-    parser.add_argument("--lazy", action="store_true", help="add mtlc with lazy_adam (a different algorithm)")
+    parser.add_argument(
+        "--contenders",
+        nargs="+",
+        default=["mtlc", "mtlc_bn", "nextrec", "rechub"],
+        choices=["mtlc", "mtlc_bn", "mtlc_lazy", "nextrec", "rechub"],
+    )
+    parser.add_argument(
+        "--lazy", action="store_true", help="add mtlc with lazy_adam (a different algorithm)"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="steps per contender per round")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: every contender on that device, "
-                                                          "float32 (never run yet: no GPU was lent so far)")
-    parser.add_argument("--malloc", choices=["keep", "default"], default="keep",
-                        help="keep: glibc keeps freed memory (mtlc.runtime.optim.keep_freed_memory), for every "
-                             "contender alike, as they share the process; default: glibc's defaults")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                        help="first wait up to SECONDS for the load average to fall below 1")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default) or cuda: every contender on that device, "
+        "float32 (never run yet: no GPU was lent so far)",
+    )
+    parser.add_argument(
+        "--malloc",
+        choices=["keep", "default"],
+        default="keep",
+        help="keep: glibc keeps freed memory (mtlc.runtime.optim.keep_freed_memory), for every "
+        "contender alike, as they share the process; default: glibc's defaults",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to SECONDS for the load average to fall below 1",
+    )
     parser.add_argument("--json", help="also write every row to this JSON file")
     args = parser.parse_args(argv)
     if args.quick:
@@ -369,24 +447,32 @@ def print_cell(rows: list[dict]) -> None:
     """One progress line per contender of a finished cell (stderr keeps stdout for the tables)."""
     for r in rows:
         ratio = r.get("vs_nextrec", [float("nan")] * 3)
-        print(f"{r['arch']:>12} {r['optimizer']:>4} B={r['batch']:<5} {r['contender']:>9}: "
-              f"{r['samples_s']:>9.0f}/s  {r['step_ms']:7.1f} ms (floor {r['floor_ms']:5.1f})  "
-              f"x{ratio[0]:.2f} nextrec", file=sys.stderr, flush=True)
+        print(
+            f"{r['arch']:>12} {r['optimizer']:>4} B={r['batch']:<5} {r['contender']:>9}: "
+            f"{r['samples_s']:>9.0f}/s  {r['step_ms']:7.1f} ms (floor {r['floor_ms']:5.1f})  "
+            f"x{ratio[0]:.2f} nextrec",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def markdown(results: list[dict]) -> str:
     """The results as one markdown table."""
-    head = ("| arch | optimizer | batch | contender | samples/s (median) | min-max | vs NextRec [min-max] "
-            "| vs rechub [min-max] | step ms | matmul floor ms | step / floor | optimizer ms | ceiling vs NextRec "
-            "| load |")
+    head = (
+        "| arch | optimizer | batch | contender | samples/s (median) | min-max | vs NextRec [min-max] "
+        "| vs rechub [min-max] | step ms | matmul floor ms | step / floor | optimizer ms | ceiling vs NextRec "
+        "| load |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     fmt = lambda v: f"{v[0]:.2f} [{v[1]:.2f}-{v[2]:.2f}]" if v else "-"  # noqa: E731
     for r in results:
-        lines.append(f"| {TITLES[r['arch']]} | {r['optimizer']} | {r['batch']} | {r['contender']} "
-                     f"| {r['samples_s']:,.0f} | {r['min']:,.0f}-{r['max']:,.0f} | {fmt(r.get('vs_nextrec'))} "
-                     f"| {fmt(r.get('vs_rechub'))} | {r['step_ms']:.1f} | {r['floor_ms']:.1f} "
-                     f"| {r['step_ms'] / r['floor_ms']:.2f} | {num(r.get('optimizer_ms'), '.1f')} "
-                     f"| {num(r.get('ceiling_vs_nextrec'), '.2f')} | {r.get('load', float('nan')):.1f} |")
+        lines.append(
+            f"| {TITLES[r['arch']]} | {r['optimizer']} | {r['batch']} | {r['contender']} "
+            f"| {r['samples_s']:,.0f} | {r['min']:,.0f}-{r['max']:,.0f} | {fmt(r.get('vs_nextrec'))} "
+            f"| {fmt(r.get('vs_rechub'))} | {r['step_ms']:.1f} | {r['floor_ms']:.1f} "
+            f"| {r['step_ms'] / r['floor_ms']:.2f} | {num(r.get('optimizer_ms'), '.1f')} "
+            f"| {num(r.get('ceiling_vs_nextrec'), '.2f')} | {r.get('load', float('nan')):.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -397,14 +483,22 @@ def num(value: float | None, spec: str) -> str:
 
 def headline(results: list[dict]) -> str:
     """``mmoe_b2048_vs_nextrec=X.XX ple_b2048_vs_nextrec=X.XX mmoe_b256_vs_nextrec=X.XX`` (own optimizers)."""
+
     def ratio(arch: str, size: int) -> str:
         for r in results:
-            if (r["arch"], r["batch"], r["optimizer"], r["contender"]) == (arch, size, "own", "mtlc"):
+            if (r["arch"], r["batch"], r["optimizer"], r["contender"]) == (
+                arch,
+                size,
+                "own",
+                "mtlc",
+            ):
                 return f"{r['vs_nextrec'][0]:.2f}"
         return "n/a"
 
-    return (f"mmoe_b2048_vs_nextrec={ratio('mmoe', 2048)} ple_b2048_vs_nextrec={ratio('ple', 2048)} "
-            f"mmoe_b256_vs_nextrec={ratio('mmoe', 256)}")
+    return (
+        f"mmoe_b2048_vs_nextrec={ratio('mmoe', 2048)} ple_b2048_vs_nextrec={ratio('ple', 2048)} "
+        f"mmoe_b256_vs_nextrec={ratio('mmoe', 256)}"
+    )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,9 @@ class Batch:
 
     def to(self, device: torch.device) -> "Batch":
         move = lambda d: {k: v.to(device, non_blocking=True) for k, v in d.items()}  # noqa: E731
-        return Batch(move(self.inputs), move(self.labels), move(self.masks), self.size, self.global_size)
+        return Batch(
+            move(self.inputs), move(self.labels), move(self.masks), self.size, self.global_size
+        )
 
 
 def iter_batches(

@@ -35,10 +35,14 @@ def _load(module: nn.Module, sub: dict[str, Tensor], prefix: str) -> None:
     try:
         module.load_state_dict(sub)
     except RuntimeError as error:
-        raise KeyError(f"-O0 entries under {prefix!r} do not fit a {type(module).__name__}: {error}") from None
+        raise KeyError(
+            f"-O0 entries under {prefix!r} do not fit a {type(module).__name__}: {error}"
+        ) from None
 
 
-def _pool_state(pool: ExpertPool, subs: list[dict[str, Tensor]], prefixes: tuple[str, ...]) -> dict[str, Tensor]:
+def _pool_state(
+    pool: ExpertPool, subs: list[dict[str, Tensor]], prefixes: tuple[str, ...]
+) -> dict[str, Tensor]:
     """An :class:`ExpertPool`'s state from the states of the :class:`Experts` it merges, in order."""
     mlps = []
     for sub, prefix in zip(subs, prefixes):
@@ -51,7 +55,9 @@ def _pool_state(pool: ExpertPool, subs: list[dict[str, Tensor]], prefixes: tuple
     return target.state_dict()
 
 
-def _bank_state(bank: GateBank, subs: list[dict[str, Tensor]], names: tuple[str, ...]) -> dict[str, Tensor]:
+def _bank_state(
+    bank: GateBank, subs: list[dict[str, Tensor]], names: tuple[str, ...]
+) -> dict[str, Tensor]:
     """A :class:`GateBank`'s state from the states of its gates, in bank order."""
     gates = []
     for size, sub, prefix in zip(bank.sizes, subs, names):
@@ -63,7 +69,9 @@ def _bank_state(bank: GateBank, subs: list[dict[str, Tensor]], names: tuple[str,
     return target.state_dict()
 
 
-def convert_o0_state_dict(state_dict: Mapping[str, Tensor], model_o1: nn.Module) -> dict[str, Tensor]:
+def convert_o0_state_dict(
+    state_dict: Mapping[str, Tensor], model_o1: nn.Module
+) -> dict[str, Tensor]:
     """The ``-O1`` state_dict equivalent to an ``-O0`` one of the same spec.
 
     Args:
@@ -91,8 +99,12 @@ def convert_o0_state_dict(state_dict: Mapping[str, Tensor], model_o1: nn.Module)
             state = _pool_state(module, [_sub_state(state_dict, m, used) for m in members], members)
         elif isinstance(module, GateBank):
             if name not in banks:
-                raise KeyError(f"gate bank {name!r} is not listed in {type(model_o1).__name__}.gate_banks")
-            state = _bank_state(module, [_sub_state(state_dict, gate, used) for gate in banks[name]], banks[name])
+                raise KeyError(
+                    f"gate bank {name!r} is not listed in {type(model_o1).__name__}.gate_banks"
+                )
+            state = _bank_state(
+                module, [_sub_state(state_dict, gate, used) for gate in banks[name]], banks[name]
+            )
         else:
             continue
         result.update({f"{name}.{key}": value for key, value in state.items()})

@@ -51,10 +51,14 @@ class DataFiles:
             try:
                 dataset = ds.dataset(str(path), format=fmt)
             except (pa.ArrowInvalid, OSError) as err:
-                raise DataError(f"{path}: cannot be read as a data file ({_first_line(err)})") from None
+                raise DataError(
+                    f"{path}: cannot be read as a data file ({_first_line(err)})"
+                ) from None
             validate.require_columns(path, dataset.schema, columns)
             try:
-                yield from ((path, b) for b in dataset.to_batches(columns=columns, batch_size=READ_ROWS))
+                yield from (
+                    (path, b) for b in dataset.to_batches(columns=columns, batch_size=READ_ROWS)
+                )
             except pa.ArrowInvalid as err:
                 raise DataError(f"{path}: {_first_line(err)}") from None
 
@@ -160,14 +164,20 @@ class Encoder:
                 values = self._categorical_values(batch, feature, path, row0)
                 counted = pc.value_counts(values.drop_null())
                 counts[self.table(feature)].update(
-                    dict(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist()))
+                    dict(
+                        zip(
+                            counted.field("values").to_pylist(), counted.field("counts").to_pylist()
+                        )
+                    )
                 )
             for feature in self._dense():
                 x = validate.dense_values(batch, feature, self.column(feature.name), path, row0)
                 acc = sums[feature.name]
                 acc[0], acc[1], acc[2] = acc[0] + x.sum(0), acc[1] + (x * x).sum(0), acc[2] + len(x)
         for table, counter in counts.items():
-            self.vocabs[table] = [v for v, _ in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))]
+            self.vocabs[table] = [
+                v for v, _ in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
+            ]
         self._check_vocab_sizes()
         for name, (s, ss, n) in sums.items():
             mean = np.atleast_1d(s / max(n, 1))
@@ -186,7 +196,9 @@ class Encoder:
             rows += batch.num_rows
         return rows
 
-    def _validated(self, data: DataFiles, labels: bool) -> Iterator[tuple[Path, pa.RecordBatch, int]]:
+    def _validated(
+        self, data: DataFiles, labels: bool
+    ) -> Iterator[tuple[Path, pa.RecordBatch, int]]:
         columns = self.read_columns(labels)
         rows: dict[Path, int] = {}
         for path, batch in data.fragments(columns):
@@ -218,7 +230,9 @@ class Encoder:
     def _dense(self) -> list:
         return [f for f in self.features.values() if f.kind == "dense"]
 
-    def _categorical_values(self, batch: pa.RecordBatch, feature, path: Path, row0: int) -> pa.Array:
+    def _categorical_values(
+        self, batch: pa.RecordBatch, feature, path: Path, row0: int
+    ) -> pa.Array:
         """The raw values of a categorical feature as strings (flattened for sequences)."""
         column = self.column(feature.name)
         if feature.kind == "sparse":
@@ -237,7 +251,9 @@ class Encoder:
         for feature in self.features.values():
             column = self.column(feature.name)
             if feature.kind == "sparse":
-                out["f:" + feature.name] = self._ids(validate.sparse_values(batch, column, None, 0), feature)
+                out["f:" + feature.name] = self._ids(
+                    validate.sparse_values(batch, column, None, 0), feature
+                )
             elif feature.kind == "sequence":
                 lists = validate.sequence_lists(batch, column, None, 0, self.sep)
                 out["f:" + feature.name] = self._padded(lists, feature)

@@ -141,8 +141,14 @@ class GateBank(nn.Module):
         if len(self.masks) != self.num_gates:
             raise ValueError(f"{len(self.masks)} masks for {self.num_gates} gates")
         for mask in self.masks:
-            if not mask or len(set(mask)) != len(mask) or not all(0 <= i < self.num_experts for i in mask):
-                raise ValueError(f"mask {mask} must list distinct expert indices in [0, {self.num_experts})")
+            if (
+                not mask
+                or len(set(mask)) != len(mask)
+                or not all(0 <= i < self.num_experts for i in mask)
+            ):
+                raise ValueError(
+                    f"mask {mask} must list distinct expert indices in [0, {self.num_experts})"
+                )
         return tuple(len(mask) for mask in self.masks)
 
     def _mask_indices(self) -> tuple[Tensor, Tensor]:
@@ -169,11 +175,15 @@ class GateBank(nn.Module):
         """Every gate's weights over the bank's experts: ``[B, in_dim] -> [B, T, E]`` (0 off a gate's mask)."""
         logits = self.logits(x)
         if self.masks is None:
-            return gate_weights(logits.view(-1, self.num_gates, self.num_experts), self.temperature, self.top)
+            return gate_weights(
+                logits.view(-1, self.num_gates, self.num_experts), self.temperature, self.top
+            )
         padded = F.pad(logits, (0, 1), value=float("-inf"))[:, self.logit_index]  # [B, T, n_max]
         own = gate_weights(padded, self.temperature, self.top)  # in each gate's own order
         slots = own.new_zeros(own.shape[0], self.num_gates, self.num_experts + 1)
-        return slots.scatter(2, self.slot_index.expand(own.shape[0], -1, -1), own)[..., : self.num_experts]
+        return slots.scatter(2, self.slot_index.expand(own.shape[0], -1, -1), own)[
+            ..., : self.num_experts
+        ]
 
     def forward(self, x: Tensor, *experts: Tensor) -> Tensor:
         """``(x [B, in_dim], *experts [B, E_i, D]) -> [B, T, D]``."""
@@ -198,7 +208,9 @@ class GateBank(nn.Module):
         """Copy T :class:`SoftmaxGate` s (gate t over ``n_t`` experts) into the bank."""
         if len(gates) != self.num_gates:
             raise ValueError(f"expected {self.num_gates} gates, got {len(gates)}")
-        if [g.num_experts for g in gates] != list(self.sizes) or any(g.hidden != self.hidden for g in gates):
+        if [g.num_experts for g in gates] != list(self.sizes) or any(
+            g.hidden != self.hidden for g in gates
+        ):
             raise ValueError("the gates' sizes or hidden widths differ from the bank's")
         if self.hidden:
             self.mlp.load_from_mlps([g.mlp for g in gates])

@@ -29,7 +29,9 @@ _NORMS = ("none", "batch", "layer")
 
 def _check_options(activation: str, norm: str, dropout: float) -> None:
     if activation not in _ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; expected one of {', '.join(_ACTIVATIONS)}")
+        raise ValueError(
+            f"unknown activation {activation!r}; expected one of {', '.join(_ACTIVATIONS)}"
+        )
     if norm not in _NORMS:
         raise ValueError(f"unknown norm {norm!r}; expected one of {', '.join(_NORMS)}")
     if not 0.0 <= dropout < 1.0:
@@ -41,7 +43,9 @@ def _activation(name: str, channels: int = 1) -> nn.Module:
     return nn.PReLU(channels) if name == "prelu" else _ACTIVATIONS[name]()
 
 
-def _after_linear(norm: nn.Module | None, activation: str, dropout: float, channels: int = 1) -> list[nn.Module]:
+def _after_linear(
+    norm: nn.Module | None, activation: str, dropout: float, channels: int = 1
+) -> list[nn.Module]:
     """What follows a layer's Linear: the norm (if any), the activation (none for ``none``), dropout (if > 0)."""
     modules = [] if norm is None else [norm]
     if activation == "relu" and norm is not None:
@@ -88,7 +92,9 @@ class MLP(nn.Module):
         modules: list[nn.Module] = []
         for width_in, width in zip([in_dim, *dims[:-1]], dims):
             modules.append(nn.Linear(width_in, width))
-            modules += _after_linear(None if norm_class is None else norm_class(width), activation, dropout)
+            modules += _after_linear(
+                None if norm_class is None else norm_class(width), activation, dropout
+            )
         self.layers = nn.Sequential(*modules)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -116,7 +122,9 @@ class Experts(nn.Module):
         norm: str = "none",
     ) -> None:
         super().__init__()
-        self.experts = nn.ModuleList(MLP(in_dim, dims, activation, dropout, norm) for _ in range(num_experts))
+        self.experts = nn.ModuleList(
+            MLP(in_dim, dims, activation, dropout, norm) for _ in range(num_experts)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """``[B, in_dim] -> [B, E, D]``."""
@@ -143,7 +151,9 @@ class _PoolBatchNorm(nn.Module):
         factor = 0.0 if norm.momentum is None else norm.momentum
         if norm.training and norm.track_running_stats and norm.num_batches_tracked is not None:
             norm.num_batches_tracked.add_(1)
-            factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
+            factor = (
+                1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
+            )
         training = norm.training or (norm.running_mean is None and norm.running_var is None)
         keep_stats = not norm.training or norm.track_running_stats
 
@@ -153,7 +163,9 @@ class _PoolBatchNorm(nn.Module):
         means = split(norm.running_mean if keep_stats else None)
         variances = split(norm.running_var if keep_stats else None)
         weights, biases = split(norm.weight), split(norm.bias)
-        return lambda e, h: F.batch_norm(h, means[e], variances[e], weights[e], biases[e], training, factor, norm.eps)
+        return lambda e, h: F.batch_norm(
+            h, means[e], variances[e], weights[e], biases[e], training, factor, norm.eps
+        )
 
 
 class _PoolLayerNorm(nn.Module):
@@ -174,7 +186,9 @@ class _PoolLayerNorm(nn.Module):
         return lambda e, h: torch.addcmul(biases[e], F.layer_norm(h, (self.width,)), weights[e])
 
 
-def _pool_post(num_experts: int, width: int, activation: str, dropout: float, norm: str) -> nn.Sequential:
+def _pool_post(
+    num_experts: int, width: int, activation: str, dropout: float, norm: str
+) -> nn.Sequential:
     """What follows one batched matmul of a pool: norm -> activation -> dropout, on ``[B, E, d]``."""
     norm_class = {"batch": _PoolBatchNorm, "layer": _PoolLayerNorm}.get(norm)
     norm_module = None if norm_class is None else norm_class(num_experts, width)
@@ -230,9 +244,15 @@ class ExpertPool(nn.Module):
         self.biases = nn.ParameterList()
         for width_in, width in zip(dims[:-1], dims[1:]):
             bound = 1.0 / math.sqrt(width_in)  # nn.Linear's default init, per expert
-            self.weights.append(nn.Parameter(torch.empty(num_experts, width_in, width).uniform_(-bound, bound)))
-            self.biases.append(nn.Parameter(torch.empty(num_experts, 1, width).uniform_(-bound, bound)))
-        self.post = nn.ModuleList(_pool_post(num_experts, d, activation, dropout, norm) for d in dims)
+            self.weights.append(
+                nn.Parameter(torch.empty(num_experts, width_in, width).uniform_(-bound, bound))
+            )
+            self.biases.append(
+                nn.Parameter(torch.empty(num_experts, 1, width).uniform_(-bound, bound))
+            )
+        self.post = nn.ModuleList(
+            _pool_post(num_experts, d, activation, dropout, norm) for d in dims
+        )
 
     per_expert_min_batch = 1024
     """CPU batches of at least this many rows take :meth:`_per_expert`; smaller ones
@@ -264,12 +284,19 @@ class ExpertPool(nn.Module):
         zero gradients; the results are bitwise those of slicing.
         """
         count = self.num_experts
-        if self.activation == "relu" and self.norm == "none" and self.dropout == 0.0 and _ReluPool.usable(x):
+        if (
+            self.activation == "relu"
+            and self.norm == "none"
+            and self.dropout == 0.0
+            and _ReluPool.usable(x)
+        ):
             params = [self.first.weight, self.first.bias, *self.weights, *self.biases]
             return _ReluPool.apply(x, count, *params).transpose(0, 1)  # [E, B, D] seen as [B, E, D]
         first_w = self.first.weight.view(count, self.dims[0], self.in_dim).unbind(0)
         first_b = self.first.bias.view(count, self.dims[0]).unbind(0)
-        layers = [(w.unbind(0), b.view(count, -1).unbind(0)) for w, b in zip(self.weights, self.biases)]
+        layers = [
+            (w.unbind(0), b.view(count, -1).unbind(0)) for w, b in zip(self.weights, self.biases)
+        ]
         posts = [_split_post(post, count) for post in self.post]
         experts = []
         for e in range(count):

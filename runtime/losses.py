@@ -143,7 +143,9 @@ class MultiTaskLoss(nn.Module):
             total = total + weight * torch.relu(gap).mean()
         return total
 
-    def forward(self, logits: dict[str, Tensor], labels: dict[str, Tensor], masks: dict[str, Tensor]):
+    def forward(
+        self, logits: dict[str, Tensor], labels: dict[str, Tensor], masks: dict[str, Tensor]
+    ):
         losses = self.task_losses(logits, labels, masks)
         return self.weighting(losses) + self.penalty(logits), losses
 

@@ -18,7 +18,9 @@ __all__ = ["task_metrics", "score", "higher_is_better"]
 _EPS = 1e-7
 
 
-def task_metrics(kind: str, prediction: np.ndarray, label: np.ndarray, classes: int | None = None) -> dict:
+def task_metrics(
+    kind: str, prediction: np.ndarray, label: np.ndarray, classes: int | None = None
+) -> dict:
     """Metrics of one task.
 
     Args:
@@ -85,7 +87,9 @@ def monitor_problem(metric: str, tasks: dict) -> str | None:
     if "." in metric:
         task, name = metric.split(".", 1)
         if task not in supervised:
-            return f"--monitor {metric}: no supervised task {task!r} (tasks: {', '.join(supervised)})"
+            return (
+                f"--monitor {metric}: no supervised task {task!r} (tasks: {', '.join(supervised)})"
+            )
         if name not in KIND_METRICS[supervised[task].kind]:
             allowed = ", ".join(KIND_METRICS[supervised[task].kind])
             return f"--monitor {metric}: task {task!r} reports {allowed}"
@@ -121,7 +125,9 @@ def plot_curves(history: list[dict], path) -> None:
         for task in tasks:
             values = [(r.get("valid") or {}).get(task, {}).get(metric) for r in history]
             if any(v is not None for v in values):
-                ax.plot(epochs, [np.nan if v is None else v for v in values], marker="o", label=task)
+                ax.plot(
+                    epochs, [np.nan if v is None else v for v in values], marker="o", label=task
+                )
         ax.set(title=f"valid {metric}", xlabel="epoch")
         ax.legend(fontsize="small")
     fig.tight_layout()

@@ -67,7 +67,9 @@ def make_optimizer(
         groups.append({"params": extra, "weight_decay": 0.0})
     if name == "lazy_adam":
         use_sparse_embedding_grads(model)
-    return _adam(LazyAdam if name == "lazy_adam" else torch.optim.Adam, groups, lr=lr, betas=betas, eps=eps)
+    return _adam(
+        LazyAdam if name == "lazy_adam" else torch.optim.Adam, groups, lr=lr, betas=betas, eps=eps
+    )
 
 
 def _adam(kind: type[torch.optim.Adam], groups: list[dict], **options) -> torch.optim.Adam:
@@ -148,7 +150,12 @@ class LazyAdam(torch.optim.Adam):
         state["step"] += 1
         step = float(state["step"])
         exp_avg = state["exp_avg"].index_select(0, rows).lerp_(values, 1 - beta1)
-        exp_avg_sq = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(values, values, value=1 - beta2)
+        exp_avg_sq = (
+            state["exp_avg_sq"]
+            .index_select(0, rows)
+            .mul_(beta2)
+            .addcmul_(values, values, value=1 - beta2)
+        )
         state["exp_avg"].index_copy_(0, rows, exp_avg)
         state["exp_avg_sq"].index_copy_(0, rows, exp_avg_sq)
         denom = (exp_avg_sq.sqrt_() / math.sqrt(1 - beta2**step)).add_(group["eps"])
@@ -173,7 +180,9 @@ def clip_grad_norm_(params: Iterable[nn.Parameter], max_norm: float) -> Tensor:
             param.grad = param.grad.coalesce()
     if not any(p.grad.is_sparse for p in params):
         return nn.utils.clip_grad_norm_(params, max_norm)
-    norms = [torch.linalg.vector_norm(p.grad.values() if p.grad.is_sparse else p.grad) for p in params]
+    norms = [
+        torch.linalg.vector_norm(p.grad.values() if p.grad.is_sparse else p.grad) for p in params
+    ]
     total = torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
     scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
     for param in params:

@@ -105,14 +105,22 @@ class Trainer:
         self.model = (model() if isinstance(model, type) else model).to(self.device)
         spec = type(self.model)
         if not hasattr(self.model, "forward_logits") or not hasattr(spec, "tasks"):
-            raise TrainError(f"{spec.__name__} is not a generated mtlc model (no tasks / forward_logits)")
+            raise TrainError(
+                f"{spec.__name__} is not a generated mtlc model (no tasks / forward_logits)"
+            )
         self.loss = MultiTaskLoss(spec.tasks, spec.constraints, spec.weighting).to(self.device)
         self.encoder = Encoder(
-            spec.features, spec.tasks, dict(self.config.columns), self.config.standardize, self.config.sep
+            spec.features,
+            spec.tasks,
+            dict(self.config.columns),
+            self.config.standardize,
+            self.config.sep,
         )
         if self.config.optimizer == "lazy_adam" and self.dist.active:
             raise TrainError("--optimizer lazy_adam is not supported with torchrun; use adam")
-        if self.config.optimizer == "lazy_adam" and isinstance(self.loss.weighting, GradNormWeighting):
+        if self.config.optimizer == "lazy_adam" and isinstance(
+            self.loss.weighting, GradNormWeighting
+        ):
             # GradNorm takes gradient norms of the shared parameters; a sparse embedding
             # gradient lists a repeated id once per occurrence, so its norm would be wrong.
             raise TrainError(
@@ -151,7 +159,11 @@ class Trainer:
         train_files = open_data(data)
         valid_files = open_data(valid) if valid is not None else None
         out = Path(out) if out is not None else None
-        start = self._restore(out) if resume and out is not None and (out / ckpt.LAST).exists() else None
+        start = (
+            self._restore(out)
+            if resume and out is not None and (out / ckpt.LAST).exists()
+            else None
+        )
         if start is None:
             if out is not None and (out / ckpt.LAST).exists():
                 raise TrainError(
@@ -169,7 +181,9 @@ class Trainer:
             _keep_freed_memory_once()
         for epoch in range((start or 0) + 1, self.config.epochs + 1):
             if self._stopped():
-                self.log(f"stopped early: {self.monitor} did not improve for {self.config.patience} epochs")
+                self.log(
+                    f"stopped early: {self.monitor} did not improve for {self.config.patience} epochs"
+                )
                 break
             record = self._epoch(train_files, valid_files, epoch)
             self.history.append(record)
@@ -214,9 +228,13 @@ class Trainer:
             world=self.dist.world,
             buffer_rows=config.buffer_rows,
         )
-        steps = math.ceil(self._rows / (config.batch_size * self.dist.world)) if self._rows else None
+        steps = (
+            math.ceil(self._rows / (config.batch_size * self.dist.world)) if self._rows else None
+        )
         show = self._progress()
-        bar = tqdm(batches, total=steps, desc=f"epoch {epoch}", leave=False, unit="batch", disable=not show)
+        bar = tqdm(
+            batches, total=steps, desc=f"epoch {epoch}", leave=False, unit="batch", disable=not show
+        )
         for step, batch in enumerate(bar):
             total_loss, task_losses = self._step(batch)
             rows += batch.size
@@ -276,7 +294,12 @@ class Trainer:
             old is None or (value > old if higher_is_better(metric) else value < old)
         )
         if improved:
-            self.best = {"epoch": record["epoch"], "metric": metric, "value": value, "bad_epochs": 0}
+            self.best = {
+                "epoch": record["epoch"],
+                "metric": metric,
+                "value": value,
+                "bad_epochs": 0,
+            }
         else:
             self.best = {"metric": metric, "value": old, **self.best}
             self.best["bad_epochs"] = self.best.get("bad_epochs", 0) + 1
@@ -311,7 +334,11 @@ class Trainer:
         state = self._checkpoint(out / ckpt.LAST)
         self.load_state(state)
         self.optimizer.load_state_dict(state["optimizer"])
-        self.history, self.best, self._rows = list(state["history"]), dict(state["best"]), state["rows"]
+        self.history, self.best, self._rows = (
+            list(state["history"]),
+            dict(state["best"]),
+            state["rows"],
+        )
         ckpt.set_rng_state(state["rng"])
         self.log(f"resuming {out} after epoch {state['epoch']}")
         return int(state["epoch"])
@@ -338,7 +365,9 @@ class Trainer:
         if not path.exists():
             path = run / ckpt.LAST
         if not path.exists():
-            raise TrainError(f"{run}: no checkpoint found (expected {ckpt.BEST} or {ckpt.LAST}); train first")
+            raise TrainError(
+                f"{run}: no checkpoint found (expected {ckpt.BEST} or {ckpt.LAST}); train first"
+            )
         config = TrainConfig(device=device)
         trainer = cls(model, config)
         trainer.load_state(trainer._checkpoint(path))
@@ -349,9 +378,13 @@ class Trainer:
         try:
             state = ckpt.load_checkpoint(path, self.device)
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-            raise TrainError(f"{path} is not an mtlc checkpoint ({str(error).splitlines()[0]})") from None
+            raise TrainError(
+                f"{path} is not an mtlc checkpoint ({str(error).splitlines()[0]})"
+            ) from None
         if not isinstance(state, dict) or not {"model", "loss", "encoder"} <= state.keys():
-            raise TrainError(f"{path} is not an mtlc checkpoint (it lacks the model, loss or encoder state)")
+            raise TrainError(
+                f"{path} is not an mtlc checkpoint (it lacks the model, loss or encoder state)"
+            )
         return state
 
     # -- evaluation and prediction ------------------------------------------------
@@ -411,7 +444,9 @@ def _device(name: str, local_rank: int) -> torch.device:
 def _epoch_line(record: dict, epochs: int) -> str:
     parts = [f"epoch {record['epoch']}/{epochs}", f"train_loss {record['train_loss']:.4f}"]
     for task, metrics in (record.get("valid") or {}).items():
-        values = " ".join(f"{k} {v:.4f}" if v is not None else f"{k} n/a" for k, v in metrics.items())
+        values = " ".join(
+            f"{k} {v:.4f}" if v is not None else f"{k} n/a" for k, v in metrics.items()
+        )
         parts.append(f"{task}: {values}")
     parts.append(f"({record['seconds']:.1f}s, {record['examples_per_s']:.0f} ex/s)")
     return "  ".join(parts)

@@ -14,7 +14,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["DataError", "require_columns", "sparse_values", "sequence_lists", "dense_values", "label_values", "label_arrays"]
+__all__ = [
+    "DataError",
+    "require_columns",
+    "sparse_values",
+    "sequence_lists",
+    "dense_values",
+    "label_values",
+    "label_arrays",
+]
 
 
 class DataError(ValueError):
@@ -35,7 +43,11 @@ def require_columns(path: Path, schema: pa.Schema, columns: list[str]) -> None:
     for column in columns:
         if schema.get_field_index(column) < 0:
             close = difflib.get_close_matches(column, schema.names, n=1)
-            hint = f" (did you mean {close[0]!r}? map it with --column NAME={close[0]})" if close else ""
+            hint = (
+                f" (did you mean {close[0]!r}? map it with --column NAME={close[0]})"
+                if close
+                else ""
+            )
             raise DataError(f"{path}: column {column!r} is missing{hint}")
 
 
@@ -68,7 +80,9 @@ def sparse_values(batch: pa.RecordBatch, column: str, path: Path | None, row0: i
     return array.cast(pa.string())
 
 
-def sequence_lists(batch: pa.RecordBatch, column: str, path: Path | None, row0: int, sep: str) -> pa.Array:
+def sequence_lists(
+    batch: pa.RecordBatch, column: str, path: Path | None, row0: int, sep: str
+) -> pa.Array:
     """The column as a list<string> array: list columns as they are, strings split on ``sep``."""
     array = _column(batch, column)
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
@@ -85,17 +99,25 @@ def sequence_lists(batch: pa.RecordBatch, column: str, path: Path | None, row0: 
     )
 
 
-def dense_values(batch: pa.RecordBatch, feature, column: str, path: Path | None, row0: int) -> np.ndarray:
+def dense_values(
+    batch: pa.RecordBatch, feature, column: str, path: Path | None, row0: int
+) -> np.ndarray:
     """The column as float64 [n] (dim 1) or [n, dim]; no nulls, NaN or infinities."""
     array = _column(batch, column)
-    if feature.dim > 1 and (pa.types.is_list(array.type) or pa.types.is_fixed_size_list(array.type)):
+    if feature.dim > 1 and (
+        pa.types.is_list(array.type) or pa.types.is_fixed_size_list(array.type)
+    ):
         lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)
         bad = np.asarray(lengths != feature.dim) | array.is_null().to_numpy(zero_copy_only=False)
         if bad.any():
-            raise DataError(f"{_where(path, column, row0 + _first(bad) + 1)}: expected {feature.dim} numbers")
+            raise DataError(
+                f"{_where(path, column, row0 + _first(bad) + 1)}: expected {feature.dim} numbers"
+            )
         values = array.flatten()
         if not _is_number(values.type):
-            raise DataError(f"{_where(path, column, row0 + 1)}: type {array.type}; expected numbers")
+            raise DataError(
+                f"{_where(path, column, row0 + 1)}: type {array.type}; expected numbers"
+            )
         x = values.cast(pa.float64()).to_numpy(zero_copy_only=False).reshape(-1, feature.dim)
     elif feature.dim == 1 and _is_number(array.type):
         if array.null_count:
@@ -109,7 +131,9 @@ def dense_values(batch: pa.RecordBatch, feature, column: str, path: Path | None,
         )
     finite = np.isfinite(x).reshape(len(x), -1).all(1)
     if not finite.all():
-        raise DataError(f"{_where(path, column, row0 + _first(~finite) + 1)}: NaN or infinite value")
+        raise DataError(
+            f"{_where(path, column, row0 + _first(~finite) + 1)}: NaN or infinite value"
+        )
     return x
 
 
@@ -125,11 +149,16 @@ def label_values(batch: pa.RecordBatch, task, path: Path, row0: int) -> None:
     present = array.is_valid().to_numpy(zero_copy_only=False)
     checks = [(np.isnan(y) & present, "the label is NaN (leave it empty to mask the row)")]
     if task.kind == "binary":
-        checks.append((present & ~np.isnan(y) & (y != 0) & (y != 1), "a binary label must be 0 or 1"))
+        checks.append(
+            (present & ~np.isnan(y) & (y != 0) & (y != 1), "a binary label must be 0 or 1")
+        )
     elif task.kind == "multiclass":
         ok = (y >= 0) & (y < task.classes) & (np.floor(y) == y)
         checks.append(
-            (present & ~np.isnan(y) & ~ok, f"a multiclass label must be an integer in [0, {task.classes})")
+            (
+                present & ~np.isnan(y) & ~ok,
+                f"a multiclass label must be an integer in [0, {task.classes})",
+            )
         )
     else:
         checks.append((present & np.isinf(y), "the label is infinite"))

@@ -52,7 +52,9 @@ def _rewrite(path: Path, new: str) -> bool:
     if new == old:
         return False
     rel = path.relative_to(ROOT)
-    sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{rel}", f"b/{rel}"))
+    sys.stdout.writelines(
+        difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{rel}", f"b/{rel}")
+    )
     path.write_text(new, encoding="utf-8")
     return True
 
@@ -67,7 +69,9 @@ def main() -> int:
     module = internals_module()
     if module is not None:
         text = INTERNALS.read_text(encoding="utf-8")
-        changed += _rewrite(INTERNALS, QUOTED_MODULE.sub(lambda m: m.group(1) + module + m.group(3), text, count=1))
+        changed += _rewrite(
+            INTERNALS, QUOTED_MODULE.sub(lambda m: m.group(1) + module + m.group(3), text, count=1)
+        )
     for stale in sorted(set(GOLDEN.glob("*.py")) - expected):
         print(f"removed {stale.relative_to(ROOT)} (its spec is gone)")
         stale.unlink()

@@ -20,8 +20,26 @@ from hypothesis import strategies as st
 __all__ = ["GeneratedSpec", "valid_specs", "spec_sources"]
 
 # Valid names that generated code must cope with (mangled as attributes, kept as keys).
-AWKWARD_NAMES = ("forward", "train", "to", "eval", "all", "self", "batch", "logits", "parameters",
-                 "state_dict", "input", "type", "cuda", "_hidden", "torch", "rt", "nn", "sum")
+AWKWARD_NAMES = (
+    "forward",
+    "train",
+    "to",
+    "eval",
+    "all",
+    "self",
+    "batch",
+    "logits",
+    "parameters",
+    "state_dict",
+    "input",
+    "type",
+    "cuda",
+    "_hidden",
+    "torch",
+    "rt",
+    "nn",
+    "sum",
+)
 
 
 @dataclass
@@ -64,7 +82,9 @@ class _Builder:
 
     def emit(self, line: str) -> None:
         if self.draw(st.integers(0, 6)) == 0:
-            self.lines.append(self.draw(st.sampled_from(["", "# a comment", "   # indented comment"])))
+            self.lines.append(
+                self.draw(st.sampled_from(["", "# a comment", "   # indented comment"]))
+            )
         comment = self.draw(st.sampled_from(["", "", "", "  # trailing"]))
         self.lines.append(line + comment)
 
@@ -83,7 +103,9 @@ class _Builder:
         dims, width = self.widths()
         options = []
         if self.draw(st.booleans()):
-            options.append(f"activation={self.draw(st.sampled_from(['relu', 'gelu', 'silu', 'tanh', 'sigmoid', 'prelu', 'none']))}")
+            options.append(
+                f"activation={self.draw(st.sampled_from(['relu', 'gelu', 'silu', 'tanh', 'sigmoid', 'prelu', 'none']))}"
+            )
         if self.draw(st.booleans()):
             options.append(f"dropout={self.draw(st.sampled_from(['0', '0.1', '0.5', '1e-2']))}")
         if self.draw(st.booleans()):
@@ -126,7 +148,9 @@ class _Builder:
 
     def group(self) -> None:
         candidates = sorted(self.groupable)
-        members = self.draw(st.lists(st.sampled_from(candidates), min_size=1, max_size=4, unique=True))
+        members = self.draw(
+            st.lists(st.sampled_from(candidates), min_size=1, max_size=4, unique=True)
+        )
         name = self.name("g")
         self.emit(f"group {name} = {self.listing(members)}")
         self.vectors[name] = sum(self.vectors[m] for m in members)
@@ -156,7 +180,9 @@ class _Builder:
             if vector not in self.pools:
                 by_width.setdefault(width, []).append((vector, 1))
         width = self.draw(st.sampled_from(sorted(by_width)))
-        sources = self.draw(st.lists(st.sampled_from(by_width[width]), min_size=1, max_size=3, unique=True))
+        sources = self.draw(
+            st.lists(st.sampled_from(by_width[width]), min_size=1, max_size=3, unique=True)
+        )
         experts = sum(count for _, count in sources)
         options = [self.draw(st.sampled_from(sorted(self.vectors)))]
         if self.draw(st.booleans()):
@@ -167,7 +193,9 @@ class _Builder:
             hidden = self.draw(st.lists(st.integers(1, 8), min_size=0, max_size=2))
             options.append(f"hidden={self.listing([str(h) for h in hidden])}")
         name = self.name("gate")
-        self.emit(f"gate {name} = softmax({', '.join(options)}) over {self.listing([s for s, _ in sources])}")
+        self.emit(
+            f"gate {name} = softmax({', '.join(options)}) over {self.listing([s for s, _ in sources])}"
+        )
         self.vectors[name] = width
 
     def transfer(self) -> bool:
@@ -178,7 +206,9 @@ class _Builder:
         if not pairs:
             return False
         names = self.draw(st.sampled_from(pairs))
-        current, previous = self.draw(st.lists(st.sampled_from(names), min_size=2, max_size=2, unique=True))
+        current, previous = self.draw(
+            st.lists(st.sampled_from(names), min_size=2, max_size=2, unique=True)
+        )
         name = self.name("tr")
         bias = self.draw(st.sampled_from(["", "", ", bias=true", ", bias=false"]))
         self.emit(f"transfer {name} = ait({current}, from={previous}{bias})")
@@ -202,7 +232,11 @@ class _Builder:
             if self.draw(st.booleans()):
                 options.append(f"weight={self.draw(st.sampled_from(['1', '0.5', '2', '0']))}")
             if self.draw(st.booleans()):
-                losses = {"binary": ["bce", "focal"], "regression": ["mse", "huber"], "multiclass": ["ce"]}
+                losses = {
+                    "binary": ["bce", "focal"],
+                    "regression": ["mse", "huber"],
+                    "multiclass": ["ce"],
+                }
                 options.append(f"loss={self.draw(st.sampled_from(losses[kind]))}")
         written = f"{kind}({', '.join(options)})" if options or self.draw(st.booleans()) else kind
         self.emit(f"task {name} : {written} = {node}")
@@ -211,7 +245,9 @@ class _Builder:
             self.binary.append(name)
 
     def product(self) -> None:
-        factors = self.draw(st.lists(st.sampled_from(self.binary), min_size=2, max_size=3, unique=True))
+        factors = self.draw(
+            st.lists(st.sampled_from(self.binary), min_size=2, max_size=3, unique=True)
+        )
         name = self.name("p")
         kind = f"binary(label={self.label()})" if self.draw(st.booleans()) else "binary"
         self.emit(f"task {name} : {kind} = {' * '.join(factors)}")
@@ -223,7 +259,12 @@ class _Builder:
 def valid_specs(draw, max_networks: int = 6) -> GeneratedSpec:
     """A random valid spec (see the module docstring) with its expected features and tasks."""
     b = _Builder(draw)
-    description = draw(st.text(st.characters(codec="utf-8", categories=["L", "N", "P", "S"], include_characters=" "), max_size=12))
+    description = draw(
+        st.text(
+            st.characters(codec="utf-8", categories=["L", "N", "P", "S"], include_characters=" "),
+            max_size=12,
+        )
+    )
     description = description.replace("\\", "\\\\").replace('"', '\\"')
     model = draw(st.sampled_from(["M", "Ranker", "MultiTask", "_Model2"]))
     b.emit(f'model {model} "{description}"' if draw(st.booleans()) else f"model {model}")
@@ -244,11 +285,20 @@ def valid_specs(draw, max_networks: int = 6) -> GeneratedSpec:
         b.product()
     if len(b.binary) >= 2:
         for _ in range(draw(st.integers(0, 2))):
-            left, right = draw(st.lists(st.sampled_from(b.binary), min_size=2, max_size=2, unique=True))
-            weight = f" weight {draw(st.sampled_from(['0.6', '1', '2e-1']))}" if draw(st.booleans()) else ""
+            left, right = draw(
+                st.lists(st.sampled_from(b.binary), min_size=2, max_size=2, unique=True)
+            )
+            weight = (
+                f" weight {draw(st.sampled_from(['0.6', '1', '2e-1']))}"
+                if draw(st.booleans())
+                else ""
+            )
             b.emit(f"constrain {left} <= {right}{weight}")
     if draw(st.booleans()):
-        b.emit("weighting " + draw(st.sampled_from(["fixed", "uncertainty", "gradnorm", "gradnorm(alpha=0.5)"])))
+        b.emit(
+            "weighting "
+            + draw(st.sampled_from(["fixed", "uncertainty", "gradnorm", "gradnorm(alpha=0.5)"]))
+        )
     b.out.source = "\n".join(b.lines) + "\n"
     return b.out
 

@@ -25,13 +25,34 @@ def train_speed(monkeypatch):
     torch.set_num_threads(threads)  # main() sets the thread count of the process
 
 
-def test_train_speed_runs_every_contender_and_reports_ratios_and_ceilings(train_speed, tmp_path, capsys, monkeypatch):
+def test_train_speed_runs_every_contender_and_reports_ratios_and_ceilings(
+    train_speed, tmp_path, capsys, monkeypatch
+):
     pytest.importorskip("nextrec")
     pytest.importorskip("torch_rechub")
     monkeypatch.setenv("NEXTREC_LOG_DIR", str(tmp_path / "nextrec_logs"))  # NextRec's session logs
     out = tmp_path / "rows.json"
-    argv = ["--archs", "mmoe", "esmm", "--batches", "32", "--optimizers", "own", "adam", "--rounds", "1",
-            "--steps", "1", "--threads", "1", "--malloc", "default", "--lazy", "--json", str(out)]
+    argv = [
+        "--archs",
+        "mmoe",
+        "esmm",
+        "--batches",
+        "32",
+        "--optimizers",
+        "own",
+        "adam",
+        "--rounds",
+        "1",
+        "--steps",
+        "1",
+        "--threads",
+        "1",
+        "--malloc",
+        "default",
+        "--lazy",
+        "--json",
+        str(out),
+    ]
     assert train_speed.main(argv) == 0
     rows = json.loads(out.read_text())
     cells = {(r["arch"], r["optimizer"]) for r in rows}
@@ -42,19 +63,31 @@ def test_train_speed_runs_every_contender_and_reports_ratios_and_ceilings(train_
     for row in rows:
         assert row["step_ms"] > 0 and row["floor_ms"] > 0 and row["gflop"] > 0
         assert len(row["vs_nextrec"]) == 3 and len(row["vs_rechub"]) == 3
-        if row["contender"].startswith("mtlc"):  # the optimizer alone is timed, and the ceiling follows
+        if row["contender"].startswith(
+            "mtlc"
+        ):  # the optimizer alone is timed, and the ceiling follows
             assert row["optimizer_ms"] > 0 and row["ceiling_vs_nextrec"] > 0
         else:
             assert "optimizer_ms" not in row
     printed = capsys.readouterr().out.strip().splitlines()
-    assert printed[-1] == "mmoe_b2048_vs_nextrec=n/a ple_b2048_vs_nextrec=n/a mmoe_b256_vs_nextrec=n/a"
+    assert (
+        printed[-1] == "mmoe_b2048_vs_nextrec=n/a ple_b2048_vs_nextrec=n/a mmoe_b256_vs_nextrec=n/a"
+    )
     assert any(line.startswith("| MMoE | own | 32 | mtlc |") for line in printed)
 
 
 def test_train_speed_headline_line(train_speed):
-    row = {"arch": "mmoe", "batch": 2048, "optimizer": "own", "contender": "mtlc", "vs_nextrec": [1.456, 1.2, 1.6]}
+    row = {
+        "arch": "mmoe",
+        "batch": 2048,
+        "optimizer": "own",
+        "contender": "mtlc",
+        "vs_nextrec": [1.456, 1.2, 1.6],
+    }
     line = train_speed.headline([row, {**row, "arch": "ple", "vs_nextrec": [1.3, 1.2, 1.4]}])
-    assert re.fullmatch(r"mmoe_b2048_vs_nextrec=1\.46 ple_b2048_vs_nextrec=1\.30 mmoe_b256_vs_nextrec=n/a", line)
+    assert re.fullmatch(
+        r"mmoe_b2048_vs_nextrec=1\.46 ple_b2048_vs_nextrec=1\.30 mmoe_b256_vs_nextrec=n/a", line
+    )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a CUDA device")
@@ -78,8 +111,17 @@ def test_parity_gap_measures_every_parity_configuration(monkeypatch, tmp_path):
 
 
 def test_gate_kernel_cpu_table_runs():
-    done = subprocess.run([sys.executable, str(BENCHMARKS / "gate_kernel.py"), "--rounds", "1", "--threads", "1"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gate_kernel.py"), "--rounds", "1", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
-    rows = [line for line in done.stdout.splitlines() if re.match(r"\| \d+ \| \d+ \| \d+ \| \d+ \|", line)]
+    rows = [
+        line
+        for line in done.stdout.splitlines()
+        if re.match(r"\| \d+ \| \d+ \| \d+ \| \d+ \|", line)
+    ]
     assert len(rows) == 8  # 4 shapes x (contiguous, pool view)

@@ -48,12 +48,21 @@ task cvr : binary(label=buy, weight=0.5, loss=focal) = cvr_net
 
 def test_mmoe_ir_has_widths_sources_and_defaults():
     model = _model(MMOE, "mmoe.mtl")
-    assert (model.name, model.description, model.source) == ("MMoE", "Multi-gate mixture of experts", "mmoe.mtl")
+    assert (model.name, model.description, model.source) == (
+        "MMoE",
+        "Multi-gate mixture of experts",
+        "mmoe.mtl",
+    )
     assert model.compiler_version == __version__
     assert [n.name for n in model.nodes][:5] == ["user_id", "item_id", "age", "all", "shared"]
     assert model.node("all").width == 33 and model.node("age").width == 1
     shared = model.node("shared")
-    assert (shared.count, shared.width, shared.block.input_width, shared.block.dims) == (4, 128, 33, [256, 128])
+    assert (shared.count, shared.width, shared.block.input_width, shared.block.dims) == (
+        4,
+        128,
+        33,
+        [256, 128],
+    )
     assert shared.block.activation is ir.Activation.relu and shared.block.dropout == 0.0
     gate = model.node("to_ctr")
     assert (gate.input, gate.input_width, gate.num_experts, gate.width) == ("all", 33, 4, 128)
@@ -61,10 +70,20 @@ def test_mmoe_ir_has_widths_sources_and_defaults():
     assert gate.sources == [ir.GateSource(name="shared", count=4)]
     assert model.node("to_cvr").top is None and model.node("to_cvr").temperature == 1.0
     tower = model.node("ctr_net")
-    assert (tower.block.activation, tower.block.dropout, tower.block.norm) == (ir.Activation.gelu, 0.1, ir.Norm.layer)
+    assert (tower.block.activation, tower.block.dropout, tower.block.norm) == (
+        ir.Activation.gelu,
+        0.1,
+        ir.Norm.layer,
+    )
     ctr, cvr = model.tasks
     assert (ctr.kind, ctr.label, ctr.loss, ctr.weight, ctr.input, ctr.input_width) == (
-        ir.TaskKind.binary, "click", ir.Loss.bce, 1.0, "ctr_net", 64)
+        ir.TaskKind.binary,
+        "click",
+        ir.Loss.bce,
+        1.0,
+        "ctr_net",
+        64,
+    )
     assert (cvr.loss, cvr.weight) == (ir.Loss.focal, 0.5)
     assert model.weighting == ir.Weighting()
     assert ctr.span.line == 11 and gate.span.line == 7
@@ -91,12 +110,20 @@ def test_tables_products_latent_tasks_constraints_weighting():
     assert model.node("wide").width == 3
     cvr, ctcvr, both = model.node("cvr"), model.node("ctcvr"), model.node("both")
     assert (cvr.label, cvr.loss, cvr.input) == (None, None, "net")
-    assert (ctcvr.factors, ctcvr.label, ctcvr.loss, ctcvr.input) == (["ctr", "cvr"], "buy", ir.Loss.bce, None)
+    assert (ctcvr.factors, ctcvr.label, ctcvr.loss, ctcvr.input) == (
+        ["ctr", "cvr"],
+        "buy",
+        ir.Loss.bce,
+        None,
+    )
     assert (both.factors, both.label) == (["ctr", "cvr", "ctcvr"], None)
     assert model.node("price_hat").loss is ir.Loss.huber
     kind = model.node("kind")
     assert (kind.classes, kind.width, kind.loss) == (4, 4, ir.Loss.ce)
-    assert [(c.left, c.right, c.weight) for c in model.constraints] == [("ctcvr", "ctr", 0.6), ("cvr", "ctr", 1.0)]
+    assert [(c.left, c.right, c.weight) for c in model.constraints] == [
+        ("ctcvr", "ctr", 0.6),
+        ("cvr", "ctr", 1.0),
+    ]
     assert (model.weighting.kind, model.weighting.alpha) == (ir.WeightingKind.gradnorm, 0.5)
     assert _model(BASE + "weighting gradnorm\n").weighting.alpha == 1.5
 
@@ -126,7 +153,13 @@ CHECK_ERRORS = [
     ("tower lambda = mlp(all, [8])", "MTL202", 8, 7, "reserved"),
     ("tower over = mlp(all, [8])", "MTL202", 8, 7, "reserved"),
     ("tower __init__ = mlp(all, [8])", "MTL202", 8, 7, "reserved"),
-    ("expert shared x2 = mlp(all, [8])\ngate g = softmax(all) over [shard]", "MTL203", 9, 29, "not declared"),
+    (
+        "expert shared x2 = mlp(all, [8])\ngate g = softmax(all) over [shard]",
+        "MTL203",
+        9,
+        29,
+        "not declared",
+    ),
     ("tower net = mlp(all, [8])", "MTL204", 8, 7, "declared again"),
     ("tower a = mlp(b, [8])\ntower b = mlp(all, [8])", "MTL205", 8, 15, "not declared yet"),
     ("expert e x4 = mlp(all, [8])\ntower t = mlp(e, [8])", "MTL206", 9, 15, "4 vectors, not one"),
@@ -155,7 +188,13 @@ CHECK_ERRORS = [
     ("feature f : sparse(vocab=3_000_000_000, dim=8)", "MTL305", 8, 26, "out of range"),
     ("tower t = mlp(all, [2_000_000])", "MTL305", 8, 21, "out of range"),
     ("expert e x0 = mlp(all, [8])", "MTL305", 8, 10, "out of range"),
-    ("expert e x2 = mlp(all, [8])\ngate g = softmax(all, top=3) over [e]", "MTL305", 9, 27, "out of range"),
+    (
+        "expert e x2 = mlp(all, [8])\ngate g = softmax(all, top=3) over [e]",
+        "MTL305",
+        9,
+        27,
+        "out of range",
+    ),
     ("gate g = softmax(all, temperature=0) over [net]", "MTL305", 8, 35, "out of range"),
     ("tower t = mlp(all, [8], dropout=1e999)", "MTL305", 8, 33, "out of range"),
     ("task t : multiclass(classes=1, label=y) = net", "MTL305", 8, 29, "out of range"),
@@ -171,22 +210,64 @@ CHECK_ERRORS = [
     ("tower t = mlp(stopgrad(net), [8])", "MTL309", 8, 15, "planned, not yet available"),
     ("gate g = softmax(all) over [net, net]", "MTL310", 8, 34, "repeated"),
     # widths and sizes
-    ("tower small = mlp(all, [4])\ngate g = softmax(all) over [net, small]", "MTL401", 9, 34, "width 4"),
+    (
+        "tower small = mlp(all, [4])\ngate g = softmax(all) over [net, small]",
+        "MTL401",
+        9,
+        34,
+        "width 4",
+    ),
     ("tower small = mlp(all, [4])\ntransfer t = ait(small, from=net)", "MTL402", 9, 30, "width 8"),
-    ("feature h : sequence(vocab=40, dim=8, maxlen=3, table=item_id)", "MTL403", 8, 55, "vocab=50, dim=8"),
+    (
+        "feature h : sequence(vocab=40, dim=8, maxlen=3, table=item_id)",
+        "MTL403",
+        8,
+        55,
+        "vocab=50, dim=8",
+    ),
     ("feature h : sparse(vocab=1, dim=1, table=price)", "MTL404", 8, 42, "no table here"),
     ("feature h : sparse(vocab=1, dim=1, table=h)", "MTL404", 8, 42, "itself"),
-    ("feature big : sparse(vocab=2_000_000_000, dim=64)", "MTL405", 8, 1, "128,000,000,000 parameters here"),
+    (
+        "feature big : sparse(vocab=2_000_000_000, dim=64)",
+        "MTL405",
+        8,
+        1,
+        "128,000,000,000 parameters here",
+    ),
     # tasks
-    ("task r : regression(label=y) = net\ntask p : binary(label=z) = ctr * r", "MTL501", 9, 34, "regression, not binary"),
-    ("task cvr : binary = net\ntask p : regression(label=z) = ctr * cvr", "MTL501", 9, 10, "must be binary"),
+    (
+        "task r : regression(label=y) = net\ntask p : binary(label=z) = ctr * r",
+        "MTL501",
+        9,
+        34,
+        "regression, not binary",
+    ),
+    (
+        "task cvr : binary = net\ntask p : regression(label=z) = ctr * cvr",
+        "MTL501",
+        9,
+        10,
+        "must be binary",
+    ),
     ("task p : binary(label=z) = ctr * net", "MTL502", 8, 34, "not a task"),
     ("task t : binary(label=y, loss=mse) = net", "MTL503", 8, 31, "not a binary loss"),
     ("task t : regression(label=y, loss=bce) = net", "MTL503", 8, 35, "not a regression loss"),
     ("task t : binary(label=click) = net", "MTL504", 8, 23, "label used again"),
     ("task t : binary(label=price) = net", "MTL505", 8, 23, "an input too"),
-    ("task r : regression(label=y) = net\nconstrain r <= ctr", "MTL506", 9, 11, "regression, not binary"),
-    ("task cvr : binary = net\ntask p : binary(label=z) = ctr * cvr * ctr", "MTL507", 9, 40, "repeated"),
+    (
+        "task r : regression(label=y) = net\nconstrain r <= ctr",
+        "MTL506",
+        9,
+        11,
+        "regression, not binary",
+    ),
+    (
+        "task cvr : binary = net\ntask p : binary(label=z) = ctr * cvr * ctr",
+        "MTL507",
+        9,
+        40,
+        "repeated",
+    ),
     ("task cvr : binary(loss=focal) = net", "MTL508", 8, 19, "latent task"),
     ("constrain ctr <= ctr", "MTL509", 8, 18, "same task"),
 ]
@@ -214,7 +295,12 @@ def test_invalid_model_names():
 
 def test_no_supervised_task():
     (diag,) = diagnostics_of(BASE.replace("binary(label=click)", "binary"))
-    assert (diag.code, diag.span.line, diag.span.column, diag.label) == ("MTL105", 1, 7, "nothing to learn from")
+    assert (diag.code, diag.span.line, diag.span.column, diag.label) == (
+        "MTL105",
+        1,
+        7,
+        "nothing to learn from",
+    )
 
 
 def test_suggestions_name_the_close_spelling():
@@ -238,7 +324,9 @@ def test_all_errors_of_a_pass_are_reported_sorted_without_cascades():
 def test_a_spec_error_is_never_half_a_model():
     with pytest.raises(SpecError) as caught:
         _model(BASE + "tower t = mlp(all, [8], dropout=2)\n")
-    assert str(caught.value).startswith("m.mtl:8:33: error[MTL305]: dropout must be at least 0 and less than 1, not 2")
+    assert str(caught.value).startswith(
+        "m.mtl:8:33: error[MTL305]: dropout must be at least 0 and less than 1, not 2"
+    )
     assert caught.value.source.startswith("model M")
 
 
@@ -246,7 +334,9 @@ def test_a_spec_error_is_never_half_a_model():
 @given(valid_specs())
 def test_generated_valid_specs_check_clean(generated):
     model = check(parse(generated.source, "gen.mtl"))
-    assert {task.name: task.width for task in model.tasks} == {n: w for n, (_, w) in generated.tasks.items()}
+    assert {task.name: task.width for task in model.tasks} == {
+        n: w for n, (_, w) in generated.tasks.items()
+    }
     assert {feature.name for feature in model.features} == set(generated.features)
     names = [node.name for node in model.nodes]
     for node in model.nodes:  # declaration order is a topological order

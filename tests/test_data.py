@@ -52,7 +52,9 @@ def test_vocabulary_reserves_padding_and_unknown_and_is_shared_by_table(tmp_path
     enc = encoder().fit(open_data(write(tmp_path, rows())))
     # user and hist share the table "user": counts a=5, b=3, c=3, z=1 -> ids 2, 3, 4, 5
     assert enc.vocabs == {"user": ["a", "b", "c", "z"]}
-    batch = pq.read_table(write(tmp_path, rows(user=["z", "new", "a", "b"]), "e.parquet")).to_batches()[0]
+    batch = pq.read_table(
+        write(tmp_path, rows(user=["z", "new", "a", "b"]), "e.parquet")
+    ).to_batches()[0]
     encoded = enc.encode(batch)
     assert encoded["f:user"].tolist() == [5, 1, 2, 3]
 
@@ -62,7 +64,9 @@ def test_sequences_keep_the_last_maxlen_items_from_strings_and_lists(tmp_path):
     strings = enc.encode(pq.read_table(write(tmp_path, rows())).to_batches()[0])["f:hist"]
     assert strings.tolist() == [[2, 3, 0, 0, 0], [0] * 5, [3, 2, 3, 4, 4], [5, 0, 0, 0, 0]]
     lists = rows(hist=[["a", "b"], [], ["c", "a", "b", "a", "b", "c", "c"], None])
-    listed = enc.encode(pq.read_table(write(tmp_path, lists, "l.parquet")).to_batches()[0])["f:hist"]
+    listed = enc.encode(pq.read_table(write(tmp_path, lists, "l.parquet")).to_batches()[0])[
+        "f:hist"
+    ]
     assert listed[:3].tolist() == strings[:3].tolist() and listed[3].tolist() == [0] * 5
 
 
@@ -71,7 +75,9 @@ def test_dense_columns_are_standardised_with_training_statistics(tmp_path):
     enc = encoder().fit(open_data(path))
     x = enc.encode(pq.read_table(path).to_batches()[0])["f:price"]
     assert x.dtype == np.float32 and abs(x.mean()) < 1e-6 and abs(x.std() - 1) < 1e-6
-    raw = encoder(standardize=False).fit(open_data(path)).encode(pq.read_table(path).to_batches()[0])
+    raw = (
+        encoder(standardize=False).fit(open_data(path)).encode(pq.read_table(path).to_batches()[0])
+    )
     assert raw["f:price"].tolist() == [1.0, 2.0, 3.0, 4.0]
 
 
@@ -170,7 +176,10 @@ def test_shuffled_epochs_depend_on_seed_and_epoch_and_ranks_split_global_batches
     enc = encoder().fit(files)
 
     def order(**kw):
-        return [b.inputs["price"] for b in iter_batches(files, enc, 10, shuffle=True, buffer_rows=40, **kw)]
+        return [
+            b.inputs["price"]
+            for b in iter_batches(files, enc, 10, shuffle=True, buffer_rows=40, **kw)
+        ]
 
     first = order(seed=1, epoch=1)
     assert [len(x) for x in first] == [10] * 10 + [3]
@@ -181,7 +190,8 @@ def test_shuffled_epochs_depend_on_seed_and_epoch_and_ranks_split_global_batches
     assert np.array_equal(everything, np.sort(plain))
     halves = [order(seed=1, epoch=1, rank=r, world=2) for r in (0, 1)]
     whole = [
-        b.inputs["price"] for b in iter_batches(files, enc, 20, shuffle=True, seed=1, epoch=1, buffer_rows=40)
+        b.inputs["price"]
+        for b in iter_batches(files, enc, 20, shuffle=True, seed=1, epoch=1, buffer_rows=40)
     ]
     assert len(halves[0]) == len(whole)
     assert all(np.array_equal(np.concatenate([a, b]), w) for a, b, w in zip(*halves, whole))

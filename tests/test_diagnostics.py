@@ -68,15 +68,23 @@ def test_render_text_cuts_long_lines_around_the_span():
     diag = Diagnostic("MTL002", "m", _span(1, 501, 504), label="here")
     shown, caret = render_text([diag], line).splitlines()[2:4]
     assert len(shown) < 140 and "...aaa" in shown and shown.endswith("bbb...")
-    assert shown[caret.index("^"):][:3] == "BAD" and caret.endswith("^^^ here")
+    assert shown[caret.index("^") :][:3] == "BAD" and caret.endswith("^^^ here")
 
 
 def test_render_json_is_a_flat_list():
     (item,) = json.loads(render_json([UNKNOWN_POOL]))
     assert item == {
-        "code": "MTL203", "severity": "error", "message": "unknown expert pool `shard`", "file": "spec.mtl",
-        "line": 12, "column": 29, "end_line": 12, "end_column": 34, "label": "not declared",
-        "help": "an expert pool with a similar name exists: `shared`", "notes": [],
+        "code": "MTL203",
+        "severity": "error",
+        "message": "unknown expert pool `shard`",
+        "file": "spec.mtl",
+        "line": 12,
+        "column": 29,
+        "end_line": 12,
+        "end_column": 34,
+        "label": "not declared",
+        "help": "an expert pool with a similar name exists: `shared`",
+        "notes": [],
     }
 
 
@@ -123,9 +131,32 @@ def test_every_code_has_an_explanation_with_examples():
 
 
 # Bad examples of the catalogue that are whole statements after BASE: each must give its code.
-EXAMPLE_CODES = ["MTL201", "MTL202", "MTL204", "MTL205", "MTL301", "MTL302", "MTL303", "MTL304", "MTL305",
-                 "MTL306", "MTL307", "MTL308", "MTL309", "MTL404", "MTL405", "MTL509", "MTL001", "MTL007",
-                 "MTL008", "MTL009", "MTL010", "MTL011", "MTL003", "MTL006"]
+EXAMPLE_CODES = [
+    "MTL201",
+    "MTL202",
+    "MTL204",
+    "MTL205",
+    "MTL301",
+    "MTL302",
+    "MTL303",
+    "MTL304",
+    "MTL305",
+    "MTL306",
+    "MTL307",
+    "MTL308",
+    "MTL309",
+    "MTL404",
+    "MTL405",
+    "MTL509",
+    "MTL001",
+    "MTL007",
+    "MTL008",
+    "MTL009",
+    "MTL010",
+    "MTL011",
+    "MTL003",
+    "MTL006",
+]
 
 
 @pytest.mark.parametrize("code", EXAMPLE_CODES)
@@ -136,7 +167,9 @@ def test_catalogue_bad_example_gives_its_code_and_good_one_does_not(code):
 
 def test_language_reference_lists_every_code_as_the_catalogue_says():
     reference = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
-    assert refresh.codes_section(reference) == markdown(), "run: python -m tests.golden.diagnostics.refresh"
+    assert refresh.codes_section(reference) == markdown(), (
+        "run: python -m tests.golden.diagnostics.refresh"
+    )
 
 
 @pytest.mark.parametrize("spec, snapshot", refresh.cases(), ids=lambda p: p.name)

@@ -74,7 +74,8 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     for name, value in single.model.state_dict().items():
         assert torch.allclose(ddp[name], value, atol=1e-5), name
     ddp_losses = [
-        e["train_loss"] for e in json.loads((tmp_path / "ddp" / "metrics.json").read_text())["epochs"]
+        e["train_loss"]
+        for e in json.loads((tmp_path / "ddp" / "metrics.json").read_text())["epochs"]
     ]
     assert len(ddp_losses) == len(single.history) == 2
     assert all(abs(a - b["train_loss"]) < 1e-5 for a, b in zip(ddp_losses, single.history))

@@ -28,7 +28,9 @@ def _in_order(quoted: list[str], generated: list[str]) -> list[str]:
 
 
 def test_readme_tour_quotes_the_generated_mmoe():
-    generated = mtlc.compile_spec((ROOT / "specs" / "mmoe.mtl").read_text(), "mmoe.mtl").splitlines()
+    generated = mtlc.compile_spec(
+        (ROOT / "specs" / "mmoe.mtl").read_text(), "mmoe.mtl"
+    ).splitlines()
     assert _in_order(_quoted_module((ROOT / "README.md").read_text()), generated) == []
 
 

@@ -18,9 +18,49 @@ from tests.strategies import valid_specs
 
 SEEDS = [BASE, *language_examples().values(), *spec_files().values()]
 TOKEN = re.compile(r"\s+|\w+|\S")
-GARBAGE = [")", "]", "[", "(", "=", ",", ":", "x", "x 4", "*", "<=", "\n", "\n\n", "#", '"', "\\", "-", "1e999",
-           "0", "-1", "9" * 60, "__init__", "model", "over", "weight", "task", "\0", "\x1b", "é", "€", "\ufffd",
-           "[[[[", "))))", "mlp(", "softmax(all) over [", "binary(label=", "\t", "\r", "'", "😀", "lambda"]
+GARBAGE = [
+    ")",
+    "]",
+    "[",
+    "(",
+    "=",
+    ",",
+    ":",
+    "x",
+    "x 4",
+    "*",
+    "<=",
+    "\n",
+    "\n\n",
+    "#",
+    '"',
+    "\\",
+    "-",
+    "1e999",
+    "0",
+    "-1",
+    "9" * 60,
+    "__init__",
+    "model",
+    "over",
+    "weight",
+    "task",
+    "\0",
+    "\x1b",
+    "é",
+    "€",
+    "\ufffd",
+    "[[[[",
+    "))))",
+    "mlp(",
+    "softmax(all) over [",
+    "binary(label=",
+    "\t",
+    "\r",
+    "'",
+    "😀",
+    "lambda",
+]
 SETTINGS = settings(max_examples=150, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -33,7 +73,11 @@ def _front_end(source: str) -> None:
         lines = source.replace("\r\n", "\n").replace("\r", "\n").count("\n") + 2
         for diag in error.diagnostics:
             assert diag.code in CODES and diag.message
-            assert diag.span.file == "fuzz.mtl" and 1 <= diag.span.line <= lines and diag.span.column >= 1
+            assert (
+                diag.span.file == "fuzz.mtl"
+                and 1 <= diag.span.line <= lines
+                and diag.span.column >= 1
+            )
         text = str(error)
         assert "Traceback" not in text and "Token(" not in text
         json.loads(render_json(error.diagnostics))
@@ -51,7 +95,9 @@ def mutated(draw) -> str:
         if not tokens:
             break
         i = draw(st.integers(0, len(tokens) - 1))
-        op = draw(st.sampled_from(["delete", "duplicate", "swap", "insert", "truncate", "number", "name"]))
+        op = draw(
+            st.sampled_from(["delete", "duplicate", "swap", "insert", "truncate", "number", "name"])
+        )
         if op == "delete":
             del tokens[i]
         elif op == "duplicate":
@@ -66,7 +112,9 @@ def mutated(draw) -> str:
         elif op == "number":
             numbers = [k for k, t in enumerate(tokens) if t[:1].isdigit()]
             if numbers:
-                tokens[draw(st.sampled_from(numbers))] = draw(st.sampled_from(["0", "-1", "1e999", "0.5", "10" * 20]))
+                tokens[draw(st.sampled_from(numbers))] = draw(
+                    st.sampled_from(["0", "-1", "1e999", "0.5", "10" * 20])
+                )
         else:
             names = [k for k, t in enumerate(tokens) if re.fullmatch(r"[a-z_]\w*", t)]
             if names:

@@ -154,7 +154,9 @@ def test_O0_and_O1_compute_the_same_outputs_and_gradients(build):
         torch.testing.assert_close(grad, expected[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
-@pytest.mark.parametrize("name", ["mmoe", "ple", "esmm"])  # a bank; masks and a merged pool; pooling
+@pytest.mark.parametrize(
+    "name", ["mmoe", "ple", "esmm"]
+)  # a bank; masks and a merged pool; pooling
 def test_exports_with_torch_export(name: str):
     model_class = load_model(ROOT / "specs" / f"{name}.mtl")
     model = model_class().eval()

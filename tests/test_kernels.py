@@ -67,7 +67,11 @@ def _leaf(*shape, dtype=torch.float32):
 
 
 def _mix_inputs(batch, gates, num_experts, width, dtype=torch.float32):
-    weights = torch.softmax(torch.randn(batch, gates, num_experts, device=DEVICE), -1).to(dtype).requires_grad_()
+    weights = (
+        torch.softmax(torch.randn(batch, gates, num_experts, device=DEVICE), -1)
+        .to(dtype)
+        .requires_grad_()
+    )
     return weights, _leaf(batch, num_experts, width, dtype=dtype)
 
 
@@ -76,8 +80,13 @@ def _check_mix(weights, experts, dtype):
     out = ops.gate_mix(weights, experts)
     upstream = torch.randn_like(out)
     grads = torch.autograd.grad(out, (weights, experts), upstream)
-    w64, x64 = weights.detach().double().requires_grad_(), experts.detach().double().requires_grad_()
-    expected = torch.bmm(w64, x64)  # the definition (the reference takes another route for one gate)
+    w64, x64 = (
+        weights.detach().double().requires_grad_(),
+        experts.detach().double().requires_grad_(),
+    )
+    expected = torch.bmm(
+        w64, x64
+    )  # the definition (the reference takes another route for one gate)
     expected_grads = torch.autograd.grad(expected, (w64, x64), upstream.double())
     assert out.dtype == dtype and out.shape == expected.shape
     torch.testing.assert_close(out, expected.to(dtype), **TOLERANCE[dtype])
@@ -142,34 +151,53 @@ def test_kernels_over_several_programs_and_width_blocks(path, shape):
     # sums across tiles and every program's offsets are exercised
     _check_mix(*_mix_inputs(*shape, dtype=torch.float64), torch.float64)
     batch, gates, num_experts, width = shape
-    logits, experts = _leaf(batch, gates, num_experts, dtype=torch.float64), _leaf(batch, num_experts, width, dtype=torch.float64)
+    logits, experts = (
+        _leaf(batch, gates, num_experts, dtype=torch.float64),
+        _leaf(batch, num_experts, width, dtype=torch.float64),
+    )
     _check_softmax_mix(logits, experts, 1.0, 2, torch.float64)
 
 
 @pytest.mark.parametrize("shape", [(3, 1, 1, 5), (3, 1, 4, 5), (3, 2, 1, 5)])
 def test_gate_softmax_mix_edge_shapes(path, shape):
     batch, gates, num_experts, width = shape
-    _check_softmax_mix(_leaf(batch, gates, num_experts), _leaf(batch, num_experts, width), 1.0, 1, torch.float32)
+    _check_softmax_mix(
+        _leaf(batch, gates, num_experts), _leaf(batch, num_experts, width), 1.0, 1, torch.float32
+    )
 
 
 def test_gate_softmax_mix_top_k_ties_keep_the_lower_index(path):
     logits = torch.tensor([[[2.0, 1.0, 2.0, 2.0], [0.0, 0.0, 0.0, 0.0]]], device=DEVICE)
     experts = torch.eye(4, device=DEVICE).unsqueeze(0)  # out row = the weights themselves
     out = ops.gate_softmax_mix(logits, experts, 1.0, 2)
-    torch.testing.assert_close(out[0], torch.tensor([[0.5, 0.0, 0.5, 0.0], [0.5, 0.5, 0.0, 0.0]], device=DEVICE))
+    torch.testing.assert_close(
+        out[0], torch.tensor([[0.5, 0.0, 0.5, 0.0], [0.5, 0.5, 0.0, 0.0]], device=DEVICE)
+    )
     _check_softmax_mix(logits.requires_grad_(), experts.requires_grad_(), 1.0, 2, torch.float32)
 
 
 def test_gate_softmax_mix_strided_gradcheck_and_opcheck(path):
-    logits = torch.randn(3, 4, 2, dtype=torch.float64, device=DEVICE).transpose(1, 2).requires_grad_()  # [3, 2, 4]
-    experts = torch.randn(4, 3, 5, dtype=torch.float64, device=DEVICE).transpose(0, 1).requires_grad_()
-    assert torch.autograd.gradcheck(lambda a, b: ops.gate_softmax_mix(a, b, 0.7, 3), (logits, experts), fast_mode=True)
-    torch.library.opcheck(torch.ops.mtlc.gate_softmax_mix.default, (logits.detach(), experts.detach(), 0.7, 3))
+    logits = (
+        torch.randn(3, 4, 2, dtype=torch.float64, device=DEVICE).transpose(1, 2).requires_grad_()
+    )  # [3, 2, 4]
+    experts = (
+        torch.randn(4, 3, 5, dtype=torch.float64, device=DEVICE).transpose(0, 1).requires_grad_()
+    )
+    assert torch.autograd.gradcheck(
+        lambda a, b: ops.gate_softmax_mix(a, b, 0.7, 3), (logits, experts), fast_mode=True
+    )
+    torch.library.opcheck(
+        torch.ops.mtlc.gate_softmax_mix.default, (logits.detach(), experts.detach(), 0.7, 3)
+    )
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # numpy, under the interpreter
+@pytest.mark.filterwarnings(
+    "ignore:overflow encountered:RuntimeWarning"
+)  # numpy, under the interpreter
 def test_gate_softmax_mix_saturated_logits_stay_finite(path):
-    logits = torch.tensor([[[1e30, -1e30, 0.0], [3e38, 3e38, -3e38]]], device=DEVICE, requires_grad=True)
+    logits = torch.tensor(
+        [[[1e30, -1e30, 0.0], [3e38, 3e38, -3e38]]], device=DEVICE, requires_grad=True
+    )
     experts = _leaf(1, 3, 4)
     for top in (0, 1, 2):
         out = ops.gate_softmax_mix(logits, experts, 1.0, top)
@@ -179,7 +207,10 @@ def test_gate_softmax_mix_saturated_logits_stay_finite(path):
 
 def test_scale_gate_matches_reference(path):
     for dtype in (torch.float32, torch.float64, torch.bfloat16):
-        h, z = _leaf(4, 5, dtype=dtype), (torch.randn(4, 5, device=DEVICE) * 5).to(dtype).requires_grad_()
+        h, z = (
+            _leaf(4, 5, dtype=dtype),
+            (torch.randn(4, 5, device=DEVICE) * 5).to(dtype).requires_grad_(),
+        )
         out = ops.scale_gate(h, z, 2.0)
         upstream = torch.randn_like(out)
         grads = torch.autograd.grad(out, (h, z), upstream)
@@ -195,16 +226,22 @@ def test_scale_gate_gradcheck_strided_and_opcheck(path):
     h = torch.randn(6, 4, dtype=torch.float64, device=DEVICE).t().requires_grad_()  # non-contiguous
     z = _leaf(4, 6, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda a, b: ops.scale_gate(a, b, 0.3), (h, z), fast_mode=True)
-    torch.library.opcheck(torch.ops.mtlc.scale_gate.default, (h.detach().float(), z.detach().float(), 1.5))
+    torch.library.opcheck(
+        torch.ops.mtlc.scale_gate.default, (h.detach().float(), z.detach().float(), 1.5)
+    )
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # numpy, under the interpreter
+@pytest.mark.filterwarnings(
+    "ignore:overflow encountered:RuntimeWarning"
+)  # numpy, under the interpreter
 def test_scale_gate_saturated_logits_stay_finite(path):
     h = _leaf(2, 3)
     z = torch.tensor([[-1e4, 0.0, 1e4], [-80.0, 80.0, 1.0]], device=DEVICE, requires_grad=True)
     out = ops.scale_gate(h, z, 2.0)
     out.sum().backward()
-    assert torch.isfinite(out).all() and torch.isfinite(h.grad).all() and torch.isfinite(z.grad).all()
+    assert (
+        torch.isfinite(out).all() and torch.isfinite(h.grad).all() and torch.isfinite(z.grad).all()
+    )
 
 
 def test_cpu_tensors_take_the_reference_path(monkeypatch):
@@ -235,7 +272,9 @@ def test_environment_switch_forces_triton_in_a_fresh_process():
         print("ok")
         """)
     env = {**os.environ, "MTLC_FORCE_TRITON": "1", "TRITON_INTERPRET": "1"}
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
 
 
@@ -249,7 +288,11 @@ def test_kernels_import_nothing_else_of_the_runtime():
         for node in ast.walk(ast.parse(source.read_text())):
             if isinstance(node, ast.ImportFrom):
                 outside = node.level > 1 or (node.module or "").startswith(("mtlc", "runtime"))
-                assert not outside, f"{source.name}:{node.lineno} imports {'.' * node.level}{node.module}"
+                assert not outside, (
+                    f"{source.name}:{node.lineno} imports {'.' * node.level}{node.module}"
+                )
             elif isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names if alias.name.startswith(("mtlc", "runtime"))]
+                names = [
+                    alias.name for alias in node.names if alias.name.startswith(("mtlc", "runtime"))
+                ]
                 assert not names, f"{source.name}:{node.lineno} imports {names}"

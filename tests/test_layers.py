@@ -96,7 +96,9 @@ def test_per_expert_path_with_norms_trains_and_evaluates_as_experts(norm):
     if norm == "batch":
         pooled = o1.post[1][0].norm  # the second layer's BatchNorm1d(E * d)
         for name in ("running_mean", "running_var"):
-            torch.testing.assert_close(getattr(pooled, name), torch.cat([getattr(e.layers[4], name) for e in o0.experts]))
+            torch.testing.assert_close(
+                getattr(pooled, name), torch.cat([getattr(e.layers[4], name) for e in o0.experts])
+            )
         assert int(pooled.num_batches_tracked) == 2
     o0.eval()
     o1.eval()
@@ -129,14 +131,18 @@ def test_relu_pool_node_equals_the_generic_path(dims, num_experts, strided):
     # strided: one row of a [B, 2, IN] bank output, as PLE's second level reads its gates
     x = _x(B, 2, IN)[:, 1] if strided else _x(B, IN)
     fused, generic = pool(x), _generic(pool, x)
-    assert _node(fused) == "_ReluPoolBackward" and _node(generic) != _node(fused)  # the node under test ran
+    assert _node(fused) == "_ReluPoolBackward" and _node(generic) != _node(
+        fused
+    )  # the node under test ran
     torch.testing.assert_close(fused, generic, rtol=0, atol=0)  # same products in the same order
     upstream = torch.randn_like(generic)
     params = [x, *pool.parameters()]
     expected = torch.autograd.grad((generic * upstream).sum(), params)
     loss = (fused * upstream).sum()
     first = torch.autograd.grad(loss, params, retain_graph=True)
-    again = torch.autograd.grad(loss, params)  # retain_graph: the saved activations survive the first
+    again = torch.autograd.grad(
+        loss, params
+    )  # retain_graph: the saved activations survive the first
     for want, got, got_again in zip(expected, first, again):
         torch.testing.assert_close(got, want)
         torch.testing.assert_close(got_again, got, rtol=0, atol=0)
@@ -165,7 +171,9 @@ def test_expert_pool_parameter_gradients_match_experts(per_expert):
     (o0(x) * upstream).sum().backward()
     (o1(x) * upstream).sum().backward()
     for e, mlp in enumerate(o0.experts):
-        torch.testing.assert_close(o1.first.weight.grad[e * 6 : (e + 1) * 6], mlp.layers[0].weight.grad)
+        torch.testing.assert_close(
+            o1.first.weight.grad[e * 6 : (e + 1) * 6], mlp.layers[0].weight.grad
+        )
         torch.testing.assert_close(o1.weights[0].grad[e], mlp.layers[2].weight.grad.T)
         torch.testing.assert_close(o1.biases[0].grad[e, 0], mlp.layers[2].bias.grad)
         torch.testing.assert_close(o1.post[0][0].weight.grad[e : e + 1], mlp.layers[1].weight.grad)
@@ -240,7 +248,9 @@ def test_gate_bank_equals_separate_gates(masks, options):
     upstream = torch.randn_like(out)
     grads = torch.autograd.grad((out * upstream).sum(), (x, experts))
     columns = masks or [list(range(num_experts))] * num_gates
-    separate = torch.stack([rt.mix(g(x), experts[:, list(c)]) for g, c in zip(gates, columns)], dim=1)
+    separate = torch.stack(
+        [rt.mix(g(x), experts[:, list(c)]) for g, c in zip(gates, columns)], dim=1
+    )
     torch.testing.assert_close(out, separate)
     expected = torch.autograd.grad((separate * upstream).sum(), (x, experts))
     for got, want in zip(grads, expected):
@@ -316,7 +326,9 @@ def test_ai_transfer_equals_the_textbook_form_with_its_gradients(qkv_bias):
     layer = rt.AITransfer(6, qkv_bias=qkv_bias).double()
     current, previous = _x(B, 6), _x(B, 6)
 
-    def textbook(current, previous):  # the paper's form: query and key projected, then their dot product
+    def textbook(
+        current, previous
+    ):  # the paper's form: query and key projected, then their dot product
         slots = torch.stack([layer.info(previous), current], dim=1)
         scores = (layer.query(slots) * layer.key(slots)).sum(-1) / math.sqrt(6)
         return torch.einsum("bs,bsd->bd", torch.softmax(scores, -1), layer.value(slots))
@@ -427,6 +439,8 @@ def test_convert_o0_state_dict_names_what_does_not_fit():
 
 def test_importing_the_runtime_loads_no_optional_library():
     code = "import sys; from mtlc import runtime; print(sorted({'triton', 'pyarrow', 'sklearn'} & set(sys.modules)))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"

@@ -30,7 +30,11 @@ def lay_out(into: Path) -> Path:
 
 def lint_imports(tree: Path) -> subprocess.CompletedProcess:
     """Run import-linter's contracts over a laid-out tree."""
-    command = [sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()"]
+    command = [
+        sys.executable,
+        "-c",
+        "from importlinter.cli import lint_imports_command; lint_imports_command()",
+    ]
     env = {**os.environ, "PYTHONPATH": str(tree)}
     return subprocess.run(
         [*command, "--no-cache"], cwd=tree, env=env, capture_output=True, text=True, timeout=300
@@ -53,7 +57,9 @@ def test_a_cycle_or_a_backward_import_breaks_them(tmp_path):
     result = lint_imports(tree)
     assert result.returncode != 0
     assert "no import cycles among the compiler's modules BROKEN" in result.stdout
-    assert "the runtime never imports the compiler (interop is the one bridge) BROKEN" in result.stdout
+    assert (
+        "the runtime never imports the compiler (interop is the one bridge) BROKEN" in result.stdout
+    )
 
 
 def test_the_package_root_keeps_only_its_face():

@@ -29,7 +29,10 @@ LABELS = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0])
 def funnel_inputs(ctr, cvr, click=LABELS, buy=LABELS):
     logits = {"ctr": ctr.clone().requires_grad_(True), "cvr": cvr.clone().requires_grad_(True)}
     labels = {"ctr": click, "ctcvr": buy}
-    masks = {"ctr": torch.ones(len(click), dtype=torch.bool), "ctcvr": torch.ones(len(buy), dtype=torch.bool)}
+    masks = {
+        "ctr": torch.ones(len(click), dtype=torch.bool),
+        "ctcvr": torch.ones(len(buy), dtype=torch.bool),
+    }
     return logits, labels, masks
 
 
@@ -49,7 +52,9 @@ def test_saturated_logits_give_finite_losses_and_gradients(weighting):
 def test_other_losses_are_finite_on_saturated_inputs(kind):
     tasks = {"t": Task("t", "regression" if kind != "focal" else "binary", label="y", loss=kind)}
     logit = SATURATED.clone().requires_grad_(True)
-    total, _ = MultiTaskLoss(tasks)({"t": logit}, {"t": LABELS}, {"t": torch.ones(5, dtype=torch.bool)})
+    total, _ = MultiTaskLoss(tasks)(
+        {"t": logit}, {"t": LABELS}, {"t": torch.ones(5, dtype=torch.bool)}
+    )
     total.backward()
     assert torch.isfinite(total) and torch.isfinite(logit.grad).all()
 
@@ -80,7 +85,9 @@ def test_masked_rows_do_not_count():
     )
     masks["ctr"] = torch.tensor([True, True, False])
     _, per_task = loss(logits, labels, masks)
-    expected = F.binary_cross_entropy_with_logits(torch.tensor([2.0, -1.0]), torch.tensor([1.0, 0.0]))
+    expected = F.binary_cross_entropy_with_logits(
+        torch.tensor([2.0, -1.0]), torch.tensor([1.0, 0.0])
+    )
     assert torch.allclose(per_task[0], expected)
     masks["ctr"][:] = False
     assert loss(logits, labels, masks)[1][0] == 0  # no label at all: no loss, no NaN

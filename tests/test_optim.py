@@ -25,8 +25,12 @@ class Tiny(nn.Module):
         return self.mlp(x).squeeze(-1)
 
 
-def _batch(generator: torch.Generator, users: torch.Tensor | None = None, items: torch.Tensor | None = None,
-           size: int = 16):
+def _batch(
+    generator: torch.Generator,
+    users: torch.Tensor | None = None,
+    items: torch.Tensor | None = None,
+    size: int = 16,
+):
     users = users if users is not None else torch.randint(0, 50, (size,), generator=generator)
     items = items if items is not None else torch.randint(0, 30, (len(users),), generator=generator)
     dense = torch.randn(len(users), generator=generator, dtype=torch.float64)
@@ -52,7 +56,9 @@ def _pair(seed: int = 0) -> tuple[nn.Module, nn.Module]:
 def test_default_is_adam_step_for_step(weight_decay):
     ours, reference = _pair()
     optimizer = make_optimizer(ours, lr=0.01, weight_decay=weight_decay)
-    plain = torch.optim.Adam(reference.parameters(), lr=0.01, weight_decay=weight_decay, foreach=False)
+    plain = torch.optim.Adam(
+        reference.parameters(), lr=0.01, weight_decay=weight_decay, foreach=False
+    )
     assert optimizer.defaults["fused"] or optimizer.defaults["foreach"]
     generator = torch.Generator().manual_seed(1)
     for _ in range(5):
@@ -112,7 +118,9 @@ def test_lazy_adam_equals_adam_when_the_same_rows_are_touched(weight_decay):
         _train(lazy, lazy_opt, [batch])
         _train(dense, adam, [batch])
     for name in ("mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias"):
-        torch.testing.assert_close(lazy.get_parameter(name), dense.get_parameter(name), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(
+            lazy.get_parameter(name), dense.get_parameter(name), rtol=1e-12, atol=1e-12
+        )
     for table, rows in (("user.weight", users), ("item.weight", items)):
         ours, reference = lazy.get_parameter(table), dense.get_parameter(table)
         torch.testing.assert_close(ours[rows], reference[rows], rtol=1e-12, atol=1e-12)

@@ -32,7 +32,11 @@ def test_statement_kinds_and_spans():
     assert model.description.value == 'a "quoted" line\n'
     assert feature.kind.func.text == "sparse" and feature.kind.keywords[0].value.value == 100_000
     assert (expert.count.value, expert.count.text) == (4, "x4")
-    assert (expert.count.span.line, expert.count.span.column, expert.count.span.end_column) == (3, 15, 17)
+    assert (expert.count.span.line, expert.count.span.column, expert.count.span.end_column) == (
+        3,
+        15,
+        17,
+    )
     dims = expert.block.args[1]
     assert [item.value for item in dims.items] == [256, 128]
     assert expert.block.keywords[0].value.value == pytest.approx(0.1)
@@ -61,7 +65,9 @@ def test_continuation_inside_brackets_comments_blank_lines_and_crlf():
 
 def test_keywords_are_contextual():
     # `weight`, `over` and statement words are names where a name is expected.
-    spec = parse("model M\ntask weight : binary(label=model, weight=2) = over\nconstrain weight <= group\n")
+    spec = parse(
+        "model M\ntask weight : binary(label=model, weight=2) = over\nconstrain weight <= group\n"
+    )
     task, constrain = spec.statements[1:]
     assert task.name.text == "weight" and task.kind.keywords[0].value.text == "model"
     assert constrain.right.text == "group"
@@ -100,8 +106,13 @@ SYNTAX_ERRORS = [
     ("constrain a <= b 0.5\n", "MTL001", 1, 18, "found the number `0.5`"),
     ("tower t = mlp(a, [1]) extra\n", "MTL001", 1, 23, "unexpected here"),
     ("tower t = mlp(a, [1]);\n", "MTL002", 1, 22, "not part of the language"),
-    ("tower t = " + "[" * (MAX_NESTING + 5) + "]" * (MAX_NESTING + 5) + "\n", "MTL014", 1, 11 + MAX_NESTING,
-     "too deep"),
+    (
+        "tower t = " + "[" * (MAX_NESTING + 5) + "]" * (MAX_NESTING + 5) + "\n",
+        "MTL014",
+        1,
+        11 + MAX_NESTING,
+        "too deep",
+    ),
     ("model M\nfeature a : de\0nse\n", "MTL013", 2, 15, "here"),
     ("model M\x1b\n", "MTL013", 1, 8, "here"),
     ("model \ufffd\n", "MTL013", 1, 7, "here"),

@@ -70,7 +70,6 @@ def test_an_unusable_cache_is_ignored(tmp_path: Path):
     assert not table.read_bytes().startswith(b"garbage")
 
 
-
 def test_an_empty_mtlc_cache_means_the_default_folder_for_every_user_of_it(monkeypatch, tmp_path):
     from mtlc.cli import datasets
     from mtlc.files import cache_root

@@ -91,7 +91,18 @@ def test_resume_of_a_finished_run_changes_nothing(run, data, capsys):
 def test_predict_writes_one_column_per_task_in_input_order(run, data, tmp_path, capsys):
     out = tmp_path / "preds.parquet"
     assert (
-        main(["predict", str(MMOE), "--run", str(run), "--data", str(data / "valid.parquet"), "-o", str(out)])
+        main(
+            [
+                "predict",
+                str(MMOE),
+                "--run",
+                str(run),
+                "--data",
+                str(data / "valid.parquet"),
+                "-o",
+                str(out),
+            ]
+        )
         == 0
     )
     preds = pq.read_table(out)
@@ -104,7 +115,18 @@ def test_predict_writes_one_column_per_task_in_input_order(run, data, tmp_path, 
 def test_evaluate_prints_the_same_metrics_as_json(run, data, capsys):
     capsys.readouterr()
     assert (
-        main(["evaluate", str(MMOE), "--run", str(run), "--data", str(data / "valid.parquet"), "--json"]) == 0
+        main(
+            [
+                "evaluate",
+                str(MMOE),
+                "--run",
+                str(run),
+                "--data",
+                str(data / "valid.parquet"),
+                "--json",
+            ]
+        )
+        == 0
     )
     metrics = json.loads(capsys.readouterr().out)
     best = json.loads((run / "metrics.json").read_text())["best"]
@@ -116,7 +138,16 @@ def test_bad_data_exits_2_with_the_place_and_writes_nothing(data, tmp_path, caps
     table = mmoe_table(50, 2).to_pydict()
     table["buy"][7] = float("nan")
     pq.write_table(pa.table(table), tmp_path / "bad.parquet")
-    code = main(["train", str(MMOE), "--data", str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "train",
+            str(MMOE),
+            "--data",
+            str(tmp_path / "bad.parquet"),
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "column 'buy', data row 8" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
@@ -126,21 +157,42 @@ def test_existing_run_without_resume_and_missing_run_are_usage_errors(run, data,
     code = main(["train", str(MMOE), "--data", str(data / "train.parquet"), "--out", str(run)])
     assert code == 2 and "--resume" in capsys.readouterr().err
     code = main(
-        ["evaluate", str(MMOE), "--run", str(data / "nothing"), "--data", str(data / "valid.parquet")]
+        [
+            "evaluate",
+            str(MMOE),
+            "--run",
+            str(data / "nothing"),
+            "--data",
+            str(data / "valid.parquet"),
+        ]
     )
     assert code == 2 and "no checkpoint" in capsys.readouterr().err
 
 
 def test_a_spec_with_errors_exits_1(tmp_path, data, capsys):
     spec = tmp_path / "bad.mtl"
-    spec.write_text("model Bad\n\nfeature a : sparse(vocab=10, dim=4)\ntask t : binary(label=y) = nothing\n")
+    spec.write_text(
+        "model Bad\n\nfeature a : sparse(vocab=10, dim=4)\ntask t : binary(label=y) = nothing\n"
+    )
     assert (
-        main(["train", str(spec), "--data", str(data / "train.parquet"), "--out", str(tmp_path / "r")]) == 1
+        main(
+            [
+                "train",
+                str(spec),
+                "--data",
+                str(data / "train.parquet"),
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 1
     )
     assert not (tmp_path / "r").exists()
 
 
-needs_shared = pytest.mark.skipif(not SHARED.exists(), reason=f"{SHARED} (the shared real data) is absent")
+needs_shared = pytest.mark.skipif(
+    not SHARED.exists(), reason=f"{SHARED} (the shared real data) is absent"
+)
 
 
 @needs_shared
@@ -201,7 +253,9 @@ def test_multiclass_and_regression_predictions(tmp_path, capsys):
     table = pa.table(
         {
             "uid": [f"u{u}" for u in user],
-            "hist": [[f"u{v}" for v in rng.integers(0, 30, rng.integers(0, 6))] for _ in range(300)],
+            "hist": [
+                [f"u{v}" for v in rng.integers(0, 30, rng.integers(0, 6))] for _ in range(300)
+            ],
             "age": rng.normal(40, 10, 300),
             "kind": user % 3,
             "spend": [None if u % 5 == 0 else float(u) for u in user],
@@ -230,7 +284,18 @@ def test_multiclass_and_regression_predictions(tmp_path, capsys):
         == 0
     )
     assert (
-        main(["predict", spec, "--run", str(tmp_path / "run"), "--data", data, "-o", str(tmp_path / "p.pq")])
+        main(
+            [
+                "predict",
+                spec,
+                "--run",
+                str(tmp_path / "run"),
+                "--data",
+                data,
+                "-o",
+                str(tmp_path / "p.pq"),
+            ]
+        )
         == 0
     )
     preds = pq.read_table(tmp_path / "p.pq")

@@ -34,7 +34,14 @@ def test_fit_writes_metrics_curves_and_checkpoints_and_learns(data, tmp_path):
     trainer = Trainer(toys.make_model(), TrainConfig(epochs=4, batch_size=64, lr=3e-3, seed=3))
     history = trainer.fit(train, valid, tmp_path / "run")
     files = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert files == ["best.pt", "config.json", "curves.png", "encoder.json", "last.pt", "metrics.json"]
+    assert files == [
+        "best.pt",
+        "config.json",
+        "curves.png",
+        "encoder.json",
+        "last.pt",
+        "metrics.json",
+    ]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3, 4]
     assert set(metrics["epochs"][0]["valid"]) == {"ctr", "ctcvr"}
@@ -47,7 +54,9 @@ def test_fit_writes_metrics_curves_and_checkpoints_and_learns(data, tmp_path):
 @pytest.mark.parametrize("weighting", [Weighting("uncertainty"), Weighting("gradnorm", 1.5)])
 def test_learned_weightings_train_without_nan(data, weighting):
     model = toys.make_model(constraints=[Constraint("ctcvr", "ctr", 0.3)], weighting=weighting)
-    history = Trainer(model, TrainConfig(epochs=2, batch_size=128, grad_clip=1.0)).fit(data[0], data[1])
+    history = Trainer(model, TrainConfig(epochs=2, batch_size=128, grad_clip=1.0)).fit(
+        data[0], data[1]
+    )
     assert all(np.isfinite(r["train_loss"]) for r in history)
 
 
@@ -56,7 +65,9 @@ def test_regression_and_multiclass_metrics(data):
     valid = trainer.fit(data[0], data[1])[0]["valid"]
     assert set(valid["spend"]) == {"mse", "mae"} and set(valid["kind"]) == {"accuracy", "logloss"}
     predictions = trainer.predict(data[1])
-    assert predictions["kind"].shape == (300, 3) and np.allclose(predictions["kind"].sum(1), 1, atol=1e-5)
+    assert predictions["kind"].shape == (300, 3) and np.allclose(
+        predictions["kind"].sum(1), 1, atol=1e-5
+    )
 
 
 def test_early_stopping_stops_when_the_monitor_stalls(data):
@@ -72,7 +83,9 @@ def test_predictions_keep_input_order(data):
     whole = trainer.predict(valid)
     head = pq.read_table(valid).slice(0, 20)
     pq.write_table(head, valid.parent / "head.parquet")
-    assert np.allclose(trainer.predict(valid.parent / "head.parquet")["ctr"], whole["ctr"][:20], atol=1e-6)
+    assert np.allclose(
+        trainer.predict(valid.parent / "head.parquet")["ctr"], whole["ctr"][:20], atol=1e-6
+    )
     assert np.allclose(whole["ctcvr"], whole["ctr"] * whole["cvr"], atol=1e-6)
 
 
@@ -93,7 +106,9 @@ def test_bad_data_leaves_no_run_folder(data, tmp_path):
 
 
 def test_an_existing_run_needs_resume(data, tmp_path):
-    Trainer(toys.make_model(), TrainConfig(epochs=1, batch_size=256)).fit(data[0], out=tmp_path / "run")
+    Trainer(toys.make_model(), TrainConfig(epochs=1, batch_size=256)).fit(
+        data[0], out=tmp_path / "run"
+    )
     with pytest.raises(TrainError, match="--resume"):
         Trainer(toys.make_model(), TrainConfig(epochs=1)).fit(data[0], out=tmp_path / "run")
 
@@ -110,10 +125,14 @@ def test_from_run_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
 
 
 def test_from_run_rejects_a_checkpoint_of_another_model(data, tmp_path):
-    Trainer(toys.make_model(), TrainConfig(epochs=1, batch_size=256)).fit(data[0], out=tmp_path / "run")
+    Trainer(toys.make_model(), TrainConfig(epochs=1, batch_size=256)).fit(
+        data[0], out=tmp_path / "run"
+    )
     with pytest.raises(TrainError, match="does not fit"):
         Trainer.from_run(toys.make_model(hidden=5), tmp_path / "run")
-    assert Trainer.from_run(toys.make_model(), tmp_path / "run").predict(data[1])["ctr"].shape == (300,)
+    assert Trainer.from_run(toys.make_model(), tmp_path / "run").predict(data[1])["ctr"].shape == (
+        300,
+    )
 
 
 def test_lazy_adam_trains_the_toy(data):

@@ -84,7 +84,9 @@ class _Lowering:
         self.merged: dict[str, list[ir.Expert]] = {}  # first pool's name -> the pools merged
         self.whole: dict[tuple[str, ...], str] = {}  # merged pools' names -> the merged local
         self.bank_whole: set[str] = set()  # gates whose bank reads a merged pool whole
-        self.layouts: dict[str, tuple[list[ir.GateSource], str | None]] = {}  # by a bank's last gate
+        self.layouts: dict[
+            str, tuple[list[ir.GateSource], str | None]
+        ] = {}  # by a bank's last gate
 
     def run(self) -> Plan:
         banks = self._plan_banks() if self.opt_level else {}

@@ -89,24 +89,43 @@ class _Check:
         """``model NAME ["description"]``: once, with a name that can be a Python class's."""
         report = self.scope.report
         if self.model is not None:
-            report.error("MTL102", stmt.span, "the spec has a second `model` statement", label="second model",
-                         notes=[f"the first is at line {self.model.span.line}"])
+            report.error(
+                "MTL102",
+                stmt.span,
+                "the spec has a second `model` statement",
+                label="second model",
+                notes=[f"the first is at line {self.model.span.line}"],
+            )
             return
         self.model = stmt
         text = stmt.name.text
-        bad = (keyword.iskeyword(text) or text in MODEL_NAME_BLOCKLIST or text.startswith("__")
-               or hasattr(builtins, text))
+        bad = (
+            keyword.iskeyword(text)
+            or text in MODEL_NAME_BLOCKLIST
+            or text.startswith("__")
+            or hasattr(builtins, text)
+        )
         if bad:
-            report.error("MTL103", stmt.name.span, f"`{text}` cannot be the model's class name",
-                         label="invalid class name", help=f"try `{text.strip('_').capitalize() or 'Model'}Model`")
+            report.error(
+                "MTL103",
+                stmt.name.span,
+                f"`{text}` cannot be the model's class name",
+                label="invalid class name",
+                help=f"try `{text.strip('_').capitalize() or 'Model'}Model`",
+            )
 
     def finish(self) -> None:
         """The rules of the model as a whole, once every statement is read."""
         report = self.scope.report
         if self.model is None:
             at = Span(file=self.spec.filename, line=1, column=1, end_line=1, end_column=1)
-            report.error("MTL101", at, "the spec has no `model` statement", label="expected `model NAME` first",
-                         help='start the spec with `model NAME "description"`')
+            report.error(
+                "MTL101",
+                at,
+                "the spec has no `model` statement",
+                label="expected `model NAME` first",
+                help='start the spec with `model NAME "description"`',
+            )
             return
         self.tasks.finish(self.model)
         if not report.has_errors:

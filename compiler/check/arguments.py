@@ -46,8 +46,19 @@ MAX_PARAMETERS = 2_000_000_000  # the model's total estimated parameter count
 MAX_REAL = 1e6  # upper bound of weights, temperatures and alpha
 
 # Calls of the next part of the language (LANGUAGE.md's last section): MTL309, not MTL301.
-FUTURE_CALLS = ("cross", "dcn", "star", "apg", "epnet", "ppnet", "poso", "cross_stitch", "snr", "stopgrad",
-                "condition")
+FUTURE_CALLS = (
+    "cross",
+    "dcn",
+    "star",
+    "apg",
+    "epnet",
+    "ppnet",
+    "poso",
+    "cross_stitch",
+    "snr",
+    "stopgrad",
+    "condition",
+)
 
 
 def describe(value: s.Value) -> str:
@@ -64,7 +75,12 @@ def describe(value: s.Value) -> str:
 
 
 def expect_call(
-    value: s.Value, known: Iterable[str], future: Iterable[str], r: Reporter, role: str, parens: bool = True
+    value: s.Value,
+    known: Iterable[str],
+    future: Iterable[str],
+    r: Reporter,
+    role: str,
+    parens: bool = True,
 ) -> s.Call | None:
     """``value`` as a call of one of ``known`` (``mlp``, ``softmax``, ...), or None after reporting.
 
@@ -79,18 +95,32 @@ def expect_call(
     if not isinstance(value, s.Call) or (parens and not value.parens):
         head = value.func.text if isinstance(value, s.Call) else None
         if head in known:
-            r.error("MTL303", value.span, f"`{head}` needs its arguments in parentheses",
-                    label="arguments missing", help=f"write {example}")
+            r.error(
+                "MTL303",
+                value.span,
+                f"`{head}` needs its arguments in parentheses",
+                label="arguments missing",
+                help=f"write {example}",
+            )
         else:
-            r.error("MTL304", value.span, f"expected a {role} such as {example}, found {describe(value)}",
-                    label=f"not a {role}")
+            r.error(
+                "MTL304",
+                value.span,
+                f"expected a {role} such as {example}, found {describe(value)}",
+                label=f"not a {role}",
+            )
         return None
     func = value.func
     if func.text in known:
         return value
     if func.text in future:
-        r.error("MTL309", func.span, f"`{func.text}` is not supported yet", label="planned, not yet available",
-                help=("supported here: " + ", ".join(f"`{k}`" for k in known)) if known else None)
+        r.error(
+            "MTL309",
+            func.span,
+            f"`{func.text}` is not supported yet",
+            label="planned, not yet available",
+            help=("supported here: " + ", ".join(f"`{k}`" for k in known)) if known else None,
+        )
         return None
     guess = closest(func.text, known)
     help = f"did you mean `{guess}`?" if guess else "known: " + ", ".join(f"`{k}`" for k in known)
@@ -112,11 +142,23 @@ def read_keywords(call: s.Call, allowed: Iterable[str], r: Reporter) -> dict[str
                 help = f"`{call.func.text}` takes " + ", ".join(f"`{a}`" for a in allowed)
             else:
                 help = f"`{call.func.text}` takes no options"
-            r.error("MTL302", keyword.name.span, f"`{call.func.text}` has no option `{key}`",
-                    label="unknown option", help=help)
+            r.error(
+                "MTL302",
+                keyword.name.span,
+                f"`{call.func.text}` has no option `{key}`",
+                label="unknown option",
+                help=help,
+            )
         elif key in found:
-            r.error("MTL306", keyword.name.span, f"option `{key}` is given twice", label="repeated",
-                    notes=[f"first given at line {found[key].span.line}, column {found[key].span.column}"])
+            r.error(
+                "MTL306",
+                keyword.name.span,
+                f"option `{key}` is given twice",
+                label="repeated",
+                notes=[
+                    f"first given at line {found[key].span.line}, column {found[key].span.column}"
+                ],
+            )
         else:
             found[key] = keyword
     return found
@@ -125,40 +167,72 @@ def read_keywords(call: s.Call, allowed: Iterable[str], r: Reporter) -> dict[str
 def read_positionals(call: s.Call, names: list[str], r: Reporter) -> list[s.Value | None]:
     """Exactly ``len(names)`` positional arguments; reports too many (MTL308) or too few (MTL303)."""
     args = list(call.args)
-    signature = f"`{call.func.text}({', '.join(names)}, ...)`" if names else f"`{call.func.text}(...)`"
-    for extra in args[len(names):]:
+    signature = (
+        f"`{call.func.text}({', '.join(names)}, ...)`" if names else f"`{call.func.text}(...)`"
+    )
+    for extra in args[len(names) :]:
         if names:
-            message = f"`{call.func.text}` takes {len(names)} positional argument(s); options go by name"
+            message = (
+                f"`{call.func.text}` takes {len(names)} positional argument(s); options go by name"
+            )
         else:
             message = f"`{call.func.text}` takes its options by name, as `name=value`"
         r.error("MTL308", extra.span, message, label="extra argument", help=f"write {signature}")
     if len(args) < len(names):
         missing = names[len(args)]
-        r.error("MTL303", call.span, f"`{call.func.text}` needs its {missing}", label=f"{missing} missing",
-                help=f"write {signature}")
+        r.error(
+            "MTL303",
+            call.span,
+            f"`{call.func.text}` needs its {missing}",
+            label=f"{missing} missing",
+            help=f"write {signature}",
+        )
     return [*args[: len(names)], *[None] * (len(names) - len(args))]
 
 
 def integer(value: s.Value, r: Reporter, what: str, low: int, high: int) -> int | None:
     """A whole number in ``[low, high]``, or None after reporting."""
-    if not isinstance(value, s.Number) or isinstance(value.value, float) and math.isfinite(value.value):
-        r.error("MTL304", value.span, f"{what} must be a whole number, not {describe(value)}",
-                label="not a whole number")
+    if (
+        not isinstance(value, s.Number)
+        or isinstance(value.value, float)
+        and math.isfinite(value.value)
+    ):
+        r.error(
+            "MTL304",
+            value.span,
+            f"{what} must be a whole number, not {describe(value)}",
+            label="not a whole number",
+        )
         return None
     if not low <= value.value <= high:
-        r.error("MTL305", value.span, f"{what} must be between {low:,} and {high:,}, not {value.text}",
-                label="out of range")
+        r.error(
+            "MTL305",
+            value.span,
+            f"{what} must be between {low:,} and {high:,}, not {value.text}",
+            label="out of range",
+        )
         return None
     return int(value.value)
 
 
 def real(
-    value: s.Value, r: Reporter, what: str, low: float, high: float, *, low_open: bool = False,
+    value: s.Value,
+    r: Reporter,
+    what: str,
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
     high_open: bool = False,
 ) -> float | None:
     """A finite number in the interval (open or closed at each end), or None after reporting."""
     if not isinstance(value, s.Number):
-        r.error("MTL304", value.span, f"{what} must be a number, not {describe(value)}", label="not a number")
+        r.error(
+            "MTL304",
+            value.span,
+            f"{what} must be a number, not {describe(value)}",
+            label="not a number",
+        )
         return None
     number = float(value.value)
     too_low = number <= low if low_open else number < low
@@ -166,8 +240,12 @@ def real(
     if not math.isfinite(number) or too_low or too_high:
         lower = f"{'greater than' if low_open else 'at least'} {_number(low)}"
         upper = f"{'less than' if high_open else 'at most'} {_number(high)}"
-        r.error("MTL305", value.span, f"{what} must be {lower} and {upper}, not {value.text}",
-                label="out of range")
+        r.error(
+            "MTL305",
+            value.span,
+            f"{what} must be {lower} and {upper}, not {value.text}",
+            label="out of range",
+        )
         return None
     return number
 
@@ -181,13 +259,24 @@ def choice(value: s.Value, r: Reporter, what: str, choices: Iterable[str]) -> st
     choices = tuple(choices)
     listed = ", ".join(f"`{c}`" for c in choices)
     if not isinstance(value, s.Name):
-        r.error("MTL304", value.span, f"{what} is one of {listed}, not {describe(value)}", label="not a word")
+        r.error(
+            "MTL304",
+            value.span,
+            f"{what} is one of {listed}, not {describe(value)}",
+            label="not a word",
+        )
         return None
     if value.text in choices:
         return value.text
     guess = closest(value.text, choices)
     help = f"did you mean `{guess}`?" if guess else f"choose one of {listed}"
-    r.error("MTL307", value.span, f"`{value.text}` is not a valid {what}", label="invalid choice", help=help)
+    r.error(
+        "MTL307",
+        value.span,
+        f"`{value.text}` is not a valid {what}",
+        label="invalid choice",
+        help=help,
+    )
     return None
 
 
@@ -201,7 +290,9 @@ def name(value: s.Value, r: Reporter, what: str) -> s.Name | None:
     """A name (of a node or a column), or None after reporting."""
     if isinstance(value, s.Name):
         return value
-    r.error("MTL304", value.span, f"{what} must be a name, not {describe(value)}", label="not a name")
+    r.error(
+        "MTL304", value.span, f"{what} must be a name, not {describe(value)}", label="not a name"
+    )
     return None
 
 
@@ -210,15 +301,23 @@ def int_list(
 ) -> list[int] | None:
     """A list of whole numbers, each in ``[low, high]``; at most ``MAX_LAYERS`` long."""
     if not isinstance(value, s.List):
-        r.error("MTL304", value.span, f"{what} must be a list such as `[64, 32]`, not {describe(value)}",
-                label="not a list")
+        r.error(
+            "MTL304",
+            value.span,
+            f"{what} must be a list such as `[64, 32]`, not {describe(value)}",
+            label="not a list",
+        )
         return None
     if not value.items and not allow_empty:
         r.error("MTL305", value.span, f"{what} needs at least one width", label="empty list")
         return None
     if len(value.items) > MAX_LAYERS:
-        r.error("MTL305", value.span, f"{what} has {len(value.items)} entries; at most {MAX_LAYERS} are allowed",
-                label="too long")
+        r.error(
+            "MTL305",
+            value.span,
+            f"{what} has {len(value.items)} entries; at most {MAX_LAYERS} are allowed",
+            label="too long",
+        )
         return None
     numbers = [integer(item, r, f"each width in {what}", low, high) for item in value.items]
     return None if any(n is None for n in numbers) else numbers

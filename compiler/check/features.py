@@ -25,8 +25,9 @@ _REQUIRED = {"sparse": ("vocab", "dim"), "sequence": ("vocab", "dim", "maxlen"),
 def check_feature(scope: Scope, stmt: s.FeatureStmt) -> None:
     """``feature NAME : sparse(...) | sequence(...) | dense[(dim=N)]``."""
     scope.declare(stmt.name)
-    call = opt.expect_call(stmt.kind, ("sparse", "sequence", "dense"), (), scope.report, "feature kind",
-                           parens=False)
+    call = opt.expect_call(
+        stmt.kind, ("sparse", "sequence", "dense"), (), scope.report, "feature kind", parens=False
+    )
     scope.add(stmt.name, _feature(scope, stmt, call) if call is not None else None)
 
 
@@ -39,15 +40,22 @@ def _feature(scope: Scope, stmt: s.FeatureStmt, call: s.Call) -> ir.Node | None:
     if missing:
         listed = " and ".join(f"`{key}`" for key in missing)
         example = ", ".join(f"{key}=..." for key in _REQUIRED[kind])
-        r.error("MTL303", call.span, f"a {kind} feature needs {listed}", label=f"{listed} missing",
-                help=f"write `{kind}({example})`")
+        r.error(
+            "MTL303",
+            call.span,
+            f"a {kind} feature needs {listed}",
+            label=f"{listed} missing",
+            help=f"write `{kind}({example})`",
+        )
     values = {}
     limits = {"vocab": opt.MAX_VOCAB, "dim": opt.MAX_WIDTH, "maxlen": opt.MAX_MAXLEN}
     for key, high in limits.items():
         if key in options:
             values[key] = opt.integer(options[key].value, r, f"`{key}`", 1, high)
     if "pool" in options:
-        values["pool"] = opt.choice(options["pool"].value, r, "pooling", [p.value for p in ir.Pooling])
+        values["pool"] = opt.choice(
+            options["pool"].value, r, "pooling", [p.value for p in ir.Pooling]
+        )
     if "table" in options:
         values["table"] = _table(scope, stmt, options["table"], values)
     if missing or any(value is None for value in values.values()):
@@ -70,14 +78,24 @@ def _table(scope: Scope, stmt: s.FeatureStmt, option: s.Keyword, values: dict) -
     if ref is None:
         return None
     if ref.text == stmt.name.text:
-        r.error("MTL404", ref.span, f"`{ref.text}` cannot share its own table", label="itself",
-                help="name another sparse or sequence feature declared above, or drop `table=`")
+        r.error(
+            "MTL404",
+            ref.span,
+            f"`{ref.text}` cannot share its own table",
+            label="itself",
+            help="name another sparse or sequence feature declared above, or drop `table=`",
+        )
         return None
     tables = (ir.SparseFeature, ir.SequenceFeature)
     found = scope.nodes.get(ref.text)
     if found is not None and not isinstance(found, tables):
-        r.error("MTL404", ref.span, f"`{ref.text}` is a {kind_word(found)}, not a feature with an "
-                "embedding table", label="no table here", help="name a sparse or sequence feature")
+        r.error(
+            "MTL404",
+            ref.span,
+            f"`{ref.text}` is a {kind_word(found)}, not a feature with an embedding table",
+            label="no table here",
+            help="name a sparse or sequence feature",
+        )
         return None
     owner = scope.resolve(ref, tables, "a table owner")
     if owner is None:
@@ -85,8 +103,13 @@ def _table(scope: Scope, stmt: s.FeatureStmt, option: s.Keyword, values: dict) -
     root = scope.nodes[owner.table] if owner.table else owner
     vocab, dim = values.get("vocab"), values.get("dim")
     if (vocab is not None and vocab != root.vocab) or (dim is not None and dim != root.dim):
-        r.error("MTL403", ref.span, f"`{stmt.name.text}` shares the table of `{root.name}` but declares "
-                f"vocab={vocab}, dim={dim}", label=f"vocab={root.vocab}, dim={root.dim}",
-                help=f"declare `vocab={root.vocab}, dim={root.dim}` to share this table")
+        r.error(
+            "MTL403",
+            ref.span,
+            f"`{stmt.name.text}` shares the table of `{root.name}` but declares "
+            f"vocab={vocab}, dim={dim}",
+            label=f"vocab={root.vocab}, dim={root.dim}",
+            help=f"declare `vocab={root.vocab}, dim={root.dim}` to share this table",
+        )
         return None
     return root.name

@@ -33,19 +33,30 @@ def _gate(scope: Scope, stmt: s.GateStmt) -> ir.Gate | None:
     node = scope.input(input_value, "the input of a gate")
     fields = {}
     if "temperature" in options:
-        fields["temperature"] = opt.real(options["temperature"].value, r, "temperature", 0.0, opt.MAX_REAL,
-                                         low_open=True)
+        fields["temperature"] = opt.real(
+            options["temperature"].value, r, "temperature", 0.0, opt.MAX_REAL, low_open=True
+        )
     if "hidden" in options:
-        fields["hidden"] = opt.int_list(options["hidden"].value, r, "the hidden widths of a gate", 1,
-                                        opt.MAX_WIDTH, allow_empty=True)
+        fields["hidden"] = opt.int_list(
+            options["hidden"].value,
+            r,
+            "the hidden widths of a gate",
+            1,
+            opt.MAX_WIDTH,
+            allow_empty=True,
+        )
     if sources is None:
         if "top" in options:  # still check its type
             opt.integer(options["top"].value, r, "`top`", 1, opt.MAX_EXPERTS)
         return None
     experts = sum(source.count for source, _ in sources)
     if experts > opt.MAX_EXPERTS:
-        r.error("MTL305", stmt.sources.span, f"the gate mixes {experts} experts; at most {opt.MAX_EXPERTS:,}",
-                label="too many experts")
+        r.error(
+            "MTL305",
+            stmt.sources.span,
+            f"the gate mixes {experts} experts; at most {opt.MAX_EXPERTS:,}",
+            label="too many experts",
+        )
         return None
     if "top" in options:
         fields["top"] = opt.integer(options["top"].value, r, "`top` (experts kept)", 1, experts)
@@ -53,8 +64,14 @@ def _gate(scope: Scope, stmt: s.GateStmt) -> ir.Gate | None:
         return None
     width = sources[0][1].width
     return ir.Gate(
-        name=stmt.name.text, span=stmt.span, width=width, input=node.name, input_width=node.width,
-        sources=[source for source, _ in sources], num_experts=experts, **fields,
+        name=stmt.name.text,
+        span=stmt.span,
+        width=width,
+        input=node.name,
+        input_width=node.width,
+        sources=[source for source, _ in sources],
+        num_experts=experts,
+        **fields,
     )
 
 
@@ -62,8 +79,13 @@ def _sources(scope: Scope, listed: s.List) -> list[tuple[ir.GateSource, ir.Node]
     """The gate's sources with their nodes, checked for kind, repetition and one common width."""
     r = scope.report
     if not listed.items:
-        r.error("MTL303", listed.span, "a gate needs at least one source", label="no sources",
-                help="list the expert pools (or vector nodes) it mixes: `over [shared, own]`")
+        r.error(
+            "MTL303",
+            listed.span,
+            "a gate needs at least one source",
+            label="no sources",
+            help="list the expert pools (or vector nodes) it mixes: `over [shared, own]`",
+        )
         return None
     found: list[tuple[ir.GateSource, ir.Node]] = []
     seen: dict[str, s.Name] = {}
@@ -72,8 +94,13 @@ def _sources(scope: Scope, listed: s.List) -> list[tuple[ir.GateSource, ir.Node]
         ref = opt.name(item, r, "a gate source")
         node = ref and scope.resolve(ref, VECTORS, "a gate source")
         if ref is not None and ref.text in seen:
-            r.error("MTL310", ref.span, f"`{ref.text}` is listed twice", label="repeated",
-                    notes=[f"first listed at column {seen[ref.text].span.column}"])
+            r.error(
+                "MTL310",
+                ref.span,
+                f"`{ref.text}` is listed twice",
+                label="repeated",
+                notes=[f"first listed at column {seen[ref.text].span.column}"],
+            )
             ok = False
             continue
         if ref is not None:
@@ -84,8 +111,13 @@ def _sources(scope: Scope, listed: s.List) -> list[tuple[ir.GateSource, ir.Node]
         found.append((ir.GateSource(name=node.name, count=getattr(node, "count", 1)), node))
         first = found[0][1]
         if node.width != first.width:
-            r.error("MTL401", ref.span, f"the gate's sources differ in width: `{node.name}` has width "
-                    f"{node.width}, `{first.name}` has width {first.width}", label=f"width {node.width}",
-                    help="a gate adds its sources up, so they need one width")
+            r.error(
+                "MTL401",
+                ref.span,
+                f"the gate's sources differ in width: `{node.name}` has width "
+                f"{node.width}, `{first.name}` has width {first.width}",
+                label=f"width {node.width}",
+                help="a gate adds its sources up, so they need one width",
+            )
             ok = False
     return found if ok else None

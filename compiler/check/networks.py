@@ -22,7 +22,9 @@ def check_group(scope: Scope, stmt: s.GroupStmt) -> None:
     report = scope.report
     members, ok = [], True
     if not stmt.members.items:
-        report.error("MTL303", stmt.members.span, "a group needs at least one member", label="empty group")
+        report.error(
+            "MTL303", stmt.members.span, "a group needs at least one member", label="empty group"
+        )
         ok = False
     for item in stmt.members.items:
         ref = opt.name(item, report, "a group member")
@@ -32,7 +34,9 @@ def check_group(scope: Scope, stmt: s.GroupStmt) -> None:
     node = None
     if ok:
         width = sum(member.width for member in members)
-        node = ir.Group(name=stmt.name.text, span=stmt.span, width=width, members=[m.name for m in members])
+        node = ir.Group(
+            name=stmt.name.text, span=stmt.span, width=width, members=[m.name for m in members]
+        )
     scope.add(stmt.name, node)
 
 
@@ -45,7 +49,9 @@ def check_expert(scope: Scope, stmt: s.ExpertStmt) -> None:
     block = read_mlp(scope, stmt.block)
     node = None
     if block is not None and count is not None:
-        node = ir.Expert(name=stmt.name.text, span=stmt.span, width=block.dims[-1], count=count, block=block)
+        node = ir.Expert(
+            name=stmt.name.text, span=stmt.span, width=block.dims[-1], count=count, block=block
+        )
     scope.add(stmt.name, node)
 
 
@@ -71,12 +77,17 @@ def read_mlp(scope: Scope, value: s.Value) -> ir.Mlp | None:
     dims = dims_value and opt.int_list(dims_value, report, "the widths of an mlp", 1, opt.MAX_WIDTH)
     fields = {}
     if "activation" in options:
-        fields["activation"] = opt.choice(options["activation"].value, report, "activation",
-                                          [a.value for a in ir.Activation])
+        fields["activation"] = opt.choice(
+            options["activation"].value, report, "activation", [a.value for a in ir.Activation]
+        )
     if "norm" in options:
-        fields["norm"] = opt.choice(options["norm"].value, report, "norm", [n.value for n in ir.Norm])
+        fields["norm"] = opt.choice(
+            options["norm"].value, report, "norm", [n.value for n in ir.Norm]
+        )
     if "dropout" in options:
-        fields["dropout"] = opt.real(options["dropout"].value, report, "dropout", 0.0, 1.0, high_open=True)
+        fields["dropout"] = opt.real(
+            options["dropout"].value, report, "dropout", 0.0, 1.0, high_open=True
+        )
     ok = all(v is not None for v in fields.values())
     if node is None or not dims or not ok:
         return None
@@ -95,8 +106,13 @@ def check_transfer(scope: Scope, stmt: s.TransferStmt) -> None:
         current = scope.input(current_value, "the current vector of a transfer")
         previous = None
         if "from" not in options:
-            report.error("MTL303", call.span, "`ait` needs `from=PREVIOUS`", label="`from` missing",
-                         help="write `ait(CURRENT, from=PREVIOUS)`")
+            report.error(
+                "MTL303",
+                call.span,
+                "`ait` needs `from=PREVIOUS`",
+                label="`from` missing",
+                help="write `ait(CURRENT, from=PREVIOUS)`",
+            )
         else:
             previous = scope.input(options["from"].value, "the previous vector of a transfer")
         bias = False  # Q/K/V biases (NextRec's AITM); the paper's has none
@@ -111,9 +127,20 @@ def _transfer(
     scope: Scope, stmt: s.TransferStmt, current: ir.Node, previous: ir.Node, at: Span, bias: bool
 ) -> ir.Transfer | None:
     if current.width != previous.width:
-        scope.report.error("MTL402", at, f"`{previous.name}` has width {previous.width} but `{current.name}` has "
-                           f"width {current.width}", label=f"width {previous.width}",
-                           help="a transfer mixes two vectors of one width")
+        scope.report.error(
+            "MTL402",
+            at,
+            f"`{previous.name}` has width {previous.width} but `{current.name}` has "
+            f"width {current.width}",
+            label=f"width {previous.width}",
+            help="a transfer mixes two vectors of one width",
+        )
         return None
-    return ir.Transfer(name=stmt.name.text, span=stmt.span, width=current.width, current=current.name,
-                       previous=previous.name, qkv_bias=bias)
+    return ir.Transfer(
+        name=stmt.name.text,
+        span=stmt.span,
+        width=current.width,
+        current=current.name,
+        previous=previous.name,
+        qkv_bias=bias,
+    )

@@ -29,7 +29,9 @@ __all__ = [
     "VECTORS",
 ]
 
-RESERVED_WORDS = frozenset({*STATEMENT_WORDS, "over", "weight"})  # the statements' words, and two more
+RESERVED_WORDS = frozenset(
+    {*STATEMENT_WORDS, "over", "weight"}
+)  # the statements' words, and two more
 # Names the generated module binds at top level: a class of that name would shadow them.
 MODEL_NAME_BLOCKLIST = MODULE_GLOBALS
 NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")  # the form of a node name
@@ -38,8 +40,14 @@ FEATURES = (ir.SparseFeature, ir.SequenceFeature, ir.DenseFeature)
 # Kinds that yield one vector per example (pools of one expert included).
 VECTORS = (*FEATURES, ir.Group, ir.Tower, ir.Gate, ir.Transfer, ir.Expert)
 KIND_WORDS = {
-    ir.SparseFeature: "sparse feature", ir.SequenceFeature: "sequence feature", ir.DenseFeature: "dense feature",
-    ir.Group: "group", ir.Tower: "tower", ir.Gate: "gate", ir.Transfer: "transfer", ir.Expert: "expert pool",
+    ir.SparseFeature: "sparse feature",
+    ir.SequenceFeature: "sequence feature",
+    ir.DenseFeature: "dense feature",
+    ir.Group: "group",
+    ir.Tower: "tower",
+    ir.Gate: "gate",
+    ir.Transfer: "transfer",
+    ir.Expert: "expert pool",
     ir.Task: "task",
 }
 
@@ -78,22 +86,47 @@ class Scope:
         text = name.text
         if not NAME.match(text):
             lowered = re.sub(r"[^a-z0-9_]", "_", text.lower())
-            help = f"try `{lowered}`" if NAME.match(lowered) and lowered not in RESERVED_WORDS else None
-            self.report.error("MTL201", name.span, f"`{text}` is not a valid name", label="invalid name",
-                              help=help,
-                              notes=["a name is lower case: a-z, 0-9 and `_`, not starting with a digit"])
-        elif keyword.iskeyword(text) or text in RESERVED_WORDS or (text.startswith("__") and text.endswith("__")):
+            help = (
+                f"try `{lowered}`"
+                if NAME.match(lowered) and lowered not in RESERVED_WORDS
+                else None
+            )
+            self.report.error(
+                "MTL201",
+                name.span,
+                f"`{text}` is not a valid name",
+                label="invalid name",
+                help=help,
+                notes=["a name is lower case: a-z, 0-9 and `_`, not starting with a digit"],
+            )
+        elif (
+            keyword.iskeyword(text)
+            or text in RESERVED_WORDS
+            or (text.startswith("__") and text.endswith("__"))
+        ):
             what = "a Python keyword" if keyword.iskeyword(text) else "reserved"
-            self.report.error("MTL202", name.span, f"`{text}` is {what} and cannot name a node", label="reserved",
-                              help=f"try `{text.strip('_')}_`" if text.strip("_") else None)
+            self.report.error(
+                "MTL202",
+                name.span,
+                f"`{text}` is {what} and cannot name a node",
+                label="reserved",
+                help=f"try `{text.strip('_')}_`" if text.strip("_") else None,
+            )
         if text in self.declared:
             first = self.declared[text]
-            self.report.error("MTL204", name.span, f"`{text}` is already declared", label="declared again",
-                              notes=[f"first declared at line {first.line}, column {first.column}"])
+            self.report.error(
+                "MTL204",
+                name.span,
+                f"`{text}` is already declared",
+                label="declared again",
+                notes=[f"first declared at line {first.line}, column {first.column}"],
+            )
             return
         self.declared[text] = name.span
 
-    def resolve(self, ref: s.Name, allowed: tuple[type, ...], role: str, *, pools: bool = True) -> ir.Node | None:
+    def resolve(
+        self, ref: s.Name, allowed: tuple[type, ...], role: str, *, pools: bool = True
+    ) -> ir.Node | None:
         """The node ``ref`` names if it is declared and of an ``allowed`` kind, else None after reporting.
 
         ``pools=False`` rejects an expert pool of more than one expert (not one vector).
@@ -104,14 +137,22 @@ class Scope:
                 self.unknown(ref, allowed, role)
             return None
         if not isinstance(node, allowed):
-            self.report.error("MTL206", ref.span, f"`{ref.text}` is a {kind_word(node)}; it cannot be {role}",
-                              label=f"a {kind_word(node)}", help=_kind_help(node, role))
+            self.report.error(
+                "MTL206",
+                ref.span,
+                f"`{ref.text}` is a {kind_word(node)}; it cannot be {role}",
+                label=f"a {kind_word(node)}",
+                help=_kind_help(node, role),
+            )
             return None
         if not pools and isinstance(node, ir.Expert) and node.count > 1:
-            self.report.error("MTL206", ref.span,
-                              f"`{ref.text}` is a pool of {node.count} experts; it cannot be {role}",
-                              label=f"{node.count} vectors, not one",
-                              help=f"mix the pool with a gate first: `gate g = softmax(INPUT) over [{ref.text}]`")
+            self.report.error(
+                "MTL206",
+                ref.span,
+                f"`{ref.text}` is a pool of {node.count} experts; it cannot be {role}",
+                label=f"{node.count} vectors, not one",
+                help=f"mix the pool with a gate first: `gate g = softmax(INPUT) over [{ref.text}]`",
+            )
             return None
         return node
 
@@ -119,18 +160,27 @@ class Scope:
         """Report a name that is not (yet) declared, saying where it is declared later if it is."""
         later = self.everywhere.get(ref.text)
         if later is not None and later.line >= ref.span.line:
-            self.report.error("MTL205", ref.span, f"`{ref.text}` is used before it is declared",
-                              label="not declared yet", notes=[f"`{ref.text}` is declared at line {later.line}"],
-                              help="move its statement above this one: a spec reads top-down")
+            self.report.error(
+                "MTL205",
+                ref.span,
+                f"`{ref.text}` is used before it is declared",
+                label="not declared yet",
+                notes=[f"`{ref.text}` is declared at line {later.line}"],
+                help="move its statement above this one: a spec reads top-down",
+            )
             return
         fitting = [n for n, node in self.nodes.items() if isinstance(node, allowed)]
         guess = closest(ref.text, fitting) or closest(ref.text, self.nodes)
         help = None
         if guess is not None:
-            help = f"a{'n' if kind_word(self.nodes[guess])[0] in 'aeiou' else ''} " \
-                   f"{kind_word(self.nodes[guess])} with a similar name exists: `{guess}`"
+            help = (
+                f"a{'n' if kind_word(self.nodes[guess])[0] in 'aeiou' else ''} "
+                f"{kind_word(self.nodes[guess])} with a similar name exists: `{guess}`"
+            )
         noun = "expert pool" if role == "a gate source" else "name"
-        self.report.error("MTL203", ref.span, f"unknown {noun} `{ref.text}`", label="not declared", help=help)
+        self.report.error(
+            "MTL203", ref.span, f"unknown {noun} `{ref.text}`", label="not declared", help=help
+        )
 
     def input(self, value: s.Value | None, role: str) -> ir.Node | None:
         """A node that yields one vector per example (not a task, not a pool of several experts)."""
@@ -155,7 +205,9 @@ def _declarations(spec: s.Spec) -> dict[str, Span]:
 
 def _kind_help(node: ir.Node, role: str) -> str | None:
     if isinstance(node, ir.Task):
-        return "a task is an output; to multiply task probabilities write `task NAME : binary = a * b`"
+        return (
+            "a task is an output; to multiply task probabilities write `task NAME : binary = a * b`"
+        )
     if role == "a group member":
         return "a group collects features and groups; use the node directly as an input instead"
     return None

@@ -54,7 +54,9 @@ class TaskRules:
 
     def check_task(self, stmt: s.TaskStmt) -> None:
         self.scope.declare(stmt.name)
-        call = opt.expect_call(stmt.kind, [k.value for k in TaskKind], (), self.report, "task kind", parens=False)
+        call = opt.expect_call(
+            stmt.kind, [k.value for k in TaskKind], (), self.report, "task kind", parens=False
+        )
         node = None
         if call is not None:
             node = self._task(stmt, call, TaskKind(call.func.text))
@@ -69,21 +71,35 @@ class TaskRules:
         else:
             for key in ("loss", "weight"):
                 if key in options:
-                    self.report.error("MTL508", options[key].name.span, f"`{key}` has no effect on a task without a label",
-                                 label="latent task", help="give the task a `label=COLUMN`, or drop this option")
+                    self.report.error(
+                        "MTL508",
+                        options[key].name.span,
+                        f"`{key}` has no effect on a task without a label",
+                        label="latent task",
+                        help="give the task a `label=COLUMN`, or drop this option",
+                    )
                     fields[key] = None
         if "weight" in options and "label" in options:
-            fields["weight"] = opt.real(options["weight"].value, self.report, "the task weight", 0.0, opt.MAX_REAL)
+            fields["weight"] = opt.real(
+                options["weight"].value, self.report, "the task weight", 0.0, opt.MAX_REAL
+            )
         if "loss" in options and "label" in options:
             fields["loss"] = self._loss(options["loss"].value, kind)
         elif "label" in options:
             fields["loss"] = DEFAULT_LOSS[kind]
         if kind is TaskKind.multiclass:
             if "classes" in options:
-                fields["classes"] = opt.integer(options["classes"].value, self.report, "`classes`", 2, opt.MAX_CLASSES)
+                fields["classes"] = opt.integer(
+                    options["classes"].value, self.report, "`classes`", 2, opt.MAX_CLASSES
+                )
             else:
-                self.report.error("MTL303", call.span, "a multiclass task needs `classes`", label="`classes` missing",
-                             help="write `multiclass(classes=N, label=COLUMN)`")
+                self.report.error(
+                    "MTL303",
+                    call.span,
+                    "a multiclass task needs `classes`",
+                    label="`classes` missing",
+                    help="write `multiclass(classes=N, label=COLUMN)`",
+                )
                 fields["classes"] = None
         body = self._product(stmt, kind) if len(stmt.body) > 1 else self._head(stmt.body[0])
         if body is None or any(value is None for value in fields.values()):
@@ -96,23 +112,42 @@ class TaskRules:
         if ref is None:
             return None
         if ref.text in self.feature_names:
-            self.report.error("MTL505", ref.span, f"the label `{ref.text}` is also a feature", label="an input too",
-                         help="a label that is also an input gives the answer away; use another column")
+            self.report.error(
+                "MTL505",
+                ref.span,
+                f"the label `{ref.text}` is also a feature",
+                label="an input too",
+                help="a label that is also an input gives the answer away; use another column",
+            )
             return None
         first = self.labels.get(ref.text)
         if first is not None:
-            self.report.error("MTL504", ref.span, f"two tasks learn the label `{ref.text}`", label="label used again",
-                         notes=[f"first used at line {first.span.line}"],
-                         help="give each task its own label column (copy the column in the data if this is meant)")
+            self.report.error(
+                "MTL504",
+                ref.span,
+                f"two tasks learn the label `{ref.text}`",
+                label="label used again",
+                notes=[f"first used at line {first.span.line}"],
+                help="give each task its own label column (copy the column in the data if this is meant)",
+            )
             return None
         self.labels[ref.text] = ref
         return ref.text
 
     def _loss(self, value: s.Value, kind: TaskKind) -> Loss | None:
         allowed = [loss.value for loss in LOSSES[kind]]
-        if isinstance(value, s.Name) and value.text in Loss.__members__ and value.text not in allowed:
-            self.report.error("MTL503", value.span, f"a {kind.value} task cannot use the {value.text} loss",
-                         label=f"not a {kind.value} loss", help="use " + " or ".join(f"`{a}`" for a in allowed))
+        if (
+            isinstance(value, s.Name)
+            and value.text in Loss.__members__
+            and value.text not in allowed
+        ):
+            self.report.error(
+                "MTL503",
+                value.span,
+                f"a {kind.value} task cannot use the {value.text} loss",
+                label=f"not a {kind.value} loss",
+                help="use " + " or ".join(f"`{a}`" for a in allowed),
+            )
             return None
         chosen = opt.choice(value, self.report, f"{kind.value} loss", allowed)
         return Loss(chosen) if chosen else None
@@ -126,26 +161,45 @@ class TaskRules:
     def _product(self, stmt: s.TaskStmt, kind: TaskKind) -> dict | None:
         ok = True
         if kind is not TaskKind.binary:
-            self.report.error("MTL501", stmt.kind.func.span, f"a product of tasks is a probability, so it is binary, "
-                         f"not {kind.value}", label="must be binary")
+            self.report.error(
+                "MTL501",
+                stmt.kind.func.span,
+                f"a product of tasks is a probability, so it is binary, not {kind.value}",
+                label="must be binary",
+            )
             ok = False
         factors, seen = [], set()
         for ref in stmt.body:
             if ref.text in seen:
-                self.report.error("MTL507", ref.span, f"`{ref.text}` appears twice in the product", label="repeated")
+                self.report.error(
+                    "MTL507",
+                    ref.span,
+                    f"`{ref.text}` appears twice in the product",
+                    label="repeated",
+                )
                 ok = False
                 continue
             seen.add(ref.text)
             found = self.scope.nodes.get(ref.text)
             if found is not None and not isinstance(found, ir.Task):
-                self.report.error("MTL502", ref.span, f"`{ref.text}` is a {kind_word(found)}, not a task",
-                             label="not a task", help="the factors of a product are binary tasks declared above")
+                self.report.error(
+                    "MTL502",
+                    ref.span,
+                    f"`{ref.text}` is a {kind_word(found)}, not a task",
+                    label="not a task",
+                    help="the factors of a product are binary tasks declared above",
+                )
                 ok = False
                 continue
             task = self.scope.resolve(ref, (ir.Task,), "a factor")
             if task is not None and task.kind is not TaskKind.binary:
-                self.report.error("MTL501", ref.span, f"`{ref.text}` is a {task.kind.value} task; a product multiplies "
-                             "probabilities of binary tasks", label=f"{task.kind.value}, not binary")
+                self.report.error(
+                    "MTL501",
+                    ref.span,
+                    f"`{ref.text}` is a {task.kind.value} task; a product multiplies "
+                    "probabilities of binary tasks",
+                    label=f"{task.kind.value}, not binary",
+                )
                 task = None
             ok = ok and task is not None
             factors.append(ref.text)
@@ -160,24 +214,41 @@ class TaskRules:
         if stmt.weight is not None:
             weight = opt.real(stmt.weight, self.report, "the constraint weight", 0.0, opt.MAX_REAL)
         if stmt.left.text == stmt.right.text:
-            self.report.error("MTL509", stmt.right.span, f"`{stmt.left.text}` is constrained by itself",
-                         label="same task", help="a constraint relates two different tasks")
+            self.report.error(
+                "MTL509",
+                stmt.right.span,
+                f"`{stmt.left.text}` is constrained by itself",
+                label="same task",
+                help="a constraint relates two different tasks",
+            )
             return
         if left is not None and right is not None and weight is not None:
-            self.constraints.append(ir.Constraint(left=left.name, right=right.name, weight=weight, span=stmt.span))
+            self.constraints.append(
+                ir.Constraint(left=left.name, right=right.name, weight=weight, span=stmt.span)
+            )
 
     def _binary_task(self, ref: s.Name) -> ir.Task | None:
         task = self.scope.resolve(ref, (ir.Task,), "constrained (only tasks are)")
         if task is not None and task.kind is not TaskKind.binary:
-            self.report.error("MTL506", ref.span, f"`{ref.text}` is a {task.kind.value} task; constraints compare "
-                         "probabilities of binary tasks", label=f"{task.kind.value}, not binary")
+            self.report.error(
+                "MTL506",
+                ref.span,
+                f"`{ref.text}` is a {task.kind.value} task; constraints compare "
+                "probabilities of binary tasks",
+                label=f"{task.kind.value}, not binary",
+            )
             return None
         return task
 
     def check_weighting(self, stmt: s.WeightingStmt) -> None:
         if self.weighting_statement is not None:
-            self.report.error("MTL104", stmt.span, "the spec has a second `weighting` statement", label="second weighting",
-                         notes=[f"the first is at line {self.weighting_statement.span.line}"])
+            self.report.error(
+                "MTL104",
+                stmt.span,
+                "the spec has a second `weighting` statement",
+                label="second weighting",
+                notes=[f"the first is at line {self.weighting_statement.span.line}"],
+            )
             return
         self.weighting_statement = stmt
         kinds = [k.value for k in ir.WeightingKind]
@@ -186,12 +257,16 @@ class TaskRules:
             return
         kind = ir.WeightingKind(call.func.text)
         opt.read_positionals(call, [], self.report)
-        options = opt.read_keywords(call, ("alpha",) if kind is ir.WeightingKind.gradnorm else (), self.report)
+        options = opt.read_keywords(
+            call, ("alpha",) if kind is ir.WeightingKind.gradnorm else (), self.report
+        )
         alpha = None
         if kind is ir.WeightingKind.gradnorm:
             alpha = DEFAULT_GRADNORM_ALPHA
             if "alpha" in options:
-                alpha = opt.real(options["alpha"].value, self.report, "`alpha`", 0.0, opt.MAX_REAL, low_open=True)
+                alpha = opt.real(
+                    options["alpha"].value, self.report, "`alpha`", 0.0, opt.MAX_REAL, low_open=True
+                )
         if alpha is not None or kind is not ir.WeightingKind.gradnorm:
             self.weighting = ir.Weighting(kind=kind, alpha=alpha, span=stmt.span)
 
@@ -199,5 +274,10 @@ class TaskRules:
 
     def finish(self, model: s.ModelStmt) -> None:
         if not self.supervised:
-            self.report.error("MTL105", model.name.span, f"`{model.name.text}` has no task with a label",
-                         label="nothing to learn from", help="give at least one task a `label=COLUMN`")
+            self.report.error(
+                "MTL105",
+                model.name.span,
+                f"`{model.name.text}` has no task with a label",
+                label="nothing to learn from",
+                help="give at least one task a `label=COLUMN`",
+            )

@@ -98,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     graph.set_defaults(run=_graph)
 
-    train_flags.register(sub)  # argparse only: the training commands import the runtime when they run
+    train_flags.register(
+        sub
+    )  # argparse only: the training commands import the runtime when they run
     return parser
 
 

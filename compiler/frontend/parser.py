@@ -25,7 +25,14 @@ from lark.exceptions import UnexpectedInput, VisitError
 from mtlc.diagnostics import Reporter, Span
 from mtlc.files import cache_root
 from mtlc.frontend import syntax as s
-from mtlc.frontend.lexer import MAX_NESTING, MAX_SOURCE_CHARS, MAX_TOKENS, BracketError, Brackets, screen
+from mtlc.frontend.lexer import (
+    MAX_NESTING,
+    MAX_SOURCE_CHARS,
+    MAX_TOKENS,
+    BracketError,
+    Brackets,
+    screen,
+)
 from mtlc.frontend.syntax_errors import translate
 
 __all__ = ["parse", "MAX_SOURCE_CHARS", "MAX_TOKENS", "MAX_NESTING"]

@@ -34,12 +34,20 @@ _EXAMPLES: dict[tuple[str, str, str], list[str]] = {
         "tower t [1]\n",
         "tower t 1\n",
     ],
-    ("MTL001", "missing `:` after the name", "write `feature NAME : KIND` or `task NAME : KIND = NODE`"): [
+    (
+        "MTL001",
+        "missing `:` after the name",
+        "write `feature NAME : KIND` or `task NAME : KIND = NODE`",
+    ): [
         "feature f dense\n",
         "feature f sparse(vocab=1, dim=1)\n",
         "task t binary = n\n",
     ],
-    ("MTL001", "missing `over [SOURCES]` after the gate", "write `gate NAME = softmax(INPUT) over [SOURCE, ...]`"): [
+    (
+        "MTL001",
+        "missing `over [SOURCES]` after the gate",
+        "write `gate NAME = softmax(INPUT) over [SOURCE, ...]`",
+    ): [
         "gate g = softmax(a)\n",
         "gate g = softmax(a) [e]\n",
         "gate g = softmax(a) e\n",
@@ -49,11 +57,19 @@ _EXAMPLES: dict[tuple[str, str, str], list[str]] = {
         "group g = a\n",
         "group g = a, b\n",
     ],
-    ("MTL001", "a constraint compares two tasks with `<=`", "write `constrain TASK <= TASK [weight W]`"): [
+    (
+        "MTL001",
+        "a constraint compares two tasks with `<=`",
+        "write `constrain TASK <= TASK [weight W]`",
+    ): [
         "constrain a = b\n",
         "constrain a b\n",
     ],
-    ("MTL001", "the constraint weight is a number after `weight`", "write `constrain a <= b weight 0.5`"): [
+    (
+        "MTL001",
+        "the constraint weight is a number after `weight`",
+        "write `constrain a <= b weight 0.5`",
+    ): [
         "constrain a <= b 0.5\n",
         "constrain a <= b weight\n",
         "constrain a <= b weight=0.5\n",
@@ -85,7 +101,12 @@ _FRIENDLY = {
 
 
 def translate(
-    error: Exception, open_brackets: list[Token], text: str, filename: str, lark: Lark, reporter: Reporter
+    error: Exception,
+    open_brackets: list[Token],
+    text: str,
+    filename: str,
+    lark: Lark,
+    reporter: Reporter,
 ) -> None:
     """Report ``error`` (from ``lark.parse`` or the bracket post-lexer) as one diagnostic."""
     lines = text.split("\n")
@@ -118,7 +139,12 @@ def _bracket(error: BracketError, filename: str, reporter: Reporter) -> None:
             label="too deep",
         )
     elif opener is None:
-        reporter.error("MTL006", _token_span(filename, token), f"`{token}` closes no bracket", label="unmatched")
+        reporter.error(
+            "MTL006",
+            _token_span(filename, token),
+            f"`{token}` closes no bracket",
+            label="unmatched",
+        )
     else:
         expected = ")" if opener.type == "LPAR" else "]"
         reporter.error(
@@ -130,7 +156,9 @@ def _bracket(error: BracketError, filename: str, reporter: Reporter) -> None:
         )
 
 
-def _character(error: UnexpectedCharacters, lines: list[str], filename: str, reporter: Reporter) -> None:
+def _character(
+    error: UnexpectedCharacters, lines: list[str], filename: str, reporter: Reporter
+) -> None:
     line_text = lines[error.line - 1] if error.line <= len(lines) else ""
     char = error.char
     if char == '"':
@@ -170,13 +198,20 @@ def _token(error, open_brackets, lines, filename, lark, reporter) -> None:
             _unclosed(open_brackets[-1], token, filename, reporter)
             return
     line_text = lines[token.line - 1] if 0 < token.line <= len(lines) else ""
-    span = _token_span(filename, token) if token.type not in ("$END", "_NL") else _end_of(line_text, token, filename)
+    span = (
+        _token_span(filename, token)
+        if token.type not in ("$END", "_NL")
+        else _end_of(line_text, token, filename)
+    )
     if token.type == "NAME" and "_FEATURE" in expected:
         _unknown_statement(token, span, reporter)
         return
     if re.match(r"\s*expert\s+\w+\s+x\s+\d", line_text) and str(token) == "x":
         reporter.error(
-            "MTL009", span, "the expert count is written without a space", label="`x` then a number",
+            "MTL009",
+            span,
+            "the expert count is written without a space",
+            label="`x` then a number",
             help="write it as one word, for example `x4`",
         )
         return
@@ -186,17 +221,26 @@ def _token(error, open_brackets, lines, filename, lark, reporter) -> None:
         reporter.error(code, span, message, label=f"found {_describe(token)}", help=help)
     elif token.type == "_NL":
         reporter.error(
-            "MTL010", span, "the statement ends too early", label="the line ends here",
+            "MTL010",
+            span,
+            "the statement ends too early",
+            label="the line ends here",
             help=f"expected {_expected(expected)}; a statement continues on the next line only inside ( ) or [ ]",
         )
     elif "COMMA" in expected and token.type in ("NAME", "INT", "FLOAT", "STRING", "LSQB", "MINUS"):
         reporter.error(
-            "MTL011", span, f"missing `,` before {_describe(token)}", label="expected `,` before this",
+            "MTL011",
+            span,
+            f"missing `,` before {_describe(token)}",
+            label="expected `,` before this",
             help="separate arguments and list items with commas",
         )
     else:
         reporter.error(
-            "MTL001", span, f"expected {_expected(expected)}, found {_describe(token)}", label="unexpected here"
+            "MTL001",
+            span,
+            f"expected {_expected(expected)}, found {_describe(token)}",
+            label="unexpected here",
         )
 
 
@@ -221,8 +265,14 @@ def _unclosed(opener: Token, token: Token, filename: str, reporter: Reporter) ->
 def _unknown_statement(token: Token, span: Span, reporter: Reporter) -> None:
     word = str(token)
     guess = closest(word, STATEMENT_WORDS)
-    help = f"did you mean `{guess}`?" if guess else "a statement starts with " + ", ".join(STATEMENT_WORDS)
-    reporter.error("MTL007", span, f"unknown statement `{word}`", label="not a statement", help=help)
+    help = (
+        f"did you mean `{guess}`?"
+        if guess
+        else "a statement starts with " + ", ".join(STATEMENT_WORDS)
+    )
+    reporter.error(
+        "MTL007", span, f"unknown statement `{word}`", label="not a statement", help=help
+    )
 
 
 def _end_of(line_text: str, token: Token, filename: str) -> Span:
@@ -287,7 +337,9 @@ def _describe(token: Token) -> str:
 
 
 def _expected(expected: set[str]) -> str:
-    words = sorted({_FRIENDLY.get(name, f"`{name.lower()}`") for name in expected if name != "__IGNORE_0"})
+    words = sorted(
+        {_FRIENDLY.get(name, f"`{name.lower()}`") for name in expected if name != "__IGNORE_0"}
+    )
     if not words:
         return "something else"
     if len(words) == 1:

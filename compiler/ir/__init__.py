@@ -157,7 +157,9 @@ class Transfer(_Node):
     op: Literal["transfer"] = "transfer"
     current: str
     previous: str
-    qkv_bias: bool = False  # ``ait(..., bias=true)``: Q/K/V with biases (NextRec); the paper has none
+    qkv_bias: bool = (
+        False  # ``ait(..., bias=true)``: Q/K/V with biases (NextRec); the paper has none
+    )
 
 
 class Task(_Node):

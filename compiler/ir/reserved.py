@@ -12,7 +12,8 @@ __all__ = ["MODULE_ATTRIBUTES", "RESERVED_LOCALS", "MODULE_GLOBALS"]
 # Attributes and methods of torch.nn.Module, public and private (torch 2.13; listed
 # here so that the compiler never imports torch; tests/test_lower.py checks the
 # list against torch), and the members of every generated class.
-MODULE_ATTRIBUTES = frozenset("""
+MODULE_ATTRIBUTES = frozenset(
+    """
     add_module apply bfloat16 buffers call_super_init children compile cpu cuda
     double dump_patches eval extra_repr float forward get_buffer get_extra_state
     get_parameter get_submodule half ipu load_state_dict modules mtia
@@ -35,10 +36,12 @@ MODULE_ATTRIBUTES = frozenset("""
     _register_state_dict_hook _replicate_for_data_parallel _save_to_state_dict
     _slow_forward _state_dict_hooks _state_dict_pre_hooks _version
     _wrapped_call_impl
-    """.split())
+    """.split()
+)
 
 # Names the generated methods use, and Python's builtins: a local must not hide them.
-RESERVED_LOCALS = frozenset("""
+RESERVED_LOCALS = frozenset(
+    """
     batch logits self torch nn rt Tensor annotations
     abs aiter all anext any ascii bin bool breakpoint bytearray bytes callable chr
     classmethod compile complex copyright credits delattr dict dir divmod
@@ -47,7 +50,8 @@ RESERVED_LOCALS = frozenset("""
     list locals map max memoryview min next object oct open ord pow print
     property quit range repr reversed round set setattr slice sorted
     staticmethod str sum super tuple type vars zip
-    """.split())
+    """.split()
+)
 
 # Names the generated module binds at its top level: the class must not take one.
 MODULE_GLOBALS = frozenset({"torch", "nn", "rt", "Tensor", "annotations"})

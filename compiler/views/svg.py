@@ -135,7 +135,9 @@ def _svg_box(box: _Box) -> list[str]:
     return out + ["</g>"]
 
 
-def _svg_edge(edge: Edge, boxes: dict[str, _Box], by_column: dict[int, list[_Box]], ports: dict, bend: float) -> str:
+def _svg_edge(
+    edge: Edge, boxes: dict[str, _Box], by_column: dict[int, list[_Box]], ports: dict, bend: float
+) -> str:
     """One edge: a data edge routed by ``_route`` from its ports, or a constraint's arc."""
     a, b = boxes[edge.source], boxes[edge.target]
     label = ""
@@ -152,7 +154,9 @@ def _svg_edge(edge: Edge, boxes: dict[str, _Box], by_column: dict[int, list[_Box
         )
     else:
         y1, y2 = ports[edge.source, edge.target]
-        passes = [by_column[column] for column in range(a.column + 1, b.column) if column in by_column]
+        passes = [
+            by_column[column] for column in range(a.column + 1, b.column) if column in by_column
+        ]
         path = _route(a.x + a.width, y1, b.x - 2, y2, passes)
     ends = f'data-from="{escape(edge.source)}" data-to="{escape(edge.target)}"'
     arrow = f'marker-end="url(#arrow-{edge.style})"'

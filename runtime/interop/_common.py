@@ -101,7 +101,9 @@ class Conversion:
     weights: dict[str, object]
 
 
-def read_mlp(sequential: nn.Sequential, *, output: bool, where: str) -> tuple[Block, nn.Linear | None]:
+def read_mlp(
+    sequential: nn.Sequential, *, output: bool, where: str
+) -> tuple[Block, nn.Linear | None]:
     """Read a peer MLP built as ``[Linear, norm?, activation, Dropout?]*`` (+ ``Linear``).
 
     Args:
@@ -130,7 +132,9 @@ def read_mlp(sequential: nn.Sequential, *, output: bool, where: str) -> tuple[Bl
             block.dims.append(module.out_features)
             names.append("none")
         elif not block.layers:
-            raise ConversionError(f"{where}: expected a Linear first, found {type(module).__name__}")
+            raise ConversionError(
+                f"{where}: expected a Linear first, found {type(module).__name__}"
+            )
         elif isinstance(module, nn.Dropout):
             dropouts.add(float(module.p))
         elif isinstance(module, (nn.BatchNorm1d, nn.LayerNorm)):
@@ -141,7 +145,9 @@ def read_mlp(sequential: nn.Sequential, *, output: bool, where: str) -> tuple[Bl
             if isinstance(module, nn.PReLU):
                 block.layers[-1].prelu = module
         else:
-            raise ConversionError(f"{where}: activation {type(module).__name__} has no counterpart in mtlc")
+            raise ConversionError(
+                f"{where}: activation {type(module).__name__} has no counterpart in mtlc"
+            )
     norms = {_norm_name(layer.norm) for layer in block.layers}
     for what, values in (("activation", set(names)), ("dropout", dropouts), ("norm", norms)):
         if len(values) > 1:
@@ -166,16 +172,22 @@ def _bias(linear: nn.Linear) -> Tensor:
 
 def _activation(module: nn.Module, where: str) -> str:
     if isinstance(module, nn.GELU) and module.approximate != "none":
-        raise ConversionError(f"{where}: GELU(approximate={module.approximate!r}) has no counterpart in mtlc")
+        raise ConversionError(
+            f"{where}: GELU(approximate={module.approximate!r}) has no counterpart in mtlc"
+        )
     if isinstance(module, nn.PReLU) and module.num_parameters != 1:
-        raise ConversionError(f"{where}: a PReLU with one slope per channel has no counterpart in mtlc")
+        raise ConversionError(
+            f"{where}: a PReLU with one slope per channel has no counterpart in mtlc"
+        )
     return ACTIVATIONS[type(module)]
 
 
 def _check_norm(module: nn.Module, where: str) -> None:
     """mtlc's norms are torch's defaults: eps 1e-5, affine, running statistics."""
     if module.eps != 1e-5:
-        raise ConversionError(f"{where}: {type(module).__name__} with eps={module.eps} (mtlc uses 1e-5)")
+        raise ConversionError(
+            f"{where}: {type(module).__name__} with eps={module.eps} (mtlc uses 1e-5)"
+        )
     if isinstance(module, nn.BatchNorm1d) and not (module.affine and module.track_running_stats):
         raise ConversionError(f"{where}: BatchNorm1d without affine weights or running statistics")
     if isinstance(module, nn.LayerNorm) and not module.elementwise_affine:
@@ -276,7 +288,9 @@ def fold_input(lin: Linear, segments: list[Segment] | None) -> Linear:
             columns.append(part @ segment.projection.weight)
             bias = bias + part @ segment.projection.bias
     if start != lin.weight.shape[1]:
-        raise ConversionError(f"input width {lin.weight.shape[1]} does not match the features' {start}")
+        raise ConversionError(
+            f"input width {lin.weight.shape[1]} does not match the features' {start}"
+        )
     return Linear(torch.cat(columns, dim=1), bias)
 
 

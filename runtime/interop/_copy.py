@@ -36,7 +36,9 @@ def load(target: nn.Module, conversion: Conversion) -> None:
         try:
             state = convert_o0_state_dict(state, target)
         except KeyError as error:
-            raise ConversionError(f"{type(target).__name__} was not compiled from this spec: {error}") from None
+            raise ConversionError(
+                f"{type(target).__name__} was not compiled from this spec: {error}"
+            ) from None
     for key, value in wanted.items():
         if key not in state:
             raise ConversionError(f"{type(target).__name__}: no weights for {key!r}")
@@ -122,16 +124,22 @@ def _fill_linear(module: nn.Linear, weights: Linear, where: str) -> None:
     if module.bias is not None:
         _copy(module.bias, weights.bias, f"{where}.bias")
     elif bool(weights.bias.any()):
-        raise ConversionError(f"{where}: the peer's layer has a bias, mtlc's has none (see docs/nextrec.md)")
+        raise ConversionError(
+            f"{where}: the peer's layer has a bias, mtlc's has none (see docs/nextrec.md)"
+        )
 
 
 def _copy(param: Tensor, value: Tensor, where: str) -> None:
     if param.shape != value.shape:
-        raise ConversionError(f"{where}: mtlc expects shape {tuple(param.shape)}, the peer has {tuple(value.shape)}")
+        raise ConversionError(
+            f"{where}: mtlc expects shape {tuple(param.shape)}, the peer has {tuple(value.shape)}"
+        )
     param.copy_(value)
 
 
 def _expect(module: nn.Module, cls: type, node: str) -> nn.Module:
     if not isinstance(module, cls):
-        raise ConversionError(f"{node}: expected an rt.{cls.__name__}, found {type(module).__name__}")
+        raise ConversionError(
+            f"{node}: expected an rt.{cls.__name__}, found {type(module).__name__}"
+        )
     return module

@@ -76,7 +76,9 @@ def convert(nextrec_model: nn.Module, name: str | None = None) -> Conversion:
             read(reader)
             return reader.conversion()
     names = ", ".join(cls.__name__ for cls in readers)
-    raise ConversionError(f"{type(nextrec_model).__name__} is not supported; supported NextRec models: {names}")
+    raise ConversionError(
+        f"{type(nextrec_model).__name__} is not supported; supported NextRec models: {names}"
+    )
 
 
 def _readers() -> dict[type, object]:
@@ -87,7 +89,9 @@ def _readers() -> dict[type, object]:
         from nextrec.models.multitask.ple import PLE
         from nextrec.models.multitask.share_bottom import ShareBottom
     except ImportError as error:
-        raise ConversionError(f"NextRec is not installed: pip install 'mtlc[nextrec]' ({error})") from None
+        raise ConversionError(
+            f"NextRec is not installed: pip install 'mtlc[nextrec]' ({error})"
+        ) from None
     return {ShareBottom: _share_bottom, MMOE: _mmoe, PLE: _ple, ESMM: _esmm, AITM: _aitm}
 
 
@@ -97,12 +101,16 @@ class _Reader:
     def __init__(self, model: nn.Module, name: str | None) -> None:
         self.model = model
         self.where = model.model_name
-        self.spec = SpecWriter(name or model.model_name, f"Converted from a NextRec {VERSION} {model.model_name}")
+        self.spec = SpecWriter(
+            name or model.model_name, f"Converted from a NextRec {VERSION} {model.model_name}"
+        )
         self.weights: dict[str, object] = {}
         self.task_lines: list[str] = []  # written after every network, like the constraints
         self.constraint_lines: list[str] = []
         kinds = [model.task] if isinstance(model.task, str) else list(model.task)
-        self.tasks = [(self.spec.claim(t, "target"), kind) for t, kind in zip(model.target_columns, kinds)]
+        self.tasks = [
+            (self.spec.claim(t, "target"), kind) for t, kind in zip(model.target_columns, kinds)
+        ]
         self.group, self.segments = self._features()
 
     def conversion(self) -> Conversion:
@@ -152,7 +160,9 @@ class _Reader:
                 "mtlc pools with mean, sum or max"
             )
         if feature.max_len is None:
-            raise ConversionError(f"{self.where}: sequence feature {feature.name!r} needs a max_len")
+            raise ConversionError(
+                f"{self.where}: sequence feature {feature.name!r} needs a max_len"
+            )
         return f"maxlen={feature.max_len}, pool={feature.combiner}"
 
     def _dense_segment(self, feature) -> Segment:
@@ -179,7 +189,9 @@ class _Reader:
         """A NextRec ``MLP`` without output layer, as a block reading ``source``."""
         block, _ = read_mlp(mlp.mlp, output=False, where=f"{self.where}.{where}")
         if not block.dims:
-            raise ConversionError(f"{self.where}.{where}: an MLP with no hidden layer has no counterpart in mtlc")
+            raise ConversionError(
+                f"{self.where}.{where}: an MLP with no hidden layer has no counterpart in mtlc"
+            )
         return fold_block_input(block, self.folds(source))
 
     def pool(self, name: str, mlps: nn.ModuleList, where: str, source: str) -> None:
@@ -196,7 +208,9 @@ class _Reader:
         self.spec.add(f"gate {name} = softmax({source}) over [{', '.join(over)}]")
         self.weights[name] = fold_input(linear(softmax_gate[0]), self.folds(source))
 
-    def tower_and_head(self, index: int, mlp: nn.Module, source: str, where: str, task: str | None = None) -> str:
+    def tower_and_head(
+        self, index: int, mlp: nn.Module, source: str, where: str, task: str | None = None
+    ) -> str:
         """Task ``index``'s tower (an MLP ending in Linear(d, 1)) and head; returns the task's name.
 
         The tower's last Linear becomes the task's head; NextRec's prediction
@@ -217,7 +231,9 @@ class _Reader:
         self.weights[task] = head
         if task == target:
             if kind not in _KINDS:
-                raise ConversionError(f"{self.where}: task kind {kind!r} has no counterpart in mtlc")
+                raise ConversionError(
+                    f"{self.where}: task kind {kind!r} has no counterpart in mtlc"
+                )
             self.task_lines.append(f"task {task} : {_KINDS[kind].format(label=target)} = {reads}")
         else:
             self.task_lines.append(f"task {task} : binary = {reads}")
@@ -259,7 +275,12 @@ def _ple(r: _Reader) -> None:
         r.pool(shared, level.shared_experts, f"cgc_layers.{k - 1}.shared_experts", shared_in)
         own = [r.spec.fresh(f"{task}{k}") for task in tasks]
         for i, name in enumerate(own):
-            r.pool(name, level.specific_experts[i], f"cgc_layers.{k - 1}.specific_experts.{i}", task_in[i])
+            r.pool(
+                name,
+                level.specific_experts[i],
+                f"cgc_layers.{k - 1}.specific_experts.{i}",
+                task_in[i],
+            )
         gates = [r.spec.fresh(f"{task}_g{k}") for task in tasks]
         for i, gate in enumerate(gates):
             r.gate(gate, level.task_gates[i], task_in[i], [shared, own[i]])
@@ -303,4 +324,6 @@ def _aitm(r: _Reader) -> None:
     alpha = float(r.model.calibrator_alpha)
     if alpha > 0:  # NextRec averages relu(p_i - p_{i-1}) over the pairs
         for i in range(1, len(tasks)):
-            r.constraint_lines.append(f"constrain {tasks[i]} <= {tasks[i - 1]} weight {alpha / (len(tasks) - 1)!r}")
+            r.constraint_lines.append(
+                f"constrain {tasks[i]} <= {tasks[i - 1]} weight {alpha / (len(tasks) - 1)!r}"
+            )

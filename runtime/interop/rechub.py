@@ -45,6 +45,7 @@ VERSION = "0.9.0"
 class FoldWarning(UserWarning):
     """A rechub detail was folded into weights exactly for prediction, but not for further training."""
 
+
 _KINDS = {"classification": "binary(label={label})", "regression": "regression(label={label})"}
 
 
@@ -94,11 +95,15 @@ def convert(
         from torch_rechub.models.multi_task.aitm import AITM
         from torch_rechub.models.multi_task.mmoe import MMOE
     except ImportError as error:
-        raise ConversionError(f"torch-rechub is not installed: pip install 'mtlc[rechub]' ({error})") from None
+        raise ConversionError(
+            f"torch-rechub is not installed: pip install 'mtlc[rechub]' ({error})"
+        ) from None
     readers = {MMOE: _mmoe, AITM: _aitm}
     read = readers.get(type(rechub_model))
     if read is None:
-        raise ConversionError(f"{type(rechub_model).__name__} is not supported; supported rechub models: MMOE, AITM")
+        raise ConversionError(
+            f"{type(rechub_model).__name__} is not supported; supported rechub models: MMOE, AITM"
+        )
     reader = _Reader(rechub_model, name, tasks, maxlen)
     read(reader)
     return reader.conversion()
@@ -110,7 +115,9 @@ class _Reader:
     def __init__(self, model, name, tasks, maxlen) -> None:
         self.model = model
         self.where = type(model).__name__
-        self.spec = SpecWriter(name or self.where, f"Converted from a torch-rechub {VERSION} {self.where}")
+        self.spec = SpecWriter(
+            name or self.where, f"Converted from a torch-rechub {VERSION} {self.where}"
+        )
         self.weights: dict[str, object] = {}
         self.task_lines: list[str] = []
         count = len(model.task_types) if hasattr(model, "task_types") else model.n_task
@@ -140,7 +147,9 @@ class _Reader:
             owner = getattr(feature, "shared_with", None)
             if owner is not None and owner not in declared:  # the owner is declared first
                 if owner not in names:
-                    raise ConversionError(f"{self.where}: {feature.name!r} shares the table of {owner!r}, not a feature")
+                    raise ConversionError(
+                        f"{self.where}: {feature.name!r} shares the table of {owner!r}, not a feature"
+                    )
                 self._declare(embedded[names.index(owner)], maxlen)
                 declared.add(owner)
             if feature.name not in declared:
@@ -173,7 +182,9 @@ class _Reader:
 
     def _sequence_options(self, feature, maxlen) -> str:
         if feature.pooling not in ("mean", "sum"):
-            raise ConversionError(f"{self.where}: sequence feature {feature.name!r} pools with {feature.pooling!r}")
+            raise ConversionError(
+                f"{self.where}: sequence feature {feature.name!r} pools with {feature.pooling!r}"
+            )
         if feature.padding_idx != 0:
             raise ConversionError(
                 f"{self.where}: sequence feature {feature.name!r} has padding_idx={feature.padding_idx}; mtlc "
@@ -181,7 +192,9 @@ class _Reader:
             )
         length = maxlen.get(feature.name) if isinstance(maxlen, dict) else maxlen
         if not length:
-            raise ConversionError(f"{self.where}: give maxlen= for sequence feature {feature.name!r}")
+            raise ConversionError(
+                f"{self.where}: give maxlen= for sequence feature {feature.name!r}"
+            )
         return f"maxlen={length}, pool={feature.pooling}"
 
     def block(self, mlp: nn.Module, where: str, source: str, name: str):
@@ -202,12 +215,17 @@ class _Reader:
         self.weights[task] = linear(out)
         kinds = getattr(self.model, "task_types", ["classification"] * len(self.tasks))
         if kinds[index] not in _KINDS:
-            raise ConversionError(f"{self.where}: task type {kinds[index]!r} has no counterpart in mtlc")
+            raise ConversionError(
+                f"{self.where}: task type {kinds[index]!r} has no counterpart in mtlc"
+            )
         self.task_lines.append(f"task {task} : {_KINDS[kinds[index]].format(label=task)} = {reads}")
 
 
 def _mmoe(r: _Reader) -> None:
-    blocks = [read_mlp(e.mlp, output=False, where=f"MMOE.experts.{i}")[0] for i, e in enumerate(r.model.experts)]
+    blocks = [
+        read_mlp(e.mlp, output=False, where=f"MMOE.experts.{i}")[0]
+        for i, e in enumerate(r.model.experts)
+    ]
     shared = r.spec.fresh("shared")
     r.spec.add(f"expert {shared} x{len(blocks)} = {blocks[0].text(r.group)}")
     r.weights[shared] = blocks

@@ -57,14 +57,19 @@ class _ReluPool(torch.autograd.Function):
         )
 
     @staticmethod
-    def forward(ctx, x: Tensor, count: int, first_w: Tensor, first_b: Tensor, *rest: Tensor) -> Tensor:
+    def forward(
+        ctx, x: Tensor, count: int, first_w: Tensor, first_b: Tensor, *rest: Tensor
+    ) -> Tensor:
         weights, biases = rest[: len(rest) // 2], rest[len(rest) // 2 :]
         width = first_w.shape[0] // count
         out = x.new_empty(count, x.shape[0], weights[-1].shape[2] if weights else width)
         hidden = []  # per expert, the activations that feed layers 1..n-1
         for e in range(count):
             rows = slice(e * width, (e + 1) * width)
-            layers = [(first_b[rows], first_w[rows].t()), *((b[e, 0], w[e]) for w, b in zip(weights, biases))]
+            layers = [
+                (first_b[rows], first_w[rows].t()),
+                *((b[e, 0], w[e]) for w, b in zip(weights, biases)),
+            ]
             h, kept = x, []
             for i, (bias, right) in enumerate(layers):
                 last = i == len(layers) - 1
@@ -81,7 +86,11 @@ class _ReluPool(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: Tensor):
         x, out, first_w, *saved = ctx.saved_tensors
-        count, width, layers = ctx.count, first_w.shape[0] // ctx.count, len(saved) // (ctx.count + 1)
+        count, width, layers = (
+            ctx.count,
+            first_w.shape[0] // ctx.count,
+            len(saved) // (ctx.count + 1),
+        )
         weights, hidden = saved[:layers], saved[layers:]
         grad_first_w, grad_first_b = torch.empty_like(first_w), first_w.new_empty(first_w.shape[0])
         grad_weights = [torch.empty_like(w) for w in weights]
@@ -94,7 +103,9 @@ class _ReluPool(torch.autograd.Function):
                 torch.mm(inputs[i].t(), g, out=grad_weights[i][e])
                 torch.sum(g, 0, out=grad_biases[i][e, 0])
                 g = torch.mm(g, weights[i][e].t())
-                _threshold_backward.grad_input(g, inputs[i], 0, grad_input=g)  # ReLU's mask, in place
+                _threshold_backward.grad_input(
+                    g, inputs[i], 0, grad_input=g
+                )  # ReLU's mask, in place
             rows = slice(e * width, (e + 1) * width)
             torch.mm(g.t(), x, out=grad_first_w[rows])
             torch.sum(g, 0, out=grad_first_b[rows])

@@ -75,8 +75,12 @@ def gate_mix(weights: Tensor, experts: Tensor) -> Tensor:
 
 @gate_mix.register_fake
 def _gate_mix_fake(weights: Tensor, experts: Tensor) -> Tensor:
-    torch._check(weights.dim() == 3 and experts.dim() == 3, lambda: "gate_mix wants [B, T, E] and [B, E, D]")
-    torch._check(weights.shape[2] == experts.shape[1], lambda: "gate_mix: weights and experts disagree on E")
+    torch._check(
+        weights.dim() == 3 and experts.dim() == 3, lambda: "gate_mix wants [B, T, E] and [B, E, D]"
+    )
+    torch._check(
+        weights.shape[2] == experts.shape[1], lambda: "gate_mix: weights and experts disagree on E"
+    )
     batch, gates, _ = weights.shape
     return experts.new_empty((batch, gates, experts.shape[2]))
 
@@ -91,7 +95,9 @@ def gate_mix_backward(grad: Tensor, weights: Tensor, experts: Tensor) -> tuple[T
 
 
 @gate_mix_backward.register_fake
-def _gate_mix_backward_fake(grad: Tensor, weights: Tensor, experts: Tensor) -> tuple[Tensor, Tensor]:
+def _gate_mix_backward_fake(
+    grad: Tensor, weights: Tensor, experts: Tensor
+) -> tuple[Tensor, Tensor]:
     return weights.new_empty(weights.shape), experts.new_empty(experts.shape)
 
 
@@ -134,7 +140,9 @@ def gate_softmax_mix_backward(
     """Gradients of :func:`gate_softmax_mix`: ``(grad_logits [B, T, E], grad_experts [B, E, D])``."""
     if _use_triton(experts):
         return _triton_fused().softmax_mix_backward(grad, logits, experts, temperature, top)
-    grad_logits, grad_experts = reference.gate_softmax_mix_backward(grad, logits, experts, temperature, top or None)
+    grad_logits, grad_experts = reference.gate_softmax_mix_backward(
+        grad, logits, experts, temperature, top or None
+    )
     return grad_logits.contiguous(), grad_experts.contiguous()
 
 
@@ -153,7 +161,9 @@ def _gate_softmax_mix_setup(ctx, inputs, output) -> None:
 
 def _gate_softmax_mix_grad(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None, None]:
     logits, experts = ctx.saved_tensors
-    grad_logits, grad_experts = gate_softmax_mix_backward(grad, logits, experts, ctx.temperature, ctx.top)
+    grad_logits, grad_experts = gate_softmax_mix_backward(
+        grad, logits, experts, ctx.temperature, ctx.top
+    )
     return grad_logits, grad_experts, None, None
 
 
@@ -192,7 +202,9 @@ def scale_gate_backward(grad: Tensor, h: Tensor, z: Tensor, scale: float) -> tup
 
 
 @scale_gate_backward.register_fake
-def _scale_gate_backward_fake(grad: Tensor, h: Tensor, z: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+def _scale_gate_backward_fake(
+    grad: Tensor, h: Tensor, z: Tensor, scale: float
+) -> tuple[Tensor, Tensor]:
     return h.new_empty(h.shape), z.new_empty(z.shape)
 
 

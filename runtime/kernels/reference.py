@@ -49,7 +49,9 @@ def gate_mix(weights: Tensor, experts: Tensor) -> Tensor:
     """
     if weights.shape[1] != 1:
         return torch.bmm(weights, experts)
-    return (weights.transpose(1, 2) * experts).sum(1, keepdim=True)  # [B, E, 1] * [B, E, D] -> [B, 1, D]
+    return (weights.transpose(1, 2) * experts).sum(
+        1, keepdim=True
+    )  # [B, E, 1] * [B, E, D] -> [B, 1, D]
 
 
 def gate_mix_backward(grad: Tensor, weights: Tensor, experts: Tensor) -> tuple[Tensor, Tensor]:
@@ -72,7 +74,9 @@ def gate_mix_backward(grad: Tensor, weights: Tensor, experts: Tensor) -> tuple[T
     return grad_weights, grad_experts
 
 
-def gate_softmax_mix(logits: Tensor, experts: Tensor, temperature: float = 1.0, top: int | None = None) -> Tensor:
+def gate_softmax_mix(
+    logits: Tensor, experts: Tensor, temperature: float = 1.0, top: int | None = None
+) -> Tensor:
     """:func:`gate_weights` then :func:`gate_mix`: ``[B, T, E], [B, E, D] -> [B, T, D]``."""
     return gate_mix(gate_weights(logits, temperature, top), experts)
 

@@ -104,7 +104,9 @@ def _mix_forward_tile(
         x_ptrs = experts_ptr + rows[:, None] * stride_xb + e * stride_xe + cols[None, :] * stride_xd
         x = tl.load(x_ptrs, mask=x_mask, other=0.0).to(ACC)  # [BB, BD]
         acc += w[:, :, None] * x[:, None, :]
-    out_ptrs = out_ptr + rows[:, None, None] * (T * D) + gates[None, :, None] * D + cols[None, None, :]
+    out_ptrs = (
+        out_ptr + rows[:, None, None] * (T * D) + gates[None, :, None] * D + cols[None, None, :]
+    )
     out_mask = row_ok[:, None, None] & (gates < T)[None, :, None] & col_ok[None, None, :]
     tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=out_mask)
 
@@ -156,12 +158,16 @@ def _mix_backward_tile(
         x_mask = row_ok[:, None] & col_ok[None, :]
         for e in range(E):
             w = _column(weights, slots, e)  # [BB, BT]
-            x_ptrs = experts_ptr + rows[:, None] * stride_xb + e * stride_xe + cols[None, :] * stride_xd
+            x_ptrs = (
+                experts_ptr + rows[:, None] * stride_xb + e * stride_xe + cols[None, :] * stride_xd
+            )
             x = tl.load(x_ptrs, mask=x_mask, other=0.0).to(ACC)  # [BB, BD]
             grad_x = tl.sum(w[:, :, None] * g, axis=1)  # [BB, BD]: sum over gates
             gx_ptrs = grad_x_ptr + rows[:, None] * (E * D) + e * D + cols[None, :]
             tl.store(gx_ptrs, grad_x.to(grad_x_ptr.dtype.element_ty), mask=x_mask)
-            part = tl.sum(g * x[:, None, :], axis=2)  # [BB, BT]: this D-block's share of d out / d w[:, :, e]
+            part = tl.sum(
+                g * x[:, None, :], axis=2
+            )  # [BB, BT]: this D-block's share of d out / d w[:, :, e]
             grad_w += tl.where(slots[None, None, :] == e, part[:, :, None], 0.0)
     return grad_w
 

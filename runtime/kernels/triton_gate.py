@@ -81,7 +81,9 @@ def _gate_mix_fwd_kernel(
     gates = tl.arange(0, BLOCK_T)
     slots = tl.arange(0, BLOCK_E)
     cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-    weights = _load_weights_tile(weights_ptr, rows, gates, slots, B, T, E, stride_wb, stride_wt, stride_we, ACC)
+    weights = _load_weights_tile(
+        weights_ptr, rows, gates, slots, B, T, E, stride_wb, stride_wt, stride_we, ACC
+    )
     _mix_forward_tile(
         weights, experts_ptr, out_ptr, rows, gates, slots, cols, B, T, E, D,
         stride_xb, stride_xe, stride_xd, BLOCK_B, BLOCK_T, BLOCK_D, ACC,
@@ -117,7 +119,9 @@ def _gate_mix_bwd_kernel(
     rows = (tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)).to(tl.int64)
     gates = tl.arange(0, BLOCK_T)
     slots = tl.arange(0, BLOCK_E)
-    weights = _load_weights_tile(weights_ptr, rows, gates, slots, B, T, E, stride_wb, stride_wt, stride_we, ACC)
+    weights = _load_weights_tile(
+        weights_ptr, rows, gates, slots, B, T, E, stride_wb, stride_wt, stride_we, ACC
+    )
     grad_w = _mix_backward_tile(
         weights, grad_ptr, experts_ptr, grad_x_ptr, rows, gates, slots, B, T, E, D,
         stride_gb, stride_gt, stride_gd, stride_xb, stride_xe, stride_xd,
@@ -206,7 +210,9 @@ def _scale_gate_bwd_kernel(
     s = tl.sigmoid(z)
     g_scaled = g * scale * s
     tl.store(grad_h_ptr + offsets, g_scaled.to(grad_h_ptr.dtype.element_ty), mask=ok)
-    tl.store(grad_z_ptr + offsets, (g_scaled * h * (1.0 - s)).to(grad_z_ptr.dtype.element_ty), mask=ok)
+    tl.store(
+        grad_z_ptr + offsets, (g_scaled * h * (1.0 - s)).to(grad_z_ptr.dtype.element_ty), mask=ok
+    )
 
 
 _SCALE_BLOCK = 1024
@@ -222,7 +228,9 @@ def scale_gate_forward(h: Tensor, z: Tensor, scale: float) -> Tensor:
     if h.numel():
         grid = (triton.cdiv(h.numel(), _SCALE_BLOCK),)
         c = _constant(scale, h)
-        _scale_gate_fwd_kernel[grid](h, z, out, c, h.numel(), BLOCK=_SCALE_BLOCK, ACC=_acc_type(h.dtype))
+        _scale_gate_fwd_kernel[grid](
+            h, z, out, c, h.numel(), BLOCK=_SCALE_BLOCK, ACC=_acc_type(h.dtype)
+        )
     return out
 
 

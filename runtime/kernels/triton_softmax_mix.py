@@ -94,7 +94,19 @@ def _softmax_mix_fwd_kernel(
     cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     inv_temperature = tl.load(inv_temperature_ptr)
     weights = _softmax_tile(
-        logits_ptr, rows, gates, slots, B, T, E, stride_lb, stride_lt, stride_le, inv_temperature, TOP, ACC
+        logits_ptr,
+        rows,
+        gates,
+        slots,
+        B,
+        T,
+        E,
+        stride_lb,
+        stride_lt,
+        stride_le,
+        inv_temperature,
+        TOP,
+        ACC,
     )
     _mix_forward_tile(
         weights, experts_ptr, out_ptr, rows, gates, slots, cols, B, T, E, D,
@@ -135,7 +147,19 @@ def _softmax_mix_bwd_kernel(
     slots = tl.arange(0, BLOCK_E)
     inv_temperature = tl.load(inv_temperature_ptr)
     weights = _softmax_tile(
-        logits_ptr, rows, gates, slots, B, T, E, stride_lb, stride_lt, stride_le, inv_temperature, TOP, ACC
+        logits_ptr,
+        rows,
+        gates,
+        slots,
+        B,
+        T,
+        E,
+        stride_lb,
+        stride_lt,
+        stride_le,
+        inv_temperature,
+        TOP,
+        ACC,
     )
     grad_w = _mix_backward_tile(
         weights, grad_ptr, experts_ptr, grad_x_ptr, rows, gates, slots, B, T, E, D,

@@ -28,7 +28,9 @@ def differences(a: ir.Model, b: ir.Model) -> list[str]:
     for key in sorted(left.keys() & right.keys()):
         if left[key] != right[key]:
             changed = {f for f in left[key] if left[key][f] != right[key].get(f)}
-            found += [f"{key}.{f}: {left[key][f]!r} != {right[key].get(f)!r}" for f in sorted(changed)]
+            found += [
+                f"{key}.{f}: {left[key][f]!r} != {right[key].get(f)!r}" for f in sorted(changed)
+            ]
     if _constraints(a) != _constraints(b):
         found.append(f"constraints: {_constraints(a)} != {_constraints(b)}")
     if a.weighting.kind != b.weighting.kind or a.weighting.alpha != b.weighting.alpha:

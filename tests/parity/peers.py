@@ -20,7 +20,9 @@ import mtlc
 from mtlc.runtime import testing
 
 BATCH = 16
-NEXTREC_MISSING = "nextrec is not installed: pip install 'mtlc[nextrec]' && pip install --no-deps nextrec==0.6.14"
+NEXTREC_MISSING = (
+    "nextrec is not installed: pip install 'mtlc[nextrec]' && pip install --no-deps nextrec==0.6.14"
+)
 RECHUB_MISSING = "torch-rechub is not installed: pip install 'mtlc[rechub]'"
 
 
@@ -76,7 +78,9 @@ def compare(ours: nn.Module, peer_forward, batch: dict[str, Tensor], pairing: Pa
     labels = torch.Generator().manual_seed(7)
     loss_ours, loss_peer = 0.0, 0.0
     for task, column, kind in pairing.columns:
-        torch.testing.assert_close(predicted[task], reference[:, column], rtol=0, atol=1e-5, msg=f"task {task}")
+        torch.testing.assert_close(
+            predicted[task], reference[:, column], rtol=0, atol=1e-5, msg=f"task {task}"
+        )
         target = torch.randint(0, 2, (BATCH,), generator=labels).float()
         if kind == "regression":
             loss_ours = loss_ours + F.mse_loss(predicted[task], target)
@@ -113,4 +117,6 @@ def _close_grad(mine: Tensor, theirs: Tensor, what: str) -> None:
     assert mine is not None and theirs is not None, f"no gradient for {what}"
     scale = theirs.abs().max().item()
     assert scale > 0, f"the peer's gradient for {what} is zero: the comparison would prove nothing"
-    torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4 * scale, msg=f"gradient of {what}")
+    torch.testing.assert_close(
+        mine, theirs, rtol=1e-4, atol=1e-4 * scale, msg=f"gradient of {what}"
+    )

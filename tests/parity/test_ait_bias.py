@@ -26,11 +26,19 @@ def test_ait_has_no_qkv_bias_by_default():
 
 
 def test_bias_true_gives_qkv_biases():
-    transfer = _transfer(AITM.replace("ait(buy_raw, from=click_in)", "ait(buy_raw, from=click_in, bias=true)"))
-    assert transfer.query.bias is not None and transfer.key.bias is not None and transfer.value.bias is not None
+    transfer = _transfer(
+        AITM.replace("ait(buy_raw, from=click_in)", "ait(buy_raw, from=click_in, bias=true)")
+    )
+    assert (
+        transfer.query.bias is not None
+        and transfer.key.bias is not None
+        and transfer.value.bias is not None
+    )
 
 
 def test_bias_takes_true_or_false():
     with pytest.raises(mtlc.SpecError) as error:
-        mtlc.compile_spec(AITM.replace("ait(buy_raw, from=click_in)", "ait(buy_raw, from=click_in, bias=yes)"))
+        mtlc.compile_spec(
+            AITM.replace("ait(buy_raw, from=click_in)", "ait(buy_raw, from=click_in, bias=yes)")
+        )
     assert [d.code for d in error.value.diagnostics] == ["MTL307"]

@@ -32,13 +32,33 @@ def mmoe(expert=None, dense=None, sequence=None, target=("click", "buy")) -> MMO
 @pytest.mark.parametrize(
     ("model", "message"),
     [
-        (lambda: mmoe(expert={"hidden_dims": [8], "activation": "leaky_relu"}), "LeakyReLU has no counterpart"),
-        (lambda: mmoe(dense=[DenseFeature("v", input_dim=2, proj_dim=3, projection_type="mlp", mlp_hidden_dims=[4])]),
-         "only a linear projection folds exactly"),
-        (lambda: mmoe(sequence=[SequenceFeature("hist", 30, max_len=4, embedding_dim=4, combiner="concat")]),
-         "pools with 'concat'"),
+        (
+            lambda: mmoe(expert={"hidden_dims": [8], "activation": "leaky_relu"}),
+            "LeakyReLU has no counterpart",
+        ),
+        (
+            lambda: mmoe(
+                dense=[
+                    DenseFeature(
+                        "v", input_dim=2, proj_dim=3, projection_type="mlp", mlp_hidden_dims=[4]
+                    )
+                ]
+            ),
+            "only a linear projection folds exactly",
+        ),
+        (
+            lambda: mmoe(
+                sequence=[
+                    SequenceFeature("hist", 30, max_len=4, embedding_dim=4, combiner="concat")
+                ]
+            ),
+            "pools with 'concat'",
+        ),
         (lambda: mmoe(target=("click-rate", "buy")), "'click-rate' cannot be a name in a spec"),
-        (lambda: mmoe(expert={"hidden_dims": []}), "an MLP with no hidden layer has no counterpart"),
+        (
+            lambda: mmoe(expert={"hidden_dims": []}),
+            "an MLP with no hidden layer has no counterpart",
+        ),
     ],
     ids=["activation", "mlp_projection", "concat_pooling", "bad_name", "empty_expert"],
 )
@@ -48,16 +68,21 @@ def test_unconvertible_models_are_refused(model, message):
 
 
 def test_other_models_are_refused_by_name():
-    with pytest.raises(nx.ConversionError, match="Linear is not supported; supported NextRec models: ShareBottom"):
+    with pytest.raises(
+        nx.ConversionError, match="Linear is not supported; supported NextRec models: ShareBottom"
+    ):
         nx.spec_from(torch.nn.Linear(2, 2))
 
 
 def test_loading_into_a_model_of_another_spec_changes_nothing(tmp_path):
     source = randomize(mmoe())
     other = ShareBottom(
-        sparse_features=[SparseFeature("user_id", 30, embedding_dim=4)], sequence_features=[],
-        dense_features=[DenseFeature("age")], bottom_mlp_params={"hidden_dims": [8]},
-        tower_mlp_params_list=[{"hidden_dims": [4]}] * 2, target=["click", "buy"],
+        sparse_features=[SparseFeature("user_id", 30, embedding_dim=4)],
+        sequence_features=[],
+        dense_features=[DenseFeature("age")],
+        bottom_mlp_params={"hidden_dims": [8]},
+        tower_mlp_params_list=[{"hidden_dims": [4]}] * 2,
+        target=["click", "buy"],
     )
     target = build(nx.spec_from(other), tmp_path, opt_level=1)
     before = {k: v.clone() for k, v in target.state_dict().items()}

@@ -30,8 +30,13 @@ from tests.parity.peers import Pairing, build, compare, module, randomize, rando
 def small_features() -> dict:
     """Two sparse features, a sequence sharing item_id's table, one dense value."""
     return dict(
-        sparse_features=[SparseFeature("user_id", 30, embedding_dim=4), SparseFeature("item_id", 20, embedding_dim=4)],
-        sequence_features=[SequenceFeature("hist", 20, max_len=6, embedding_dim=4, embedding_name="item_id")],
+        sparse_features=[
+            SparseFeature("user_id", 30, embedding_dim=4),
+            SparseFeature("item_id", 20, embedding_dim=4),
+        ],
+        sequence_features=[
+            SequenceFeature("hist", 20, max_len=6, embedding_dim=4, embedding_name="item_id")
+        ],
         dense_features=[DenseFeature("age")],
     )
 
@@ -40,7 +45,10 @@ def wide_features() -> dict:
     """A sum-pooled sequence with its own table, one sharing a table under a non-feature name,
     a dense value and a 3-wide dense vector that NextRec projects linearly to 4."""
     return dict(
-        sparse_features=[SparseFeature("user_id", 30, embedding_dim=6), SparseFeature("shop", 12, embedding_dim=6, embedding_name="shops")],
+        sparse_features=[
+            SparseFeature("user_id", 30, embedding_dim=6),
+            SparseFeature("shop", 12, embedding_dim=6, embedding_name="shops"),
+        ],
         sequence_features=[
             SequenceFeature("tags", 15, max_len=4, embedding_dim=6, combiner="sum"),
             SequenceFeature("shops_seen", 12, max_len=5, embedding_dim=6, embedding_name="shops"),
@@ -55,53 +63,113 @@ def tower(dims, **options) -> dict:
 
 CONFIGS = {
     "share_bottom_2": lambda: ShareBottom(
-        **small_features(), bottom_mlp_params=tower([16, 8], dropout=0.1),
-        tower_mlp_params_list=[tower([8]), tower([4, 4])], target=["click", "buy"]),
+        **small_features(),
+        bottom_mlp_params=tower([16, 8], dropout=0.1),
+        tower_mlp_params_list=[tower([8]), tower([4, 4])],
+        target=["click", "buy"],
+    ),
     "share_bottom_3": lambda: ShareBottom(
-        **wide_features(), bottom_mlp_params=tower([12], norm_type="batch_norm", activation="gelu"),
-        tower_mlp_params_list=[tower([6]), tower([]), tower([6], norm_type="batch_norm", activation="gelu")],
-        target=["click", "dwell", "buy"], task=["binary", "regression", "binary"]),
+        **wide_features(),
+        bottom_mlp_params=tower([12], norm_type="batch_norm", activation="gelu"),
+        tower_mlp_params_list=[
+            tower([6]),
+            tower([]),
+            tower([6], norm_type="batch_norm", activation="gelu"),
+        ],
+        target=["click", "dwell", "buy"],
+        task=["binary", "regression", "binary"],
+    ),
     "share_bottom_linear": lambda: ShareBottom(
-        **small_features(), bottom_mlp_params=tower([12, 8], activation="linear"),
+        **small_features(),
+        bottom_mlp_params=tower([12, 8], activation="linear"),
         tower_mlp_params_list=[tower([6], activation="identity"), tower([6], activation="none")],
-        target=["click", "buy"]),
+        target=["click", "buy"],
+    ),
     "mmoe_2": lambda: MMOE(
-        **small_features(), expert_mlp_params=tower([16, 8]), num_experts=3,
-        tower_mlp_params_list=[tower([8]), tower([8])], target=["click", "buy"]),
+        **small_features(),
+        expert_mlp_params=tower([16, 8]),
+        num_experts=3,
+        tower_mlp_params_list=[tower([8]), tower([8])],
+        target=["click", "buy"],
+    ),
     "mmoe_3": lambda: MMOE(
-        **wide_features(), expert_mlp_params=tower([12], norm_type="layer_norm", activation="silu", dropout=0.2),
-        num_experts=4, tower_mlp_params_list=[tower([6]), tower([6, 4], activation="tanh"), tower([])],
-        target=["click", "buy", "dwell"], task=["binary", "binary", "regression"]),
+        **wide_features(),
+        expert_mlp_params=tower([12], norm_type="layer_norm", activation="silu", dropout=0.2),
+        num_experts=4,
+        tower_mlp_params_list=[tower([6]), tower([6, 4], activation="tanh"), tower([])],
+        target=["click", "buy", "dwell"],
+        task=["binary", "binary", "regression"],
+    ),
     "ple_1_level": lambda: PLE(
-        **small_features(), shared_expert_mlp_params=tower([8, 6]), specific_expert_mlp_params=[tower([8, 6])] * 2,
-        num_shared_experts=2, num_specific_experts=1, num_levels=1,
-        tower_mlp_params_list=[tower([4]), tower([4])], target=["click", "buy"]),
+        **small_features(),
+        shared_expert_mlp_params=tower([8, 6]),
+        specific_expert_mlp_params=[tower([8, 6])] * 2,
+        num_shared_experts=2,
+        num_specific_experts=1,
+        num_levels=1,
+        tower_mlp_params_list=[tower([4]), tower([4])],
+        target=["click", "buy"],
+    ),
     "ple_2_levels": lambda: PLE(
-        **wide_features(), shared_expert_mlp_params=tower([8], norm_type="batch_norm"),
-        specific_expert_mlp_params=[tower([10, 8], norm_type="batch_norm"), tower([8], norm_type="batch_norm"), tower([8])],
-        num_shared_experts=1, num_specific_experts=2, num_levels=2,
-        tower_mlp_params_list=[tower([4])] * 3, target=["click", "buy", "pay"]),
+        **wide_features(),
+        shared_expert_mlp_params=tower([8], norm_type="batch_norm"),
+        specific_expert_mlp_params=[
+            tower([10, 8], norm_type="batch_norm"),
+            tower([8], norm_type="batch_norm"),
+            tower([8]),
+        ],
+        num_shared_experts=1,
+        num_specific_experts=2,
+        num_levels=2,
+        tower_mlp_params_list=[tower([4])] * 3,
+        target=["click", "buy", "pay"],
+    ),
     "ple_3_levels": lambda: PLE(
-        **small_features(), shared_expert_mlp_params=tower([6], activation="prelu"),
+        **small_features(),
+        shared_expert_mlp_params=tower([6], activation="prelu"),
         specific_expert_mlp_params=[tower([6], activation="prelu")] * 2,
-        num_shared_experts=2, num_specific_experts=2, num_levels=3,
-        tower_mlp_params_list=[tower([4]), tower([])], target=["click", "buy"]),
+        num_shared_experts=2,
+        num_specific_experts=2,
+        num_levels=3,
+        tower_mlp_params_list=[tower([4]), tower([])],
+        target=["click", "buy"],
+    ),
     "esmm_small": lambda: ESMM(
-        **small_features(), ctr_mlp_params=tower([16, 8], dropout=0.1), cvr_mlp_params=tower([16, 8], dropout=0.1),
-        target=["click", "buy"]),
+        **small_features(),
+        ctr_mlp_params=tower([16, 8], dropout=0.1),
+        cvr_mlp_params=tower([16, 8], dropout=0.1),
+        target=["click", "buy"],
+    ),
     "esmm_wide": lambda: ESMM(
-        **wide_features(), ctr_mlp_params=tower([8], norm_type="batch_norm"), cvr_mlp_params=tower([6, 6]),
-        target=["ctr", "ctcvr"]),
+        **wide_features(),
+        ctr_mlp_params=tower([8], norm_type="batch_norm"),
+        cvr_mlp_params=tower([6, 6]),
+        target=["ctr", "ctcvr"],
+    ),
     "mmoe_python_names": lambda: MMOE(
-        sparse_features=[SparseFeature("all", 30, embedding_dim=4), SparseFeature("batch", 20, embedding_dim=4)],
-        dense_features=[DenseFeature("forward")], expert_mlp_params=tower([8]), num_experts=2,
-        tower_mlp_params_list=[tower([4]), tower([4])], target=["train", "to"]),
+        sparse_features=[
+            SparseFeature("all", 30, embedding_dim=4),
+            SparseFeature("batch", 20, embedding_dim=4),
+        ],
+        dense_features=[DenseFeature("forward")],
+        expert_mlp_params=tower([8]),
+        num_experts=2,
+        tower_mlp_params_list=[tower([4]), tower([4])],
+        target=["train", "to"],
+    ),
     "aitm_2": lambda: AITM(
-        **small_features(), bottom_mlp_params=tower([8, 6]), tower_mlp_params_list=[tower([4])] * 2,
-        target=["click", "buy"]),
+        **small_features(),
+        bottom_mlp_params=tower([8, 6]),
+        tower_mlp_params_list=[tower([4])] * 2,
+        target=["click", "buy"],
+    ),
     "aitm_3": lambda: AITM(
-        **wide_features(), bottom_mlp_params=[tower([8, 6]), tower([10, 6]), tower([6])], calibrator_alpha=0.3,
-        tower_mlp_params_list=[tower([4]), tower([]), tower([4])], target=["click", "buy", "pay"]),
+        **wide_features(),
+        bottom_mlp_params=[tower([8, 6]), tower([10, 6]), tower([6])],
+        calibrator_alpha=0.3,
+        tower_mlp_params_list=[tower([4]), tower([]), tower([4])],
+        target=["click", "buy", "pay"],
+    ),
 }
 
 
@@ -115,7 +183,9 @@ def pairing(peer, ours) -> Pairing:
     for table, embedding in peer.embedding.embed_dict.items():
         owner = next(f.name for f in features if f.embedding_name == table)
         # NextRec builds every table with padding_idx=0: row 0 never gets a gradient there
-        params.append((f"table {table}", module(ours, owner).weight, embedding.weight, slice(1, None)))
+        params.append(
+            (f"table {table}", module(ours, owner).weight, embedding.weight, slice(1, None))
+        )
     towers = [peer.ctr_tower, peer.cvr_tower] if isinstance(peer, ESMM) else list(peer.towers)
     heads = [targets[0], "cvr"] if isinstance(peer, ESMM) else targets
     for head, net in zip(heads, towers):

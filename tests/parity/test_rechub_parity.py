@@ -43,24 +43,53 @@ def wide_features() -> list:
 MAXLEN = {"hist": 6, "tags": 4}
 
 CONFIGS = {
-    "mmoe_2": (lambda: MMOE(small_features(), ["classification", "classification"], 3, {"dims": [16, 8]},
-                            [{"dims": [8]}, {"dims": [8]}]), ["click", "buy"]),
-    "mmoe_3": (lambda: MMOE(wide_features(), ["classification", "regression", "classification"], 4,
-                            {"dims": [12], "activation": "prelu", "dropout": 0.2},
-                            [{"dims": [6]}, {"dims": []}, {"dims": [6, 4], "activation": "sigmoid"}]),
-               ["click", "dwell", "buy"]),
-    "aitm_2": (lambda: AITM(small_features(), 2, {"dims": [8, 6]}, [{"dims": [4]}, {"dims": [4]}]), None),
-    "aitm_3": (lambda: AITM(wide_features(), 3, {"dims": [10, 6], "dropout": 0.1},
-                            [{"dims": [4]}, {"dims": []}, {"dims": [4]}]), ["click", "buy", "pay"]),
+    "mmoe_2": (
+        lambda: MMOE(
+            small_features(),
+            ["classification", "classification"],
+            3,
+            {"dims": [16, 8]},
+            [{"dims": [8]}, {"dims": [8]}],
+        ),
+        ["click", "buy"],
+    ),
+    "mmoe_3": (
+        lambda: MMOE(
+            wide_features(),
+            ["classification", "regression", "classification"],
+            4,
+            {"dims": [12], "activation": "prelu", "dropout": 0.2},
+            [{"dims": [6]}, {"dims": []}, {"dims": [6, 4], "activation": "sigmoid"}],
+        ),
+        ["click", "dwell", "buy"],
+    ),
+    "aitm_2": (
+        lambda: AITM(small_features(), 2, {"dims": [8, 6]}, [{"dims": [4]}, {"dims": [4]}]),
+        None,
+    ),
+    "aitm_3": (
+        lambda: AITM(
+            wide_features(),
+            3,
+            {"dims": [10, 6], "dropout": 0.1},
+            [{"dims": [4]}, {"dims": []}, {"dims": [4]}],
+        ),
+        ["click", "buy", "pay"],
+    ),
 }
 
 
 def pairing(peer, ours, tasks: list[str]) -> Pairing:
     """Output columns by task; gradients of every embedding table and head."""
     kinds = getattr(peer, "task_types", ["classification"] * len(tasks))
-    columns = [(t, i, "regression" if k == "regression" else "binary") for i, (t, k) in enumerate(zip(tasks, kinds))]
-    params = [(f"table {name}", module(ours, name).weight, table.weight, None)
-              for name, table in peer.embedding.embed_dict.items()]
+    columns = [
+        (t, i, "regression" if k == "regression" else "binary")
+        for i, (t, k) in enumerate(zip(tasks, kinds))
+    ]
+    params = [
+        (f"table {name}", module(ours, name).weight, table.weight, None)
+        for name, table in peer.embedding.embed_dict.items()
+    ]
     for task, net in zip(tasks, peer.towers):
         params.append((f"head {task}", module(ours, task).weight, net.mlp[-1].weight, None))
     return Pairing(columns, params)
@@ -71,7 +100,9 @@ def pairing(peer, ours, tasks: list[str]) -> Pairing:
 def test_predictions_and_gradients_match_rechub(config, opt_level, tmp_path):
     make, tasks = CONFIGS[config]
     peer = randomize(make(), seed=len(config))
-    with pytest.warns(rh.FoldWarning, match="exact"):  # what does not carry over to training is said
+    with pytest.warns(
+        rh.FoldWarning, match="exact"
+    ):  # what does not carry over to training is said
         spec = rh.spec_from(peer, tasks=tasks, maxlen=MAXLEN)
     ours = build(spec, tmp_path, opt_level)
     with pytest.warns(rh.FoldWarning):

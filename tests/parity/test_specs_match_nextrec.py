@@ -34,9 +34,14 @@ SPECS = Path(__file__).resolve().parents[2] / "specs"
 
 def ids(dense: str, sequence: bool = False) -> dict:
     """user_id and item_id as in the specs, an optional history sharing item_id's table, one dense value."""
-    history = [SequenceFeature("hist_item", 5_000, max_len=20, embedding_dim=16, embedding_name="item_id")]
+    history = [
+        SequenceFeature("hist_item", 5_000, max_len=20, embedding_dim=16, embedding_name="item_id")
+    ]
     return dict(
-        sparse_features=[SparseFeature("user_id", 10_000, embedding_dim=16), SparseFeature("item_id", 5_000, embedding_dim=16)],
+        sparse_features=[
+            SparseFeature("user_id", 10_000, embedding_dim=16),
+            SparseFeature("item_id", 5_000, embedding_dim=16),
+        ],
         sequence_features=history if sequence else [],
         dense_features=[DenseFeature(dense)],
     )
@@ -54,33 +59,57 @@ def _ait_with_bias(spec: str) -> str:
 # name -> (NextRec model, the rewrite of the spec NextRec needs, and why)
 CASES = {
     "share_bottom": (
-        lambda: ShareBottom(**ids("price"), bottom_mlp_params=layers([256, 128], 0.1),
-                            tower_mlp_params_list=[layers([64])] * 2, target=["click", "buy"]),
+        lambda: ShareBottom(
+            **ids("price"),
+            bottom_mlp_params=layers([256, 128], 0.1),
+            tower_mlp_params_list=[layers([64])] * 2,
+            target=["click", "buy"],
+        ),
         lambda spec: spec,
     ),
     "esmm": (
-        lambda: ESMM(**ids("price", sequence=True), ctr_mlp_params=layers([256, 128], 0.1),
-                     cvr_mlp_params=layers([256, 128], 0.1), target=["click", "buy"]),
+        lambda: ESMM(
+            **ids("price", sequence=True),
+            ctr_mlp_params=layers([256, 128], 0.1),
+            cvr_mlp_params=layers([256, 128], 0.1),
+            target=["click", "buy"],
+        ),
         lambda spec: spec,
     ),
     "mmoe": (
-        lambda: MMOE(**ids("age"), expert_mlp_params=layers([256, 128]), num_experts=4,
-                     tower_mlp_params_list=[layers([64])] * 2, target=["click", "buy"]),
+        lambda: MMOE(
+            **ids("age"),
+            expert_mlp_params=layers([256, 128]),
+            num_experts=4,
+            tower_mlp_params_list=[layers([64])] * 2,
+            target=["click", "buy"],
+        ),
         lambda spec: spec,
     ),
     # NextRec's PLE builds every level's experts from one set of params; specs/ple.mtl does too.
     "ple": (
-        lambda: PLE(**ids("age"), shared_expert_mlp_params=layers([128, 64]),
-                    specific_expert_mlp_params=[layers([128, 64])] * 2, num_shared_experts=2,
-                    num_specific_experts=1, num_levels=2, tower_mlp_params_list=[layers([32])] * 2,
-                    target=["click", "buy"]),
+        lambda: PLE(
+            **ids("age"),
+            shared_expert_mlp_params=layers([128, 64]),
+            specific_expert_mlp_params=[layers([128, 64])] * 2,
+            num_shared_experts=2,
+            num_specific_experts=1,
+            num_levels=2,
+            tower_mlp_params_list=[layers([32])] * 2,
+            target=["click", "buy"],
+        ),
         lambda spec: spec,
     ),
     # NextRec's loss weighting is chosen at training time (compile), not in the model;
     # its calibrator averages the two pair penalties: weight 0.6 each is calibrator_alpha=1.2.
     "aitm": (
-        lambda: AITM(**ids("price"), bottom_mlp_params=layers([128, 64]), tower_mlp_params_list=[layers([32])] * 3,
-                     calibrator_alpha=1.2, target=["click", "buy", "pay"]),
+        lambda: AITM(
+            **ids("price"),
+            bottom_mlp_params=layers([128, 64]),
+            tower_mlp_params_list=[layers([32])] * 3,
+            calibrator_alpha=1.2,
+            target=["click", "buy", "pay"],
+        ),
         lambda spec: _ait_with_bias(spec.replace("weighting uncertainty", "")),
     ),
 }

@@ -18,7 +18,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 LANGUAGE_MD = HERE.parents[2] / "docs" / "language.md"
-START, END = "<!-- codes:start (generated from compiler/codes.py by this command) -->\n", "<!-- codes:end -->"
+START, END = (
+    "<!-- codes:start (generated from compiler/codes.py by this command) -->\n",
+    "<!-- codes:end -->",
+)
 
 
 def cases() -> list[tuple[Path, Path]]:
@@ -57,7 +60,9 @@ def refresh_reference() -> bool:
     if old == markdown():
         return False
     head, rest = reference.split(START, 1)
-    LANGUAGE_MD.write_text(head + START + markdown() + END + rest.split(END, 1)[1], encoding="utf-8")
+    LANGUAGE_MD.write_text(
+        head + START + markdown() + END + rest.split(END, 1)[1], encoding="utf-8"
+    )
     print("rewrote the diagnostic codes of docs/language.md")
     return True
 
@@ -70,7 +75,11 @@ def main() -> int:
         if new != old:
             changed += 1
             name = f"tests/golden/diagnostics/{snapshot.name}"
-            sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{name}", f"b/{name}"))
+            sys.stdout.writelines(
+                difflib.unified_diff(
+                    old.splitlines(True), new.splitlines(True), f"a/{name}", f"b/{name}"
+                )
+            )
             snapshot.write_text(new, encoding="utf-8")
     print(f"{changed} diagnostic snapshot(s) changed, {len(cases())} in all")
     return 0
