@@ -1,4 +1,5 @@
-"""Census-Income (KDD): test AUC of ShareBottom, MMoE and PLE, next to the papers and a logistic regression.
+"""Census-Income (KDD): test AUC of ShareBottom, MMoE and PLE, next to the papers and a
+logistic regression.
 
 Run from the repository root (CPU-heavy; be nice to others on the machine):
 
@@ -56,7 +57,7 @@ def train_spec(model: type, splits: dict, seed: int, args) -> dict:
 
 
 def logistic_regression(splits: dict, spec: Path = SPECS["mmoe"]) -> dict:
-    """Test AUC per task of a one-hot logistic regression (one per task) on the inputs of ``spec``."""
+    """Test AUC per task of a one-hot logistic regression (one per task) on ``spec``'s inputs."""
     import numpy as np
     import pyarrow.parquet as pq
     from sklearn.compose import ColumnTransformer
@@ -163,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def adult_baseline() -> int:
-    """The logistic regression of ``make demo``'s closing lines, on specs/adult_mmoe.mtl's inputs."""
+    """The logistic regression of ``make demo``'s closing lines.
+
+    It reads the inputs of specs/adult_mmoe.mtl.
+    """
     from mtlc.cli.datasets import DatasetError, adult_splits
     from mtlc.runtime.checkpoint import write_json
 
@@ -180,7 +184,10 @@ def adult_baseline() -> int:
 
 
 def _previous(path: Path, config: dict) -> dict:
-    """Earlier results in ``path`` made with the same options (runs are reused), else a fresh record."""
+    """Earlier results in ``path`` made with the same options, else a fresh record.
+
+    Runs with the same options are reused.
+    """
     import torch
 
     if path.exists():

@@ -96,9 +96,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
-    print(
-        f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
-    )
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average before: {load} on {os.cpu_count()} CPUs")
     source = big_spec()
     statements = sum(1 for s in source.splitlines() if s and not s.startswith("model"))
     with tempfile.TemporaryDirectory() as tmp:

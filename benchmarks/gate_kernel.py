@@ -26,7 +26,10 @@ clock is the thread's CPU time, which other jobs on the machine do not inflate.
 ``--models SPEC...`` adds generated models, forward + backward: ``-O0``,
 ``-O1``, and ``-O1`` with ``ExpertPool.per_expert_min_batch = None`` (always batched).
 
-Usage: ``python benchmarks/gate_kernel.py [--rounds N] [--full] [--pool] [--models SPEC...] [--threads N]``
+Usage::
+
+    python benchmarks/gate_kernel.py [--rounds N] [--full] [--pool] [--models SPEC...] [--threads N]
+
 (the default CPU run takes well under a minute).
 """
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import itertools
 import os
 import platform
@@ -57,12 +61,18 @@ CPU_SHAPES_FULL = [
 
 
 def mtlc_mix(logits: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
-    """What ``GateBank`` does without masks on CUDA or compiled: one fused softmax and mixture for all gates."""
+    """What ``GateBank`` does without masks on CUDA or compiled.
+
+    One fused softmax and mixture for all gates.
+    """
     return ops.gate_softmax_mix(logits, experts, 1.0, 0)
 
 
 def mtlc_weights_then_mix(logits: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
-    """What ``GateBank`` does with masks on CUDA or compiled: one softmax over all gates, one ``gate_mix``."""
+    """What ``GateBank`` does with masks on CUDA or compiled.
+
+    One softmax over all gates, one ``gate_mix``.
+    """
     return ops.gate_mix(torch.softmax(logits, -1), experts)
 
 
@@ -85,8 +95,16 @@ def _inputs(batch, gates, num_experts, width, dtype=torch.float32, device="cpu",
 
 
 def _clock():
-    """CPU time of this thread when torch runs on one thread (robust to other jobs), else wall time."""
+    """CPU time of this thread when torch runs on one thread (robust to other jobs).
+
+    Else wall time.
+    """
     return time.thread_time if torch.get_num_threads() == 1 else time.perf_counter
+
+
+def _forward(form, logits, experts, upstream):
+    """The forward alone (``upstream`` unused: the arguments of ``_step``)."""
+    return form(logits, experts)
 
 
 def _step(form, logits, experts, upstream):
@@ -117,10 +135,12 @@ def cpu_table(shapes, rounds: int) -> list[str]:
         ratios.append(theirs / ours)
         layout = "pool view" if pool_layout else "contiguous"
         lines.append(
-            f"| {' | '.join(map(str, shape))} | {layout} | {ours:.3f} | {theirs:.3f} | {theirs / ours:.2f}x |"
+            f"| {' | '.join(map(str, shape))} | {layout} "
+            f"| {ours:.3f} | {theirs:.3f} | {theirs / ours:.2f}x |"
         )
     lines.append(
-        f"\ngeometric mean NextRec / mtlc: {statistics.geometric_mean(ratios):.2f}x over {len(ratios)} cells"
+        f"\ngeometric mean NextRec / mtlc: {statistics.geometric_mean(ratios):.2f}x "
+        f"over {len(ratios)} cells"
     )
     return lines
 
@@ -172,17 +192,22 @@ def pool_table(
             form(x).backward(upstream)
             times[name].append(clock() - start)
     lines = [
-        f"expert pool B={batch} in={in_dim} dims={list(dims)} E={num_experts}, forward + backward ({clock.__name__}):"
+        f"expert pool B={batch} in={in_dim} dims={list(dims)} E={num_experts}, "
+        f"forward + backward ({clock.__name__}):"
     ]
     for name, samples in times.items():
         lines.append(
-            f"  {name:22s} median {statistics.median(samples[2:]) * 1e3:8.2f} ms  min {min(samples[2:]) * 1e3:8.2f} ms"
+            f"  {name:22s} median {statistics.median(samples[2:]) * 1e3:8.2f} ms  "
+            f"min {min(samples[2:]) * 1e3:8.2f} ms"
         )
     return lines
 
 
 def model_table(specs: list[str], rounds: int, batch: int = 2048) -> list[str]:
-    """Generated models, forward + backward: ``-O0``, ``-O1``, and ``-O1`` with batched pools on CPU."""
+    """Generated models, forward + backward.
+
+    ``-O0``, ``-O1``, and ``-O1`` with batched pools on CPU.
+    """
     import mtlc
     from mtlc import runtime as rt
     from mtlc.runtime.testing import random_batch
@@ -249,23 +274,22 @@ def gpu_table(dtypes=(torch.float32, torch.bfloat16)) -> list[str]:
             batch * num_experts * width,
             batch * gates * width,
         )
-        # the floor: forward reads weights and experts, writes out; backward reads the output's gradient,
-        # weights and experts again, and writes both gradients
+        # the floor: forward reads weights and experts, writes out; backward reads the output's
+        # gradient, weights and experts again, and writes both gradients
         for name, bytes_moved, run in (
-            ("fwd", size * (weights + pool + out), lambda f: f(logits, experts)),
-            (
-                "fwd+bwd",
-                size * (3 * weights + 3 * pool + 2 * out),
-                lambda f: _step(f, logits, experts, upstream),
-            ),
+            ("fwd", size * (weights + pool + out), _forward),
+            ("fwd+bwd", size * (3 * weights + 3 * pool + 2 * out), _step),
         ):
             cells = []
             for form in forms.values():
-                ms = triton.testing.do_bench(lambda: run(form))
+                ms = triton.testing.do_bench(
+                    functools.partial(run, form, logits, experts, upstream)
+                )
                 gbs = bytes_moved / ms / 1e6
                 cells.append(f"{gbs:.0f} ({gbs / copy_gbs:.0%})")
             lines.append(
-                f"| {str(dtype)[6:]} | {batch} | {gates} | {num_experts} | {width} | {name} | {' | '.join(cells)} |"
+                f"| {str(dtype)[6:]} | {batch} | {gates} | {num_experts} | {width} | {name} "
+                f"| {' | '.join(cells)} |"
             )
     return lines
 
@@ -289,7 +313,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads"
     )
     print(f"load average {os.getloadavg()[0]:.2f} at start; clock: {_clock().__name__}\n")
     print("\n".join(cpu_table(CPU_SHAPES_FULL if args.full else CPU_SHAPES, args.rounds)))

@@ -12,6 +12,7 @@ this records how far below.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -23,12 +24,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.parity import test_nextrec_parity as nx_cases  # noqa: E402
-from tests.parity import test_rechub_parity as rh_cases  # noqa: E402
-from tests.parity.peers import build, randomize, random_batch  # noqa: E402
-
 from mtlc.runtime.interop import nextrec as nx  # noqa: E402
 from mtlc.runtime.interop import rechub as rh  # noqa: E402
+from tests.parity import test_nextrec_parity as nx_cases  # noqa: E402
+from tests.parity import test_rechub_parity as rh_cases  # noqa: E402
+from tests.parity.peers import build, random_batch, randomize  # noqa: E402
 
 
 def gap(ours: torch.nn.Module, peer_forward, pairing) -> float:
@@ -55,7 +55,7 @@ def cases(scratch: Path):
                 opt_level,
                 gap(
                     ours,
-                    lambda x: peer.training_adapter.forward(peer, x),
+                    functools.partial(peer.training_adapter.forward, peer),
                     nx_cases.pairing(peer, ours),
                 ),
             )
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{peer:8s} {config:24s} -O{opt_level}  {value:.1e}")
     worst = max(rows, key=lambda r: r["max_abs_diff"])
     print(
-        f"largest: {worst['max_abs_diff']:.1e} ({worst['peer']} {worst['config']} -O{worst['opt_level']}), "
+        f"largest: {worst['max_abs_diff']:.1e} "
+        f"({worst['peer']} {worst['config']} -O{worst['opt_level']}), "
         f"{len(rows)} cases, {len({(r['peer'], r['config']) for r in rows})} configurations"
     )
     if args.json:

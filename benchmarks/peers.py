@@ -1,4 +1,5 @@
-"""The benchmark configuration, built as NextRec 0.6.14 and torch-rechub 0.9.0 models, with their training steps.
+"""The benchmark configuration, built as NextRec 0.6.14 and torch-rechub 0.9.0 models, with
+their training steps.
 
 Each ``*_step`` function returns a ``step()`` closure that runs one training
 step the way the library's own training loop does (NextRec's
@@ -38,7 +39,10 @@ ARCHITECTURES = ("share_bottom", "mmoe", "ple", "esmm", "aitm")
 
 @dataclass(frozen=True)
 class Config:
-    """The benchmark model configuration (issue 4): 206k embedding rows, 3.3M embedding parameters."""
+    """The benchmark model configuration (issue 4).
+
+    206k embedding rows, 3.3M embedding parameters.
+    """
 
     vocabs: dict[str, int] = field(
         default_factory=lambda: {
@@ -71,14 +75,20 @@ CONFIG = Config()
 
 
 def same_adam(params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    """The optimizer given to every contender in the same-optimizer runs: ``torch.optim.Adam`` as it comes."""
+    """The optimizer every contender gets in the same-optimizer runs.
+
+    ``torch.optim.Adam`` as it comes.
+    """
     return torch.optim.Adam(params)
 
 
 def synthetic_batch(
     config: Config, arch: str, size: int, seed: int = 0, device: str = "cpu"
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Random inputs (sparse int64 [B], dense float32 [B]) and 0/1 float32 labels [B] by name, on ``device``."""
+    """Random inputs and labels by name, on ``device``.
+
+    Inputs: sparse int64 [B], dense float32 [B]; labels: 0/1 float32 [B].
+    """
     generator = torch.Generator().manual_seed(seed)
     inputs = {
         name: torch.randint(0, vocab, (size,), generator=generator)
@@ -97,7 +107,10 @@ def synthetic_batch(
 
 
 def nextrec_model(config: Config, arch: str, device: str = "cpu") -> nn.Module:
-    """The NextRec model of ``arch``, compiled with its defaults (Adam lr 1e-3, BCE on probabilities)."""
+    """The NextRec model of ``arch``, compiled with its defaults.
+
+    Its defaults: Adam lr 1e-3, BCE on probabilities.
+    """
     quiet_nextrec()
     from nextrec.basic.features import DenseFeature, SparseFeature
     from nextrec.models.multitask import aitm, esmm, mmoe, ple, share_bottom
@@ -166,7 +179,10 @@ def nextrec_step(
     labels: dict[str, Tensor],
     optimizer: OptimizerFactory | None = None,
 ) -> Step:
-    """One step of NextRec's ``train_epoch`` loop body (its input conversion, metrics and logging left out)."""
+    """One step of NextRec's ``train_epoch`` loop body.
+
+    Its input conversion, metrics and logging are left out.
+    """
     if optimizer is not None:
         model.optimizer_fn = optimizer(list(model.parameters()))
     y_true = torch.stack([labels[name] for name in model.target_columns], dim=1)
@@ -240,7 +256,10 @@ def rechub_step(
     optimizer: OptimizerFactory | None = None,
     device: str = "cpu",
 ) -> Step:
-    """One step of torch-rechub's ``MTLTrainer.train_one_epoch`` loop body (default: Adam lr 1e-3, wd 1e-5)."""
+    """One step of torch-rechub's ``MTLTrainer.train_one_epoch`` loop body.
+
+    Its default optimizer: Adam lr 1e-3, weight decay 1e-5.
+    """
     from torch_rechub.models.multi_task import ESMM
     from torch_rechub.trainers import MTLTrainer
 

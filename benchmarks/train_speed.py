@@ -1,7 +1,7 @@
 """Training-step speed of generated models against NextRec 0.6.14 and torch-rechub 0.9.0, on CPU.
 
-    .venv/bin/python benchmarks/train_speed.py            # full run (~10 min on 2 cores)
-    .venv/bin/python benchmarks/train_speed.py --quick    # < 1 min: MMoE and PLE, batch 256 and 2048
+    .venv/bin/python benchmarks/train_speed.py          # full run (~10 min on 2 cores)
+    .venv/bin/python benchmarks/train_speed.py --quick  # < 1 min: MMoE and PLE, batch 256 and 2048
 
 For each architecture (ShareBottom, MMoE, PLE, ESMM, AITM) of the configuration
 of ``peers.Config`` and each batch size, the contenders run one training step
@@ -116,7 +116,10 @@ def mtlc_spec(config: Config, arch: str, norm: str = "none") -> str:
 
 
 def _ple_levels(config: Config, mlp) -> list[str]:
-    """PLE levels as NextRec builds them: task gates over [shared, own], the shared gate over [specific..., shared]."""
+    """PLE levels as NextRec builds them.
+
+    Task gates over [shared, own], the shared gate over [specific..., shared].
+    """
     tasks, lines = config.tasks("ple"), []
     dims = list(config.expert_dims)
     for level in range(1, config.ple_levels + 1):
@@ -141,7 +144,7 @@ def mtlc_model(config: Config, arch: str, norm: str = "none") -> type[nn.Module]
     return _load_spec(mtlc_spec(config, arch, norm), f"bench_{arch}_{norm}.mtl")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_spec(source: str, filename: str) -> type[nn.Module]:
     import mtlc
 
@@ -159,13 +162,14 @@ def mtlc_step(
     same_adam: bool = False,
     device: str = "cpu",
 ) -> tuple[nn.Module, peers.Step, peers.Step]:
-    """One step of ``mtlc.runtime.Trainer`` (its own optimizer, or ``torch.optim.Adam()`` if ``same_adam``).
+    """One step of ``mtlc.runtime.Trainer``.
 
-    Returns the model, the step, and the optimizer's step alone (on the gradients the last step left).
-    On CUDA the step runs in float32 (``bf16=False``), the peers' precision.
+    With its own optimizer, or ``torch.optim.Adam()`` if ``same_adam``. Returns the model, the
+    step, and the optimizer's step alone (on the gradients the last step left). On CUDA the
+    step runs in float32 (``bf16=False``), the peers' precision.
     """
-    from mtlc.runtime.trainer import Trainer, TrainConfig
     from mtlc.runtime.batches import Batch
+    from mtlc.runtime.trainer import TrainConfig, Trainer
 
     config = TrainConfig(optimizer=optimizer or "adam", progress=False, device=device, bf16=False)
     trainer = Trainer(model_class, config, log=lambda _: None)
@@ -250,7 +254,10 @@ def matmul_flops(step: peers.Step) -> int:
 
 
 def sgemm_rate(config: Config, size: int, reps: int = 3, device: str = "cpu") -> float:
-    """FLOP/s of fp32 matmuls at the step's shapes (first and second expert layers, a tower), fwd and bwd."""
+    """FLOP/s of fp32 matmuls at the step's shapes, forward and backward.
+
+    The shapes: the first and second expert layers, a tower.
+    """
     width = len(config.vocabs) * config.dim + len(config.dense)
     layers = [
         (width, config.expert_dims[0]),
@@ -310,7 +317,10 @@ def run_rounds(
 
 
 def summarize(cell: list[Contender], rates: list[float], size: int) -> list[dict]:
-    """Per contender: samples/s (median, min, max), per-round ratios to each peer, step and floor ms."""
+    """Per contender: samples/s (median, min, max), per-round ratios to each peer.
+
+    Also the step's and the floor's milliseconds.
+    """
     rate = statistics.median(rates)
     rows = []
     for c in cell:
@@ -459,16 +469,17 @@ def print_cell(rows: list[dict]) -> None:
 def markdown(results: list[dict]) -> str:
     """The results as one markdown table."""
     head = (
-        "| arch | optimizer | batch | contender | samples/s (median) | min-max | vs NextRec [min-max] "
-        "| vs rechub [min-max] | step ms | matmul floor ms | step / floor | optimizer ms | ceiling vs NextRec "
-        "| load |"
+        "| arch | optimizer | batch | contender | samples/s (median) | min-max "
+        "| vs NextRec [min-max] | vs rechub [min-max] | step ms | matmul floor ms "
+        "| step / floor | optimizer ms | ceiling vs NextRec | load |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     fmt = lambda v: f"{v[0]:.2f} [{v[1]:.2f}-{v[2]:.2f}]" if v else "-"  # noqa: E731
     for r in results:
         lines.append(
             f"| {TITLES[r['arch']]} | {r['optimizer']} | {r['batch']} | {r['contender']} "
-            f"| {r['samples_s']:,.0f} | {r['min']:,.0f}-{r['max']:,.0f} | {fmt(r.get('vs_nextrec'))} "
+            f"| {r['samples_s']:,.0f} | {r['min']:,.0f}-{r['max']:,.0f} "
+            f"| {fmt(r.get('vs_nextrec'))} "
             f"| {fmt(r.get('vs_rechub'))} | {r['step_ms']:.1f} | {r['floor_ms']:.1f} "
             f"| {r['step_ms'] / r['floor_ms']:.2f} | {num(r.get('optimizer_ms'), '.1f')} "
             f"| {num(r.get('ceiling_vs_nextrec'), '.2f')} | {r.get('load', float('nan')):.1f} |"
@@ -482,7 +493,10 @@ def num(value: float | None, spec: str) -> str:
 
 
 def headline(results: list[dict]) -> str:
-    """``mmoe_b2048_vs_nextrec=X.XX ple_b2048_vs_nextrec=X.XX mmoe_b256_vs_nextrec=X.XX`` (own optimizers)."""
+    """The speed-ups over NextRec, with the libraries' own optimizers, as one line.
+
+    ``mmoe_b2048_vs_nextrec=X.XX ple_b2048_vs_nextrec=X.XX mmoe_b256_vs_nextrec=X.XX``
+    """
 
     def ratio(arch: str, size: int) -> str:
         for r in results:

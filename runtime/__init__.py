@@ -6,9 +6,9 @@ scikit-learn); training lives in the ``trainer``/``data``/... submodules.
 """
 
 from .convert import convert_o0_state_dict
-from .gates import GateBank, SoftmaxGate, mix
+from .gates import Gate, GateBank, SoftmaxGate
 from .kernels import gate_mix, gate_softmax_mix, gate_weights, scale_gate
-from .layers import MLP, AITransfer, ExpertPool, Experts, pool_max, pool_mean, pool_sum
+from .layers import MLP, AITransfer, ExpertPool, Experts, mix, pool_max, pool_mean, pool_sum
 from .spec import Constraint, Feature, Task, Weighting
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "ExpertPool",
     "Experts",
     "Feature",
+    "Gate",
     "GateBank",
     "MLP",
     "SoftmaxGate",
@@ -35,7 +36,10 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """``from mtlc.runtime import Trainer, TrainConfig``, loaded on first use (they need pyarrow)."""
+    """``from mtlc.runtime import Trainer, TrainConfig``, loaded on first use.
+
+    They need pyarrow, which importing the runtime does not load.
+    """
     if name in ("Trainer", "TrainConfig"):
         from . import trainer
 

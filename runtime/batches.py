@@ -11,23 +11,23 @@ exactly the global batch that one process would see.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from mtlc.runtime.data import DataFiles, Encoder
+from mtlc.runtime.data import DataFiles, Encoder, Rows
 
 __all__ = ["Batch", "iter_batches"]
 
 BUFFER_ROWS = 1 << 20
 
 
-@dataclass
-class Batch:
-    """One rank's part of a global batch.
+@dataclass(frozen=True)
+class Batch(Rows[Tensor]):
+    """One rank's part of a global batch: its ``Rows`` as tensors.
 
     ``inputs``: feature name -> tensor (see the generated module's contract);
     ``labels`` / ``masks``: task name -> [n] tensors (labels float32, int64 for
@@ -35,17 +35,11 @@ class Batch:
     ``global_size`` the rows of the whole global batch over all ranks.
     """
 
-    inputs: dict[str, Tensor]
-    labels: dict[str, Tensor]
-    masks: dict[str, Tensor]
     size: int
     global_size: int
 
-    def to(self, device: torch.device) -> "Batch":
-        move = lambda d: {k: v.to(device, non_blocking=True) for k, v in d.items()}  # noqa: E731
-        return Batch(
-            move(self.inputs), move(self.labels), move(self.masks), self.size, self.global_size
-        )
+    def to(self, device: torch.device) -> Batch:
+        return self.map(lambda tensor: tensor.to(device, non_blocking=True))
 
 
 def iter_batches(
@@ -69,47 +63,35 @@ def iter_batches(
     rng = np.random.default_rng([seed, epoch]) if shuffle else None
     chunks = (encoder.encode(b, labels) for _, b in data.fragments(encoder.read_columns(labels)))
     for rows in _global_batches(chunks, global_size, rng, buffer_rows):
-        n = _length(rows)
+        n = len(rows)
         start, stop = rank * n // world, (rank + 1) * n // world
-        yield _to_batch({k: v[start:stop] for k, v in rows.items()}, stop - start, n)
+        yield _to_batch(rows.take(slice(start, stop)), stop - start, n)
 
 
-def _global_batches(chunks, size: int, rng, buffer_rows: int) -> Iterator[dict[str, np.ndarray]]:
-    pending: list[dict[str, np.ndarray]] = []
+def _global_batches(
+    chunks: Iterator[Rows[np.ndarray]], size: int, rng, buffer_rows: int
+) -> Iterator[Rows[np.ndarray]]:
+    pending: list[Rows[np.ndarray]] = []
     count = 0
     for chunk in chunks:
         pending.append(chunk)
-        count += _length(chunk)
+        count += len(chunk)
         if count >= max(buffer_rows, size):
-            rows = _shuffled(_concat(pending), rng)
+            rows = _shuffled(Rows.concat(pending), rng)
             full = count // size * size
-            yield from ({k: v[i : i + size] for k, v in rows.items()} for i in range(0, full, size))
-            pending, count = [{k: v[full:] for k, v in rows.items()}], count - full
+            yield from (rows.take(slice(i, i + size)) for i in range(0, full, size))
+            pending, count = [rows.take(slice(full, None))], count - full
     if count:
-        rows = _shuffled(_concat(pending), rng)
-        yield from ({k: v[i : i + size] for k, v in rows.items()} for i in range(0, count, size))
+        rows = _shuffled(Rows.concat(pending), rng)
+        yield from (rows.take(slice(i, i + size)) for i in range(0, count, size))
 
 
-def _length(rows: dict[str, np.ndarray]) -> int:
-    return len(next(iter(rows.values()))) if rows else 0
-
-
-def _concat(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    if len(chunks) == 1:
-        return chunks[0]
-    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-
-
-def _shuffled(rows: dict[str, np.ndarray], rng) -> dict[str, np.ndarray]:
+def _shuffled(rows: Rows[np.ndarray], rng) -> Rows[np.ndarray]:
     if rng is None:
         return rows
-    order = rng.permutation(_length(rows))
-    return {k: v[order] for k, v in rows.items()}
+    return rows.take(rng.permutation(len(rows)))
 
 
-def _to_batch(rows: dict[str, np.ndarray], size: int, global_size: int) -> Batch:
-    parts: dict[str, dict[str, Tensor]] = {"f": {}, "y": {}, "m": {}}
-    for key, value in rows.items():
-        kind, name = key.split(":", 1)
-        parts[kind][name] = torch.from_numpy(np.ascontiguousarray(value))
-    return Batch(parts["f"], parts["y"], parts["m"], size, global_size)
+def _to_batch(rows: Rows[np.ndarray], size: int, global_size: int) -> Batch:
+    tensors = rows.map(lambda array: torch.from_numpy(np.ascontiguousarray(array)))
+    return Batch(tensors.inputs, tensors.labels, tensors.masks, size, global_size)

@@ -2,9 +2,10 @@
 
 At ``-O0`` an expert pool is an :class:`Experts` and each gate a
 :class:`SoftmaxGate`; at ``-O1`` the pool is an :class:`ExpertPool` of the
-same attribute name and gates are grouped into :class:`GateBank` s. The
-``-O1`` class says which gates each bank computes in its class attribute
-``gate_banks = {bank_attr: (gate_attr, ...)}``, and which pools each merged
+same attribute name and gates are grouped into :class:`GateBank` s (a gate
+alone is a :class:`Gate` of the same name). The ``-O1`` class says which gates
+each bank computes in its class attribute ``gate_banks = {bank_attr:
+(gate_attr, ...)}``, and which pools each merged
 pool computes (pools of one input and one block) in ``expert_pools =
 {pool_attr: (pool_attr, ...)}``; every other parameter keeps its name.
 """
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from .gates import GateBank, SoftmaxGate
+from .gates import Gate, GateBank, SoftmaxGate
 from .layers import ExpertPool, Experts
 
 
@@ -43,7 +44,7 @@ def _load(module: nn.Module, sub: dict[str, Tensor], prefix: str) -> None:
 def _pool_state(
     pool: ExpertPool, subs: list[dict[str, Tensor]], prefixes: tuple[str, ...]
 ) -> dict[str, Tensor]:
-    """An :class:`ExpertPool`'s state from the states of the :class:`Experts` it merges, in order."""
+    """An :class:`ExpertPool`'s state from those of the :class:`Experts` it merges, in order."""
     mlps = []
     for sub, prefix in zip(subs, prefixes):
         count = len({key.split(".")[1] for key in sub if key.startswith("experts.")})
@@ -91,20 +92,21 @@ def convert_o0_state_dict(
     pools = getattr(type(model_o1), "expert_pools", {})
     used: set[str] = set()
     result: dict[str, Tensor] = {}
-    for name, module in model_o1.named_modules():
-        if any(name.startswith(done + ".") for done in banks):
-            continue  # inside a bank (a hidden gate's pool): converted with the bank
+    modules = dict(model_o1.named_modules())
+    gates = [name for name, module in modules.items() if isinstance(module, GateBank)]
+    for name, module in modules.items():
+        if any(name.startswith(gate + ".") for gate in gates):
+            continue  # inside a bank or gate (a hidden gate's pool): converted with it
         if isinstance(module, ExpertPool):
             members = pools.get(name, (name,))
             state = _pool_state(module, [_sub_state(state_dict, m, used) for m in members], members)
-        elif isinstance(module, GateBank):
-            if name not in banks:
+        elif isinstance(module, GateBank):  # a bank, or a Gate: a bank of one, its own name
+            members = banks.get(name, (name,) if isinstance(module, Gate) else None)
+            if members is None:
                 raise KeyError(
                     f"gate bank {name!r} is not listed in {type(model_o1).__name__}.gate_banks"
                 )
-            state = _bank_state(
-                module, [_sub_state(state_dict, gate, used) for gate in banks[name]], banks[name]
-            )
+            state = _bank_state(module, [_sub_state(state_dict, g, used) for g in members], members)
         else:
             continue
         result.update({f"{name}.{key}": value for key, value in state.items()})
@@ -113,6 +115,7 @@ def convert_o0_state_dict(
     if set(result) != expected:
         missing, extra = sorted(expected - set(result)), sorted(set(result) - expected)
         raise KeyError(
-            f"the -O0 state_dict does not fit {type(model_o1).__name__}: missing {missing}, left over {extra}"
+            f"the -O0 state_dict does not fit {type(model_o1).__name__}: "
+            f"missing {missing}, left over {extra}"
         )
     return result

@@ -10,17 +10,18 @@ falling count) and mean / standard deviation per dense feature. It is fitted
 in one streamed pass over the training data, which also validates every row,
 and is saved with the run as JSON.
 
-Encoded rows are plain numpy arrays, keyed ``f:<feature>`` (inputs),
-``y:<task>`` (labels) and ``m:<task>`` (label present); ``mtlc.runtime.batches``
+Encoded rows are a ``Rows`` of plain numpy arrays: ``inputs`` by feature,
+``labels`` and ``masks`` (label present) by task; ``mtlc.runtime.batches``
 turns them into shuffled tensor batches.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -31,11 +32,58 @@ import pyarrow.dataset as ds
 from mtlc.runtime import validate
 from mtlc.runtime.validate import DataError
 
-__all__ = ["DataError", "DataFiles", "Encoder", "open_data"]
+__all__ = ["DataError", "DataFiles", "Encoder", "Rows", "open_data"]
 
 PAD, UNKNOWN = 0, 1
 _SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".gz": "csv", ".tsv": "csv"}
 READ_ROWS = 65_536
+
+C = TypeVar("C")  # a column: a numpy array or a tensor
+
+
+@dataclass(frozen=True)
+class Rows(Generic[C]):
+    """Some rows, column by column: ``inputs`` by feature, ``labels`` and ``masks`` by task.
+
+    Every column holds the same rows, first dimension first; a mask is True
+    where the task's label is present. Without labels, ``labels`` and
+    ``masks`` are empty.
+    """
+
+    inputs: dict[str, C]
+    labels: dict[str, C]
+    masks: dict[str, C]
+
+    def __len__(self) -> int:
+        for columns in (self.inputs, self.labels, self.masks):
+            for column in columns.values():
+                return len(column)
+        return 0
+
+    def map(self, fn: Callable[[C], Any]) -> Rows:
+        """``fn`` applied to every column (a subclass keeps its other fields)."""
+        return replace(
+            self,
+            inputs={k: fn(v) for k, v in self.inputs.items()},
+            labels={k: fn(v) for k, v in self.labels.items()},
+            masks={k: fn(v) for k, v in self.masks.items()},
+        )
+
+    def take(self, index) -> Rows:
+        """The rows ``index`` selects (a slice or an array of positions) of every column."""
+        return self.map(lambda column: column[index])
+
+    @staticmethod
+    def concat(parts: list[Rows[np.ndarray]]) -> Rows[np.ndarray]:
+        """The rows of ``parts``, one part after another (numpy columns)."""
+        if len(parts) == 1:
+            return parts[0]
+
+        def joined(group: str) -> dict[str, np.ndarray]:
+            names = getattr(parts[0], group)
+            return {k: np.concatenate([getattr(p, group)[k] for p in parts]) for k in names}
+
+        return Rows(joined("inputs"), joined("labels"), joined("masks"))
 
 
 @dataclass(frozen=True)
@@ -149,7 +197,7 @@ class Encoder:
 
     # -- fitting --------------------------------------------------------------
 
-    def fit(self, data: DataFiles) -> "Encoder":
+    def fit(self, data: DataFiles) -> Encoder:
         """Fit vocabularies and dense statistics in one pass, validating every row.
 
         Raises:
@@ -186,7 +234,7 @@ class Encoder:
         return self
 
     def check(self, data: DataFiles, labels: bool = True) -> int:
-        """Validate every row of ``data`` (as ``fit`` does) without fitting; return the row count."""
+        """Validate every row of ``data`` as ``fit`` does, without fitting; return the row count."""
         rows = 0
         for path, batch, row0 in self._validated(data, labels=labels):
             for feature in self._categorical():
@@ -219,9 +267,10 @@ class Encoder:
             needed = len(self.vocabs[self.table(feature)]) + 2
             if needed > feature.vocab:
                 raise DataError(
-                    f"feature {feature.name!r} (column {self.column(feature.name)!r}): the training data "
-                    f"has {needed - 2} distinct values, so the vocabulary needs vocab >= {needed} "
-                    f"(ids 0 and 1 are padding and unknown); the spec says vocab={feature.vocab}"
+                    f"feature {feature.name!r} (column {self.column(feature.name)!r}): "
+                    f"the training data has {needed - 2} distinct values, so the vocabulary "
+                    f"needs vocab >= {needed} (ids 0 and 1 are padding and unknown); "
+                    f"the spec says vocab={feature.vocab}"
                 )
 
     def _categorical(self) -> list:
@@ -241,33 +290,33 @@ class Encoder:
 
     # -- encoding -------------------------------------------------------------
 
-    def encode(self, batch: pa.RecordBatch, labels: bool = True) -> dict[str, np.ndarray]:
-        """Encode one record batch (already validated) into arrays keyed ``f:``, ``y:``, ``m:``.
+    def encode(self, batch: pa.RecordBatch, labels: bool = True) -> Rows[np.ndarray]:
+        """Encode one record batch (already validated) into ``Rows`` of numpy arrays.
 
         Shapes: sparse int64 [n]; sequence int64 [n, maxlen]; dense float32 [n] or [n, dim];
-        labels float32 [n] (int64 for multiclass); masks bool [n].
+        labels float32 [n] (int64 for multiclass); masks bool [n]. Without ``labels`` the
+        rows have inputs only.
         """
-        out: dict[str, np.ndarray] = {}
+        rows: Rows[np.ndarray] = Rows({}, {}, {})
         for feature in self.features.values():
             column = self.column(feature.name)
             if feature.kind == "sparse":
-                out["f:" + feature.name] = self._ids(
+                rows.inputs[feature.name] = self._ids(
                     validate.sparse_values(batch, column, None, 0), feature
                 )
             elif feature.kind == "sequence":
                 lists = validate.sequence_lists(batch, column, None, 0, self.sep)
-                out["f:" + feature.name] = self._padded(lists, feature)
+                rows.inputs[feature.name] = self._padded(lists, feature)
             else:
                 x = validate.dense_values(batch, feature, column, None, 0)
                 if self.standardize and feature.name in self.stats:
                     mean, std = self.stats[feature.name]
                     x = (x - np.asarray(mean)) / np.asarray(std)
-                out["f:" + feature.name] = x.astype(np.float32)
+                rows.inputs[feature.name] = x.astype(np.float32)
         if labels:
             for task in self.supervised():
-                y, mask = validate.label_arrays(batch, task)
-                out["y:" + task.name], out["m:" + task.name] = y, mask
-        return out
+                rows.labels[task.name], rows.masks[task.name] = validate.label_arrays(batch, task)
+        return rows
 
     def _ids(self, values: pa.Array, feature) -> np.ndarray:
         table = self.table(feature)
@@ -277,7 +326,10 @@ class Encoder:
         return pc.fill_null(index, -1).to_numpy(zero_copy_only=False).astype(np.int64) + 2
 
     def _padded(self, lists: pa.Array, feature) -> np.ndarray:
-        """Ids of each list, keeping its last ``maxlen`` items, left-aligned and 0-padded: [n, maxlen]."""
+        """Ids of each list, keeping its last ``maxlen`` items: [n, maxlen].
+
+        Left-aligned and padded with 0.
+        """
         offsets = lists.offsets.to_numpy()
         ids = self._ids(lists.values.slice(offsets[0], offsets[-1] - offsets[0]), feature)
         offsets = offsets - offsets[0]
@@ -304,7 +356,7 @@ class Encoder:
         }
 
     @classmethod
-    def from_state(cls, features: dict, tasks: dict, state: dict) -> "Encoder":
+    def from_state(cls, features: dict, tasks: dict, state: dict) -> Encoder:
         """Rebuild a fitted encoder from ``state()``."""
         encoder = cls(features, tasks, state["columns"], state["standardize"], state["sep"])
         encoder.vocabs = {k: list(v) for k, v in state["vocabs"].items()}

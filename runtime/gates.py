@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from .kernels import gate_mix, gate_softmax_mix, gate_weights, reference
 from .kernels.cpu import _MixSources
 from .kernels.ops import plain_autograd
-from .layers import MLP, ExpertPool, mix
+from .layers import MLP, ExpertPool
 
 
 def _check_gate(num_experts: int, top: int | None, temperature: float) -> None:
@@ -152,7 +152,10 @@ class GateBank(nn.Module):
         return tuple(len(mask) for mask in self.masks)
 
     def _mask_indices(self) -> tuple[Tensor, Tensor]:
-        """``[T, n_max]`` indices: into the logits (padded with a ``-inf`` column) and into ``E + 1`` slots."""
+        """``[T, n_max]`` indices into the logits and into ``E + 1`` slots.
+
+        The logits are padded with a ``-inf`` column.
+        """
         width = max(self.sizes)
         total = sum(self.sizes)
         logit_index = torch.full((self.num_gates, width), total, dtype=torch.long)
@@ -172,7 +175,10 @@ class GateBank(nn.Module):
         return torch.cat([linear(h[:, t]) for t, linear in enumerate(self.linears)], dim=-1)
 
     def weights(self, x: Tensor) -> Tensor:
-        """Every gate's weights over the bank's experts: ``[B, in_dim] -> [B, T, E]`` (0 off a gate's mask)."""
+        """Every gate's weights over the bank's experts: ``[B, in_dim] -> [B, T, E]``.
+
+        A weight is 0 off its gate's mask.
+        """
         logits = self.logits(x)
         if self.masks is None:
             return gate_weights(
@@ -219,3 +225,37 @@ class GateBank(nn.Module):
             return
         self.linear.weight.copy_(torch.cat([g.linear.weight for g in gates]))
         self.linear.bias.copy_(torch.cat([g.linear.bias for g in gates]))
+
+
+class Gate(GateBank):
+    """``-O1`` form of one softmax gate and its mixture: a :class:`GateBank` of one gate.
+
+    Computes the same as ``mix(SoftmaxGate(x), experts[:, mask])``, through the
+    bank's paths (one fused op for softmax and mixture).
+
+    Args:
+        in_dim, num_experts, hidden, top, temperature: as :class:`SoftmaxGate`.
+        mask: ``None`` (the gate mixes all E experts in order) or the expert
+            indices it mixes, in its own order.
+
+    Parameter layout: a one-gate :class:`GateBank`'s (without ``hidden``:
+    ``linear``, exactly a :class:`SoftmaxGate`'s ``linear``).
+
+    Shapes: ``(x [B, in_dim], *experts [B, E_i, D]) -> [B, D]``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        num_experts: int,
+        hidden: Sequence[int] = (),
+        top: int | None = None,
+        temperature: float = 1.0,
+        mask: Sequence[int] | None = None,
+    ) -> None:
+        masks = None if mask is None else (mask,)
+        super().__init__(in_dim, num_experts, 1, hidden, top, temperature, masks)
+
+    def forward(self, x: Tensor, *experts: Tensor) -> Tensor:
+        """``(x [B, in_dim], *experts [B, E_i, D]) -> [B, D]``."""
+        return super().forward(x, *experts).squeeze(1)

@@ -15,7 +15,9 @@ from torch.nn import functional as F
 
 from .kernels.cpu import _ReluPool
 
-_ACTIVATIONS = {
+# The runtime's module for each activation the language knows (mtlc.ir.Activation: the
+# runtime does not import the compiler, tests/test_layers.py checks the two agree).
+ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
     "silu": nn.SiLU,
@@ -28,9 +30,9 @@ _NORMS = ("none", "batch", "layer")
 
 
 def _check_options(activation: str, norm: str, dropout: float) -> None:
-    if activation not in _ACTIVATIONS:
+    if activation not in ACTIVATIONS:
         raise ValueError(
-            f"unknown activation {activation!r}; expected one of {', '.join(_ACTIVATIONS)}"
+            f"unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}"
         )
     if norm not in _NORMS:
         raise ValueError(f"unknown norm {norm!r}; expected one of {', '.join(_NORMS)}")
@@ -40,13 +42,16 @@ def _check_options(activation: str, norm: str, dropout: float) -> None:
 
 def _activation(name: str, channels: int = 1) -> nn.Module:
     """The activation module; ``prelu`` gets ``channels`` slopes (one per expert in a pool)."""
-    return nn.PReLU(channels) if name == "prelu" else _ACTIVATIONS[name]()
+    return nn.PReLU(channels) if name == "prelu" else ACTIVATIONS[name]()
 
 
 def _after_linear(
     norm: nn.Module | None, activation: str, dropout: float, channels: int = 1
 ) -> list[nn.Module]:
-    """What follows a layer's Linear: the norm (if any), the activation (none for ``none``), dropout (if > 0)."""
+    """What follows a layer's Linear.
+
+    The norm (if any), the activation (none for ``none``), dropout (if > 0).
+    """
     modules = [] if norm is None else [norm]
     if activation == "relu" and norm is not None:
         # in place on the norm's output, which no backward reads (each norm saves its input)
@@ -132,7 +137,10 @@ class Experts(nn.Module):
 
 
 class _PoolBatchNorm(nn.Module):
-    """Batch norm per expert per feature of a ``[B, E, d]`` pool: ``norm`` is ``BatchNorm1d(E * d)``."""
+    """Batch norm per expert per feature of a ``[B, E, d]`` pool.
+
+    ``norm`` is ``BatchNorm1d(E * d)``.
+    """
 
     def __init__(self, num_experts: int, width: int) -> None:
         super().__init__()
@@ -142,10 +150,11 @@ class _PoolBatchNorm(nn.Module):
         return self.norm(h.reshape(h.shape[0], -1)).view(h.shape)
 
     def per_expert(self, count: int):
-        """The same as E batch norms of ``d`` features: ``(e, h [B, d]) -> [B, d]`` (``BatchNorm1d.forward``'s logic).
+        """The same as E batch norms of ``d`` features: ``(e, h [B, d]) -> [B, d]``.
 
-        Call once per forward: the counter moves here; the running statistics of
-        expert e are updated in place through views of the pooled ones.
+        It follows ``BatchNorm1d.forward``'s logic. Call once per forward: the
+        counter moves here; the running statistics of expert e are updated in
+        place through views of the pooled ones.
         """
         norm = self.norm
         factor = 0.0 if norm.momentum is None else norm.momentum
@@ -169,7 +178,10 @@ class _PoolBatchNorm(nn.Module):
 
 
 class _PoolLayerNorm(nn.Module):
-    """Layer norm of each expert over its own ``d`` features, with per-expert ``weight``/``bias`` ``[E, d]``."""
+    """Layer norm of each expert over its own ``d`` features.
+
+    With per-expert ``weight``/``bias`` ``[E, d]``.
+    """
 
     def __init__(self, num_experts: int, width: int) -> None:
         super().__init__()
@@ -181,7 +193,10 @@ class _PoolLayerNorm(nn.Module):
         return torch.addcmul(self.bias, F.layer_norm(h, (self.width,)), self.weight)
 
     def per_expert(self, count: int):
-        """The same for expert e alone: ``(e, h [B, d]) -> [B, d]`` with its own ``weight[e]``, ``bias[e]``."""
+        """The same for expert e alone: ``(e, h [B, d]) -> [B, d]``.
+
+        With its own ``weight[e]``, ``bias[e]``.
+        """
         weights, biases = self.weight.unbind(0), self.bias.unbind(0)
         return lambda e, h: torch.addcmul(biases[e], F.layer_norm(h, (self.width,)), weights[e])
 
@@ -189,7 +204,10 @@ class _PoolLayerNorm(nn.Module):
 def _pool_post(
     num_experts: int, width: int, activation: str, dropout: float, norm: str
 ) -> nn.Sequential:
-    """What follows one batched matmul of a pool: norm -> activation -> dropout, on ``[B, E, d]``."""
+    """What follows one batched matmul of a pool, on ``[B, E, d]``.
+
+    norm -> activation -> dropout.
+    """
     norm_class = {"batch": _PoolBatchNorm, "layer": _PoolLayerNorm}.get(norm)
     norm_module = None if norm_class is None else norm_class(num_experts, width)
     # PReLU(E): channel dim 1 is the expert
@@ -266,7 +284,8 @@ class ExpertPool(nn.Module):
             return self._per_expert(x)
         h = self.post[0](self.first(x).view(x.shape[0], self.num_experts, self.dims[0]))
         for weight, bias, post in zip(self.weights, self.biases, self.post[1:]):
-            # [E, B, d_in] @ [E, d_in, d_out] + [E, 1, d_out] -> [E, B, d_out], seen as [B, E, d_out]
+            # [E, B, d_in] @ [E, d_in, d_out] + [E, 1, d_out] -> [E, B, d_out],
+            # seen as [B, E, d_out]
             h = post(torch.baddbmm(bias, h.transpose(0, 1), weight).transpose(0, 1))
         return h
 
@@ -329,7 +348,10 @@ class ExpertPool(nn.Module):
                 _load_post(post, e, norm, prelu)
 
     def load_from_experts(self, experts: Experts) -> None:
-        """Copy an :class:`Experts` of the same arguments into this pool (same outputs and gradients)."""
+        """Copy an :class:`Experts` of the same arguments into this pool.
+
+        The pool then gives the same outputs and gradients.
+        """
         self.load_from_mlps(list(experts.experts))
 
 
@@ -420,9 +442,9 @@ class AITransfer(nn.Module):
         return mix(attention, self.value(slots))
 
     def scores(self, slots: Tensor) -> Tensor:
-        """``<query(u), key(u)> / sqrt(D)`` for each slot ``u``, up to a constant: ``[B, 2, D] -> [B, 2]``.
+        """``<query(u), key(u)> / sqrt(D)`` for each slot ``u``, up to a constant.
 
-        With ``query(u) = Wq u + bq`` and ``key(u) = Wk u + bk``,
+        ``[B, 2, D] -> [B, 2]``. With ``query(u) = Wq u + bq`` and ``key(u) = Wk u + bk``,
         ``<query(u), key(u)> = <u (Wq^T Wk) + (Wq^T bk + Wk^T bq), u> + <bq, bk>``.
         The ``D x D`` product is cheap next to the ``[2B, D]`` matmuls it saves
         (one forward, two backward; AITM's training step is faster for it,
@@ -456,13 +478,19 @@ def pool_sum(emb: Tensor, ids: Tensor) -> Tensor:
 
 
 def pool_mean(emb: Tensor, ids: Tensor) -> Tensor:
-    """Mean of the embeddings of non-padding ids: ``[B, L, D], [B, L] -> [B, D]``; all-padding gives zeros."""
+    """Mean of the embeddings of non-padding ids: ``[B, L, D], [B, L] -> [B, D]``.
+
+    All padding gives zeros.
+    """
     valid = _valid(emb, ids)
     return (emb * valid).sum(1) / valid.sum(1).clamp_min(1.0)
 
 
 def pool_max(emb: Tensor, ids: Tensor) -> Tensor:
-    """Elementwise max over non-padding ids: ``[B, L, D], [B, L] -> [B, D]``; all-padding gives zeros."""
+    """Elementwise max over non-padding ids: ``[B, L, D], [B, L] -> [B, D]``.
+
+    All padding gives zeros.
+    """
     padding = (ids == 0).unsqueeze(-1)
     largest = emb.masked_fill(padding, torch.finfo(emb.dtype).min).amax(1)
     return torch.where(padding.all(1), torch.zeros_like(largest), largest)

@@ -105,7 +105,7 @@ class MultiTaskLoss(nn.Module):
         if kind == "uncertainty":
             self.weighting: nn.Module = UncertaintyWeighting(weights, regression)
         elif kind == "gradnorm":
-            self.weighting = GradNormWeighting(len(self.names), float(weighting.alpha or 1.5))
+            self.weighting = GradNormWeighting(len(self.names), float(weighting.alpha))
         else:
             self.weighting = FixedWeighting(weights)
 

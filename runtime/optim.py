@@ -169,10 +169,11 @@ def _lr(group: dict) -> float:
 
 @torch.no_grad()
 def clip_grad_norm_(params: Iterable[nn.Parameter], max_norm: float) -> Tensor:
-    """``nn.utils.clip_grad_norm_`` (L2) that also accepts sparse gradients (from :class:`LazyAdam` runs).
+    """``nn.utils.clip_grad_norm_`` (L2) that also accepts sparse gradients.
 
-    Sparse gradients are coalesced in place first, so that duplicate rows count
-    once, as in the dense gradient. Returns the total norm before clipping.
+    Sparse gradients (from :class:`LazyAdam` runs) are coalesced in place first,
+    so that duplicate rows count once, as in the dense gradient. Returns the
+    total norm before clipping.
     """
     params = [p for p in params if p.grad is not None]
     for param in params:

@@ -79,12 +79,21 @@ class Constraint:
     weight: float
 
 
+GRADNORM_ALPHA = 1.5
+"""GradNorm's asymmetry parameter when a spec does not give one (Chen et al., ICML 2018)."""
+
+
 @dataclass(frozen=True)
 class Weighting:
     """How task losses combine: ``"fixed"``, ``"uncertainty"`` or ``"gradnorm"``.
 
-    ``alpha`` is GradNorm's asymmetry parameter (gradnorm only).
+    ``alpha`` is GradNorm's asymmetry parameter: ``GRADNORM_ALPHA`` unless
+    given, for gradnorm; None for the other kinds.
     """
 
     kind: str = "fixed"
     alpha: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "gradnorm" and self.alpha is None:
+            object.__setattr__(self, "alpha", GRADNORM_ALPHA)  # frozen: set once, here

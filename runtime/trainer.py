@@ -17,9 +17,9 @@ import math
 import pickle
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -29,17 +29,17 @@ from tqdm.auto import tqdm
 from mtlc.runtime import checkpoint as ckpt
 from mtlc.runtime import distributed
 from mtlc.runtime.batches import BUFFER_ROWS, iter_batches
-from mtlc.runtime.data import DataFiles, Encoder, open_data
+from mtlc.runtime.data import DataFiles, Encoder, Rows, open_data
 from mtlc.runtime.losses import GradNormWeighting, MultiTaskLoss, shared_parameters
-from mtlc.runtime.optim import OPTIMIZERS, clip_grad_norm_, keep_freed_memory, make_optimizer
 from mtlc.runtime.metrics import (
     default_monitor,
-    monitor_problem,
     higher_is_better,
+    monitor_problem,
     plot_curves,
     score,
     task_metrics,
 )
+from mtlc.runtime.optim import OPTIMIZERS, clip_grad_norm_, keep_freed_memory, make_optimizer
 
 __all__ = ["Trainer", "TrainConfig", "TrainError"]
 
@@ -58,6 +58,10 @@ class TrainConfig:
     ``patience``: stop after that many epochs without improvement of ``monitor``
     (``auc``, ``loss``, ``logloss``, ``TASK.METRIC``; default mean AUC, or mean
     loss without binary tasks); None never stops early.
+    ``keep_freed_memory``: on CPU, have glibc keep freed memory for reuse
+    (``mtlc.runtime.optim.keep_freed_memory``, process-wide, once per process;
+    also off with ``MTLC_KEEP_FREED_MEMORY=0``). Turn it off when the trainer
+    runs inside a larger process whose allocator should stay as it is.
     """
 
     epochs: int = 10
@@ -77,6 +81,7 @@ class TrainConfig:
     progress: bool | None = None
     eval_batch_size: int = 8192
     buffer_rows: int = BUFFER_ROWS
+    keep_freed_memory: bool = True
 
 
 class Trainer:
@@ -97,7 +102,8 @@ class Trainer:
         self.config = config or TrainConfig()
         if self.config.optimizer not in OPTIMIZERS:
             raise TrainError(
-                f"unknown optimizer {self.config.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}"
+                f"unknown optimizer {self.config.optimizer!r}: "
+                f"choose one of {', '.join(OPTIMIZERS)}"
             )
         self.dist = distributed.setup(self.config.device)
         self.device = _device(self.config.device, self.dist.local_rank)
@@ -167,7 +173,8 @@ class Trainer:
         if start is None:
             if out is not None and (out / ckpt.LAST).exists():
                 raise TrainError(
-                    f"{out} already holds a run: pass --resume to continue it, or choose another --out"
+                    f"{out} already holds a run: pass --resume to continue it, "
+                    "or choose another --out"
                 )
             self._rows = self.encoder.fit(train_files).rows
         else:
@@ -177,12 +184,13 @@ class Trainer:
         if out is not None and self.dist.is_main and start is None:
             ckpt.write_json(out / ckpt.ENCODER, self.encoder.state())
             ckpt.write_json(out / ckpt.CONFIG, asdict(self.config))
-        if self.device.type == "cpu":
+        if self.device.type == "cpu" and self.config.keep_freed_memory:
             _keep_freed_memory_once()
         for epoch in range((start or 0) + 1, self.config.epochs + 1):
             if self._stopped():
                 self.log(
-                    f"stopped early: {self.monitor} did not improve for {self.config.patience} epochs"
+                    f"stopped early: {self.monitor} did not improve "
+                    f"for {self.config.patience} epochs"
                 )
                 break
             record = self._epoch(train_files, valid_files, epoch)
@@ -213,7 +221,10 @@ class Trainer:
         return record
 
     def _train_epoch(self, train: DataFiles, epoch: int) -> tuple[int, torch.Tensor]:
-        """One pass over this rank's batches; returns (rows, row-weighted sums of [total, *task] losses)."""
+        """One pass over this rank's batches.
+
+        Returns (rows, row-weighted sums of [total, *task] losses).
+        """
         self.model.train()
         config, started, rows = self.config, time.perf_counter(), 0
         sums = torch.zeros(1 + len(self.loss.names), dtype=torch.float64, device=self.device)
@@ -246,7 +257,10 @@ class Trainer:
         return rows, sums
 
     def _step(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step on this rank's part of a global batch; returns (total loss, task losses)."""
+        """One optimizer step on this rank's part of a global batch.
+
+        Returns (total loss, task losses).
+        """
         batch = batch.to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
         if batch.size:
@@ -344,13 +358,14 @@ class Trainer:
         return int(state["epoch"])
 
     def load_state(self, state: dict) -> None:
-        """Load the model, loss weights and encoder of a checkpoint (for evaluation or prediction)."""
+        """Load the model, loss weights and encoder of a checkpoint, to evaluate or predict."""
         try:
             self.model.load_state_dict(state["model"])
             self.loss.load_state_dict(state["loss"])
         except RuntimeError as error:
             raise TrainError(
-                f"the checkpoint does not fit {type(self.model).__name__}: {str(error).splitlines()[0]}"
+                f"the checkpoint does not fit {type(self.model).__name__}: "
+                f"{str(error).splitlines()[0]}"
             ) from None
         spec = type(self.model)
         self.encoder = Encoder.from_state(spec.features, spec.tasks, state["encoder"])
@@ -358,7 +373,7 @@ class Trainer:
     @classmethod
     def from_run(
         cls, model: type[nn.Module], run: str | Path, device: str = "cpu", which: str = "best"
-    ) -> "Trainer":
+    ) -> Trainer:
         """A trainer holding a run's best (or last) checkpoint, ready to evaluate or predict."""
         run = Path(run)
         path = run / (ckpt.BEST if which == "best" else ckpt.LAST)
@@ -389,45 +404,58 @@ class Trainer:
 
     # -- evaluation and prediction ------------------------------------------------
 
-    @torch.no_grad()
-    def predict(
-        self, data: str | Path | DataFiles, labels: bool = False, check: bool = True
-    ) -> dict[str, np.ndarray]:
-        """Predictions of every task for every row, in input order (``label:TASK``/``mask:TASK`` too
-        when ``labels``)."""
+    def predict(self, data: str | Path | DataFiles, check: bool = True) -> dict[str, np.ndarray]:
+        """Predictions of every task for every row, in input order: ``{task: array}``."""
         files = data if isinstance(data, DataFiles) else open_data(data)
         if check:
-            self.encoder.check(files, labels=labels)
+            self.encoder.check(files, labels=False)
+        return self._predict(files, labels=False)[0]
+
+    def evaluate(self, data: str | Path | DataFiles, check: bool = True) -> dict[str, dict]:
+        """Metrics of every supervised task: ``{task: {metric: value}}``.
+
+        ``check``: validate the rows first.
+        """
+        files = data if isinstance(data, DataFiles) else open_data(data)
+        if check:
+            self.encoder.check(files, labels=True)
+        predictions, rows = self._predict(files, labels=True)
+        metrics = {}
+        for task in type(self.model).tasks.values():
+            if task.label is None:
+                continue
+            mask = rows.masks[task.name]
+            metrics[task.name] = task_metrics(
+                task.kind, predictions[task.name][mask], rows.labels[task.name][mask], task.classes
+            )
+        return metrics
+
+    @torch.no_grad()
+    def _predict(self, files: DataFiles, labels: bool) -> tuple[dict[str, np.ndarray], Rows]:
+        """Every task's predictions, in input order, and the rows' labels and masks.
+
+        The labels and masks come as ``Rows`` without inputs (empty without ``labels``).
+        """
         self.model.eval()
         parts: dict[str, list[np.ndarray]] = {}
+        truth: list[Rows] = []
         for batch in iter_batches(files, self.encoder, self.config.eval_batch_size, labels=labels):
             batch = batch.to(self.device)
             with self._autocast():
                 out = self.model(batch.inputs)
             for name, value in out.items():
                 parts.setdefault(name, []).append(value.float().cpu().numpy())
-            for name in batch.labels:
-                parts.setdefault("label:" + name, []).append(batch.labels[name].cpu().numpy())
-                parts.setdefault("mask:" + name, []).append(batch.masks[name].cpu().numpy())
-        return {k: np.concatenate(v) for k, v in parts.items()}
-
-    def evaluate(self, data: str | Path | DataFiles, check: bool = True) -> dict[str, dict]:
-        """Metrics of every supervised task: ``{task: {metric: value}}`` (``check``: validate the rows first)."""
-        out = self.predict(data, labels=True, check=check)
-        metrics = {}
-        for task in type(self.model).tasks.values():
-            if task.label is None:
-                continue
-            mask = out["mask:" + task.name]
-            metrics[task.name] = task_metrics(
-                task.kind, out[task.name][mask], out["label:" + task.name][mask], task.classes
-            )
-        return metrics
+            truth.append(Rows({}, batch.labels, batch.masks).map(lambda t: t.cpu().numpy()))
+        predictions = {k: np.concatenate(v) for k, v in parts.items()}
+        return predictions, Rows.concat(truth) if truth else Rows({}, {}, {})
 
 
 @functools.cache
 def _keep_freed_memory_once() -> bool:
-    """``keep_freed_memory()`` the first time a CPU run starts in this process (see ``mtlc.runtime.optim``)."""
+    """``keep_freed_memory()`` the first time a CPU run starts in this process.
+
+    See ``mtlc.runtime.optim``.
+    """
     return keep_freed_memory()
 
 

@@ -94,8 +94,8 @@ def sequence_lists(
     ):
         return array.cast(pa.list_(pa.string()))
     raise DataError(
-        f"{_where(path, column, row0 + 1)}: type {array.type} for a sequence feature; expected a list "
-        "column or delimited strings"
+        f"{_where(path, column, row0 + 1)}: type {array.type} for a sequence feature; "
+        "expected a list column or delimited strings"
     )
 
 
@@ -127,7 +127,8 @@ def dense_values(
     else:
         expected = "numbers" if feature.dim == 1 else f"lists of {feature.dim} numbers"
         raise DataError(
-            f"{_where(path, column, row0 + 1)}: type {array.type} for a dense feature; expected {expected}"
+            f"{_where(path, column, row0 + 1)}: type {array.type} for a dense feature; "
+            f"expected {expected}"
         )
     finite = np.isfinite(x).reshape(len(x), -1).all(1)
     if not finite.all():
@@ -143,7 +144,8 @@ def label_values(batch: pa.RecordBatch, task, path: Path, row0: int) -> None:
     where = _where(path, task.label)
     if not (_is_number(array.type) or pa.types.is_null(array.type)):
         raise DataError(
-            f"{where}, data row {row0 + 1}: type {array.type} for the label of task {task.name!r}; expected numbers"
+            f"{where}, data row {row0 + 1}: type {array.type} for the label of task "
+            f"{task.name!r}; expected numbers"
         )
     y = array.cast(pa.float64()).to_numpy(zero_copy_only=False)
     present = array.is_valid().to_numpy(zero_copy_only=False)
@@ -166,7 +168,8 @@ def label_values(batch: pa.RecordBatch, task, path: Path, row0: int) -> None:
         if bad.any():
             index = _first(bad)
             raise DataError(
-                f"{where}, data row {row0 + index + 1}: {what}, got {y[index]:g} (task {task.name!r})"
+                f"{where}, data row {row0 + index + 1}: {what}, got {y[index]:g} "
+                f"(task {task.name!r})"
             )
 
 

@@ -20,7 +20,7 @@ class Builder:
         self.constraints: list[ir.Constraint] = []
         self.weighting = ir.Weighting()
 
-    def _add(self, node: ir.Node) -> "Builder":
+    def _add(self, node: ir.Node) -> Builder:
         self.nodes[node.name] = node
         return self
 

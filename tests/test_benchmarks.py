@@ -1,4 +1,7 @@
-"""The benchmark scripts run end to end at tiny sizes (their figures are not checked: timings are not tests)."""
+"""The benchmark scripts run end to end at tiny sizes.
+
+Their figures are not checked: timings are not tests.
+"""
 
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import training_toys as toys  # noqa: E402
 
 from mtlc.runtime import data as data_mod  # noqa: E402
-from mtlc.runtime.batches import iter_batches  # noqa: E402
-from mtlc.runtime.data import DataError, Encoder, open_data  # noqa: E402
+from mtlc.runtime.batches import Batch, iter_batches  # noqa: E402
+from mtlc.runtime.data import DataError, Encoder, Rows, open_data  # noqa: E402
 from mtlc.runtime.spec import Feature, Task  # noqa: E402
 
 
@@ -56,38 +56,37 @@ def test_vocabulary_reserves_padding_and_unknown_and_is_shared_by_table(tmp_path
         write(tmp_path, rows(user=["z", "new", "a", "b"]), "e.parquet")
     ).to_batches()[0]
     encoded = enc.encode(batch)
-    assert encoded["f:user"].tolist() == [5, 1, 2, 3]
+    assert encoded.inputs["user"].tolist() == [5, 1, 2, 3]
 
 
 def test_sequences_keep_the_last_maxlen_items_from_strings_and_lists(tmp_path):
     enc = encoder().fit(open_data(write(tmp_path, rows())))
-    strings = enc.encode(pq.read_table(write(tmp_path, rows())).to_batches()[0])["f:hist"]
+    strings = enc.encode(pq.read_table(write(tmp_path, rows())).to_batches()[0]).inputs["hist"]
     assert strings.tolist() == [[2, 3, 0, 0, 0], [0] * 5, [3, 2, 3, 4, 4], [5, 0, 0, 0, 0]]
     lists = rows(hist=[["a", "b"], [], ["c", "a", "b", "a", "b", "c", "c"], None])
-    listed = enc.encode(pq.read_table(write(tmp_path, lists, "l.parquet")).to_batches()[0])[
-        "f:hist"
-    ]
+    listed = enc.encode(pq.read_table(write(tmp_path, lists, "l.parquet")).to_batches()[0])
+    listed = listed.inputs["hist"]
     assert listed[:3].tolist() == strings[:3].tolist() and listed[3].tolist() == [0] * 5
 
 
 def test_dense_columns_are_standardised_with_training_statistics(tmp_path):
     path = write(tmp_path, rows())
     enc = encoder().fit(open_data(path))
-    x = enc.encode(pq.read_table(path).to_batches()[0])["f:price"]
+    x = enc.encode(pq.read_table(path).to_batches()[0]).inputs["price"]
     assert x.dtype == np.float32 and abs(x.mean()) < 1e-6 and abs(x.std() - 1) < 1e-6
     raw = (
         encoder(standardize=False).fit(open_data(path)).encode(pq.read_table(path).to_batches()[0])
     )
-    assert raw["f:price"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert raw.inputs["price"].tolist() == [1.0, 2.0, 3.0, 4.0]
 
 
 def test_missing_label_masks_only_that_task_and_row(tmp_path):
     path = write(tmp_path, rows())
     enc = encoder().fit(open_data(path))
     encoded = enc.encode(pq.read_table(path).to_batches()[0])
-    assert encoded["m:ctr"].tolist() == [True] * 4
-    assert encoded["m:ctcvr"].tolist() == [True, False, True, False]
-    assert "y:cvr" not in encoded  # latent task: no label
+    assert encoded.masks["ctr"].tolist() == [True] * 4
+    assert encoded.masks["ctcvr"].tolist() == [True, False, True, False]
+    assert set(encoded.labels) == set(encoded.masks) == {"ctr", "ctcvr"}  # cvr is latent
 
 
 def test_vocabulary_too_large_for_the_spec_says_the_size_needed(tmp_path):
@@ -167,7 +166,10 @@ def test_state_round_trip_encodes_identically(tmp_path):
     again = Encoder.from_state(toys.FEATURES, toys.FUNNEL, enc.state())
     batch = pq.read_table(path).to_batches()[0]
     a, b = enc.encode(batch), again.encode(batch)
-    assert all(np.array_equal(a[k], b[k]) for k in a)
+    for group in ("inputs", "labels", "masks"):
+        left, right = getattr(a, group), getattr(b, group)
+        assert left.keys() == right.keys()
+        assert all(np.array_equal(left[k], right[k]) for k in left)
 
 
 def test_shuffled_epochs_depend_on_seed_and_epoch_and_ranks_split_global_batches(tmp_path):
@@ -204,3 +206,19 @@ def test_unshuffled_batches_keep_input_order_across_record_batches(tmp_path, mon
     monkeypatch.setattr(data_mod, "READ_ROWS", 16)
     prices = np.concatenate([b.inputs["price"].numpy() for b in iter_batches(files, enc, 37)])
     assert np.allclose(prices, pq.read_table(path)["price"].to_numpy())
+
+
+def test_rows_take_concat_and_map_every_column_alike(tmp_path):
+    mask = np.array([True, False, True, True])
+    rows = Rows({"x": np.arange(4)}, {"t": np.arange(4) * 10}, {"t": mask})
+    both = Rows.concat([rows, rows.take(slice(1, 3))])
+    assert len(both) == 6 and both.labels["t"].tolist() == [0, 10, 20, 30, 10, 20]
+    picked = both.take(np.array([5, 0]))
+    assert picked.inputs["x"].tolist() == [2, 0] and picked.masks["t"].tolist() == [True, True]
+    assert picked.map(torch.from_numpy).labels["t"].tolist() == [20, 0]
+    path = toys.write_parquet(tmp_path / "t.parquet", 30)
+    files = open_data(path)
+    batch = next(iter_batches(files, encoder().fit(files), 8))
+    moved = batch.to(torch.device("cpu"))
+    assert isinstance(moved, Batch) and (moved.size, moved.global_size, len(moved)) == (8, 8, 8)
+    assert set(moved.labels) == set(moved.masks) == {"ctr", "ctcvr"}

@@ -1,4 +1,7 @@
-"""Two gloo processes on CPU (launched as torchrun would) match one process on the same global batch."""
+"""Two gloo processes on CPU (launched as torchrun would) match one process.
+
+Both see the same global batch.
+"""
 
 from __future__ import annotations
 

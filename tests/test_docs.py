@@ -10,7 +10,10 @@ from tests.refresh_golden import QUOTED_MODULE, internals_module
 
 
 def _quoted_module(markdown: str) -> list[str]:
-    """The lines of the first code block that starts with the generated header ("..." lines left out)."""
+    """The lines of the first code block that starts with the generated header.
+
+    "..." lines are left out.
+    """
     match = QUOTED_MODULE.search(markdown)
     assert match, "no generated module quoted"
     return [line for line in match.group(2).splitlines() if line.strip() != "..."]

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 
 from mtlc import runtime as rt
+from mtlc.ir import Activation
+from mtlc.runtime import layers
 
 B, IN = 5, 7
 
@@ -28,13 +30,17 @@ def _x(*shape, dtype=torch.float64):
 
 
 @pytest.mark.parametrize("norm", ["none", "batch", "layer"])
-@pytest.mark.parametrize("activation", ["relu", "gelu", "silu", "tanh", "sigmoid", "prelu", "none"])
+@pytest.mark.parametrize("activation", [a.value for a in Activation])
 def test_mlp_layout_and_shape(activation, norm):
     mlp = rt.MLP(IN, [6, 3], activation=activation, dropout=0.1, norm=norm)
     kinds = [type(m) for m in mlp.layers]
     per_layer = 2 + (norm != "none") + (activation != "none")
     assert len(kinds) == 2 * per_layer and kinds[0] is nn.Linear and kinds[-1] is nn.Dropout
     assert mlp(torch.randn(B, IN)).shape == (B, 3)
+
+
+def test_the_runtime_has_a_module_for_every_activation_of_the_language():
+    assert set(layers.ACTIVATIONS) == {a.value for a in Activation}
 
 
 def test_bad_options_are_rejected_with_a_message():
@@ -438,7 +444,10 @@ def test_convert_o0_state_dict_names_what_does_not_fit():
 
 
 def test_importing_the_runtime_loads_no_optional_library():
-    code = "import sys; from mtlc import runtime; print(sorted({'triton', 'pyarrow', 'sklearn'} & set(sys.modules)))"
+    code = (
+        "import sys; from mtlc import runtime; "
+        "print(sorted({'triton', 'pyarrow', 'sklearn'} & set(sys.modules)))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )

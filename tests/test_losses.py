@@ -20,7 +20,7 @@ from mtlc.runtime.losses import (  # noqa: E402
     product_bce,
     shared_parameters,
 )
-from mtlc.runtime.spec import Constraint, Task, Weighting  # noqa: E402
+from mtlc.runtime.spec import GRADNORM_ALPHA, Constraint, Task, Weighting  # noqa: E402
 
 SATURATED = torch.tensor([1e4, -1e4, 1e4, -1e4, 0.0])
 LABELS = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0])
@@ -114,6 +114,14 @@ def test_uncertainty_weighting_follows_kendall():
     assert torch.allclose(loss.weighting(losses), expected)
 
 
+def test_gradnorm_alpha_defaults_in_the_weighting_record():
+    assert Weighting("gradnorm").alpha == GRADNORM_ALPHA == 1.5
+    assert Weighting("gradnorm") == Weighting("gradnorm", 1.5)
+    assert Weighting("gradnorm", 0.5).alpha == 0.5
+    assert Weighting("fixed").alpha is None and Weighting("uncertainty").alpha is None
+    assert MultiTaskLoss(toys.FUNNEL, (), Weighting("gradnorm")).weighting.alpha == 1.5
+
+
 def test_gradnorm_finds_shared_parameters_and_balances_weights():
     torch.manual_seed(0)
     model = toys.make_model(dropout=0.0)()
@@ -143,11 +151,13 @@ def test_gradnorm_finds_shared_parameters_and_balances_weights():
             torch.sqrt(
                 sum(
                     (g**2).sum()
-                    for g in torch.autograd.grad(l, shared, retain_graph=True, allow_unused=True)
+                    for g in torch.autograd.grad(
+                        task_loss, shared, retain_graph=True, allow_unused=True
+                    )
                     if g is not None
                 )
             )
-            for l in losses
+            for task_loss in losses
         ]
     )
     # the task with the larger gradient norm gets its weight pushed down

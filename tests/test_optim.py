@@ -1,4 +1,7 @@
-"""The optimizers: the fused default is Adam's math; lazy Adam touches only the rows a batch uses."""
+"""The optimizers: the fused default is Adam's math.
+
+Lazy Adam touches only the rows a batch uses.
+"""
 
 from __future__ import annotations
 
@@ -107,7 +110,10 @@ def test_lazy_adam_updates_only_touched_rows():
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
 def test_lazy_adam_equals_adam_when_the_same_rows_are_touched(weight_decay):
-    """Dense parameters follow Adam exactly; table rows touched every step do too; others never move."""
+    """Dense parameters follow Adam exactly; table rows touched every step do too.
+
+    Other rows never move.
+    """
     lazy, dense = _pair()
     lazy_opt = make_optimizer(lazy, name="lazy_adam", lr=0.01, weight_decay=weight_decay)
     adam = torch.optim.Adam(dense.parameters(), lr=0.01, weight_decay=weight_decay, foreach=False)

@@ -1,4 +1,7 @@
-"""Resuming a run, also one killed with SIGKILL mid-epoch, repeats the uninterrupted losses exactly."""
+"""Resuming a run repeats the uninterrupted losses exactly.
+
+Also a run killed with SIGKILL mid-epoch.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from mtlc.runtime.trainer import TrainConfig, Trainer  # noqa: E402
 
 CONFIG = dict(batch_size=32, lr=3e-3, seed=7)
 
-# Trains 3 epochs into argv[2]; from epoch 2 on, each step sleeps so the parent can kill it mid-epoch.
+# Trains 3 epochs into argv[2]; from epoch 2 on, each step sleeps so the parent can kill it
+# mid-epoch.
 CHILD = """
 import sys, time
 sys.path.insert(0, {tests!r})

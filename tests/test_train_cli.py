@@ -1,4 +1,7 @@
-"""``mtlc train / predict / evaluate`` end to end on compiled specs, and on slices of the real data."""
+"""``mtlc train / predict / evaluate`` end to end on compiled specs.
+
+Also on slices of the real data.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +24,10 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def mmoe_table(rows: int, seed: int) -> pa.Table:
-    """Rows for specs/mmoe.mtl: user_id, item_id (strings), age; click, buy (buy only after a click)."""
+    """Rows for specs/mmoe.mtl: user_id, item_id (strings), age; click, buy.
+
+    buy only after a click.
+    """
     rng = np.random.default_rng(seed)
     user, item, age = rng.integers(0, 50, rows), rng.integers(0, 20, rows), rng.normal(40, 12, rows)
     click = (rng.random(rows) < np.where(item % 2 == 0, 0.7, 0.2)).astype(np.int64)

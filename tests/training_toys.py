@@ -98,7 +98,10 @@ def make_model(
 
 
 def funnel_table(rows: int, seed: int = 0) -> pa.Table:
-    """Toy rows: user (string), hist ('|'-free comma list), price; click, buy (null where no click)."""
+    """Toy rows: user (string), hist ('|'-free comma list), price; click, buy.
+
+    buy is null where there is no click.
+    """
     rng = np.random.default_rng(seed)
     user = rng.integers(0, 30, rows)
     price = rng.normal(50, 10, rows)

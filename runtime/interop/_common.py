@@ -11,29 +11,23 @@ weights here are already in the spec's parametrisation.
 from __future__ import annotations
 
 import keyword
-import re
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+
+from mtlc.check.scope import NAME
+from mtlc.ir import Activation
+from mtlc.runtime import layers
 
 
 class ConversionError(ValueError):
     """A peer model that mtlc cannot reproduce exactly, or weights that do not fit."""
 
 
-_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
-
-# Peer activation modules and their names in the language.
-ACTIVATIONS: dict[type, str] = {
-    nn.ReLU: "relu",
-    nn.GELU: "gelu",
-    nn.SiLU: "silu",
-    nn.Tanh: "tanh",
-    nn.Sigmoid: "sigmoid",
-    nn.PReLU: "prelu",
-    nn.Identity: "none",
-}
+# Peer activation modules and their names in the language: the runtime's module for each
+# activation the language knows.
+ACTIVATIONS: dict[type, str] = {layers.ACTIVATIONS[a.value]: a.value for a in Activation}
 
 
 @dataclass
@@ -208,7 +202,7 @@ def fold_batchnorm(lin: Linear, norm: nn.BatchNorm1d) -> Linear:
 
 def check_name(name: str, what: str) -> str:
     """``name`` if it is a valid spec name, else a ConversionError saying why."""
-    if not _NAME.match(name) or keyword.iskeyword(name):
+    if not NAME.match(name) or keyword.iskeyword(name):
         raise ConversionError(
             f"{what} {name!r} cannot be a name in a spec (names are [a-z_][a-z0-9_]* and not a "
             "Python keyword); rename it in the peer model's config"
@@ -246,7 +240,10 @@ class SpecWriter:
         return name
 
     def add(self, line: str = "") -> None:
-        """Append a statement; a blank line separates kinds of statement (experts and gates are one)."""
+        """Append a statement; a blank line separates kinds of statement.
+
+        Experts and gates count as one kind.
+        """
         last = self.lines[-1] if self.lines else ""
         if line and last and _section(line) != _section(last):
             self.lines.append("")

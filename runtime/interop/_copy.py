@@ -53,7 +53,10 @@ def load(target: nn.Module, conversion: Conversion) -> None:
 
 
 def checked(spec: str):
-    """The IR of a converted spec; a ConversionError (with the diagnostics) if it does not compile."""
+    """The IR of a converted spec.
+
+    Raises a ConversionError (with the diagnostics) if it does not compile.
+    """
     try:
         return compile_ir(spec, "converted.mtl")
     except SpecError as error:

@@ -204,7 +204,10 @@ class _Reader:
         self.weights[name] = blocks
 
     def gate(self, name: str, softmax_gate: nn.Sequential, source: str, over: list[str]) -> None:
-        """``gate name = softmax(source) over [...]`` from NextRec's ``Sequential(Linear, Softmax)``."""
+        """``gate name = softmax(source) over [...]`` from NextRec's gate.
+
+        NextRec's gate is a ``Sequential(Linear, Softmax)``.
+        """
         self.spec.add(f"gate {name} = softmax({source}) over [{', '.join(over)}]")
         self.weights[name] = fold_input(linear(softmax_gate[0]), self.folds(source))
 
@@ -266,7 +269,10 @@ def _mmoe(r: _Reader) -> None:
 
 
 def _ple(r: _Reader) -> None:
-    """Per level: shared experts, each task's experts, task gates, and (but last) the shared gate."""
+    """Per level: shared experts, each task's experts, task gates, and the shared gate.
+
+    The last level has no shared gate.
+    """
     tasks = [task for task, _ in r.tasks]
     task_in, shared_in = [r.group] * len(tasks), r.group
     levels = list(r.model.cgc_layers)

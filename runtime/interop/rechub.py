@@ -43,7 +43,10 @@ VERSION = "0.9.0"
 
 
 class FoldWarning(UserWarning):
-    """A rechub detail was folded into weights exactly for prediction, but not for further training."""
+    """A rechub detail was folded into weights.
+
+    The fold is exact for prediction, but not for further training.
+    """
 
 
 _KINDS = {"classification": "binary(label={label})", "regression": "regression(label={label})"}
@@ -79,7 +82,10 @@ def load_weights(
     tasks: list[str] | None = None,
     maxlen: int | dict[str, int] | None = None,
 ) -> None:
-    """Copy ``rechub_model``'s weights into the model compiled from ``spec_from`` (same arguments)."""
+    """Copy ``rechub_model``'s weights into the model compiled from ``spec_from``.
+
+    Pass the arguments given to ``spec_from``.
+    """
     _copy.load(generated_model, convert(rechub_model, tasks=tasks, maxlen=maxlen))
 
 
@@ -148,7 +154,8 @@ class _Reader:
             if owner is not None and owner not in declared:  # the owner is declared first
                 if owner not in names:
                     raise ConversionError(
-                        f"{self.where}: {feature.name!r} shares the table of {owner!r}, not a feature"
+                        f"{self.where}: {feature.name!r} shares the table of {owner!r}, "
+                        "not a feature"
                     )
                 self._declare(embedded[names.index(owner)], maxlen)
                 declared.add(owner)
@@ -187,8 +194,9 @@ class _Reader:
             )
         if feature.padding_idx != 0:
             raise ConversionError(
-                f"{self.where}: sequence feature {feature.name!r} has padding_idx={feature.padding_idx}; mtlc "
-                "excludes id 0 from pooling, so only padding_idx=0 converts exactly"
+                f"{self.where}: sequence feature {feature.name!r} has "
+                f"padding_idx={feature.padding_idx}; mtlc excludes id 0 from pooling, so only "
+                "padding_idx=0 converts exactly"
             )
         length = maxlen.get(feature.name) if isinstance(maxlen, dict) else maxlen
         if not length:
@@ -236,16 +244,19 @@ def _mmoe(r: _Reader) -> None:
     for index, (gate, tower) in enumerate(zip(gates, r.model.towers)):
         r.tower_and_head(index, tower, gate)
     warnings.warn(
-        "rechub MMOE: each gate's BatchNorm1d is folded into its Linear with the running statistics; "
-        "exact in eval mode, while in training the converted gates are plain Linear -> softmax "
-        "(docs/nextrec.md)",
+        "rechub MMOE: each gate's BatchNorm1d is folded into its Linear with the running "
+        "statistics; exact in eval mode, while in training the converted gates are plain "
+        "Linear -> softmax (docs/nextrec.md)",
         FoldWarning,
         stacklevel=4,
     )
 
 
 def _gate(layers: nn.Sequential, where: str) -> Linear:
-    """rechub's gate ``Linear -> BatchNorm1d -> Softmax -> Dropout``: the BatchNorm folded (eval mode)."""
+    """rechub's gate ``Linear -> BatchNorm1d -> Softmax -> Dropout``.
+
+    The BatchNorm is folded into the Linear (eval mode).
+    """
     kinds = [type(m) for m in layers]
     if kinds != [nn.Linear, nn.BatchNorm1d, nn.Softmax, nn.Dropout]:
         raise ConversionError(f"{where}: unexpected gate layers {[k.__name__ for k in kinds]}")
@@ -253,7 +264,10 @@ def _gate(layers: nn.Sequential, where: str) -> Linear:
 
 
 def _aitm(r: _Reader) -> None:
-    """Bottoms; task i's info gate (a tower) reads task i-1's transferred bottom; AIT mixes it in."""
+    """Bottoms; task i's info gate (a tower) reads task i-1's transferred bottom.
+
+    AIT mixes it in.
+    """
     tasks = r.tasks
     bottoms = [r.spec.fresh(f"{tasks[0]}_in")] + [r.spec.fresh(f"{task}_raw") for task in tasks[1:]]
     for i, (name, mlp) in enumerate(zip(bottoms, r.model.bottoms)):
@@ -272,8 +286,9 @@ def _aitm(r: _Reader) -> None:
     for index, tower in enumerate(r.model.towers):
         r.tower_and_head(index, tower, inputs[index])
     warnings.warn(
-        "rechub AITM: each info gate became a tower feeding `ait`, whose own info Linear is set to the "
-        "identity; exact, but in training that Linear is trained too (docs/nextrec.md)",
+        "rechub AITM: each info gate became a tower feeding `ait`, whose own info Linear is "
+        "set to the identity; exact, but in training that Linear is trained too "
+        "(docs/nextrec.md)",
         FoldWarning,
         stacklevel=4,
     )

@@ -24,13 +24,14 @@ _threshold_backward = torch.ops.aten.threshold_backward
 
 
 class _ReluPool(torch.autograd.Function):
-    """An expert pool of ReLU MLPs (no norm, no dropout), the experts one after another, as one autograd node.
+    """An expert pool of ReLU MLPs (no norm, no dropout) as one autograd node.
 
-    Inputs: ``x [B, in]``, E, ``first_w [E*d1, in]`` and ``first_b [E*d1]``
-    (rows ``e*d1:(e+1)*d1`` are expert e's first ``nn.Linear``), then the
-    later layers' ``weights`` ``[E, d_i, d_i+1]`` (``x @ W``), then their
-    ``biases`` ``[E, 1, d_i+1]``: ``ExpertPool``'s parameter layout. Output:
-    ``[E, B, D]`` (the caller sees it as ``[B, E, D]``).
+    The experts run one after another. Inputs: ``x [B, in]``, E, ``first_w
+    [E*d1, in]`` and ``first_b [E*d1]`` (rows ``e*d1:(e+1)*d1`` are expert e's
+    first ``nn.Linear``), then the later layers' ``weights`` ``[E, d_i,
+    d_i+1]`` (``x @ W``), then their ``biases`` ``[E, 1, d_i+1]``:
+    ``ExpertPool``'s parameter layout. Output: ``[E, B, D]`` (the caller sees
+    it as ``[B, E, D]``).
 
     Why one expert after another: on CPU, from about a thousand rows, each
     expert's activations stay in cache, where the batched matmuls' wide
@@ -78,7 +79,8 @@ class _ReluPool(torch.autograd.Function):
                     kept.append(h)
             hidden.append(kept)
         ctx.count = count
-        # the activations too (torch allows intermediate tensors): freed with the graph, seen by saved-tensor hooks
+        # the activations too (torch allows intermediate tensors): freed with the graph, seen
+        # by saved-tensor hooks
         ctx.save_for_backward(x, out, first_w, *weights, *(h for kept in hidden for h in kept))
         return out
 

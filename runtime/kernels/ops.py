@@ -137,7 +137,10 @@ def _gate_softmax_mix_fake(logits: Tensor, experts: Tensor, temperature: float, 
 def gate_softmax_mix_backward(
     grad: Tensor, logits: Tensor, experts: Tensor, temperature: float, top: int
 ) -> tuple[Tensor, Tensor]:
-    """Gradients of :func:`gate_softmax_mix`: ``(grad_logits [B, T, E], grad_experts [B, E, D])``."""
+    """Gradients of :func:`gate_softmax_mix`.
+
+    Returns ``(grad_logits [B, T, E], grad_experts [B, E, D])``.
+    """
     if _use_triton(experts):
         return _triton_fused().softmax_mix_backward(grad, logits, experts, temperature, top)
     grad_logits, grad_experts = reference.gate_softmax_mix_backward(

@@ -30,7 +30,10 @@ def _acc_type(dtype: torch.dtype):
 
 
 def _constant(value: float, like: Tensor) -> Tensor:
-    """``value`` as a one-element tensor in the compute type (a float argument would round to float32)."""
+    """``value`` as a one-element tensor in the compute type.
+
+    A float argument would round to float32.
+    """
     dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
     return torch.full((1,), value, dtype=dtype, device=like.device)
 
@@ -39,14 +42,18 @@ def _check_mix(weights: Tensor, experts: Tensor) -> None:
     """Raise unless ``weights [B, T, E]`` and ``experts [B, E, D]`` agree in B, E and dtype."""
     if weights.dim() != 3 or experts.dim() != 3 or weights.shape[2] != experts.shape[1]:
         raise ValueError(
-            f"gate_mix wants [B, T, E] and [B, E, D], got {tuple(weights.shape)} and {tuple(experts.shape)}"
+            f"gate_mix wants [B, T, E] and [B, E, D], "
+            f"got {tuple(weights.shape)} and {tuple(experts.shape)}"
         )
     if weights.shape[0] != experts.shape[0] or weights.dtype != experts.dtype:
         raise ValueError("gate_mix: weights and experts differ in batch size or dtype")
 
 
 def _blocks(gates: int, width: int) -> tuple[int, int, int]:
-    """Forward tiles ``(BLOCK_B, BLOCK_T, BLOCK_D)``: about 4096 accumulator elements per program."""
+    """Forward tiles ``(BLOCK_B, BLOCK_T, BLOCK_D)``.
+
+    About 4096 accumulator elements per program.
+    """
     block_t = triton.next_power_of_2(gates)
     block_d = min(128, triton.next_power_of_2(width))
     block_b = max(1, min(64, 4096 // (block_t * block_d)))
@@ -54,7 +61,10 @@ def _blocks(gates: int, width: int) -> tuple[int, int, int]:
 
 
 def _backward_blocks(gates: int, num_experts: int, width: int) -> tuple[int, int, int, int]:
-    """Backward tiles ``(BLOCK_B, BLOCK_T, BLOCK_E, BLOCK_D)``: about 2048 elements per ``[B, T, D or E]`` tile."""
+    """Backward tiles ``(BLOCK_B, BLOCK_T, BLOCK_E, BLOCK_D)``.
+
+    About 2048 elements per ``[B, T, D or E]`` tile.
+    """
     block_t, block_e = triton.next_power_of_2(gates), triton.next_power_of_2(num_experts)
     block_d = min(64, triton.next_power_of_2(width))
     block_b = max(1, min(32, 2048 // (block_t * max(block_d, block_e))))
@@ -70,7 +80,10 @@ def _column(
     slots,  # [BLOCK_E] expert indices
     e,  # the expert wanted
 ):
-    """``tile[:, :, e]``, ``[BLOCK_B, BLOCK_T]`` (a register tile cannot be indexed by a runtime ``e``)."""
+    """``tile[:, :, e]``, ``[BLOCK_B, BLOCK_T]``.
+
+    A register tile cannot be indexed by a runtime ``e``.
+    """
     return tl.sum(tl.where(slots[None, None, :] == e, tile, 0.0), axis=2)
 
 
@@ -136,11 +149,12 @@ def _mix_backward_tile(
     BLOCK_D: tl.constexpr,  # columns of D per step of the loop over D
     ACC: tl.constexpr,  # accumulator type
 ):
-    """Write the experts' gradient of these rows; return the weights' gradient, ``[BLOCK_B, BLOCK_T, BLOCK_E]``.
+    """Write the experts' gradient of these rows; return the weights' gradient.
 
     One pass over D reads ``grad`` and the experts once: ``grad_x[:, e] =
     sum_t weights[:, t, e] * grad[:, t]`` is stored block by block, and
-    ``grad_w[:, t, e] = <grad[:, t], experts[:, e]>`` is summed over the blocks.
+    ``grad_w[:, t, e] = <grad[:, t], experts[:, e]>`` is summed over the blocks
+    (``[BLOCK_B, BLOCK_T, BLOCK_E]``).
     """
     row_ok = rows < B
     g_rows = row_ok[:, None, None] & (gates < T)[None, :, None]

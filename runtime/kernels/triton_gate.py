@@ -45,7 +45,10 @@ def _load_weights_tile(
     stride_we,  # weights stride over E
     ACC: tl.constexpr,  # compute type
 ):
-    """The gate weights of a tile, ``[BLOCK_B, BLOCK_T, BLOCK_E]`` in ``ACC``; 0 outside ``B, T, E``."""
+    """The gate weights of a tile, ``[BLOCK_B, BLOCK_T, BLOCK_E]`` in ``ACC``.
+
+    0 outside ``B, T, E``.
+    """
     ok = (rows < B)[:, None, None] & (gates < T)[None, :, None] & (slots < E)[None, None, :]
     ptrs = (
         weights_ptr
@@ -142,8 +145,8 @@ def gate_mix_forward(weights: Tensor, experts: Tensor) -> Tensor:
     _gate_mix_fwd_kernel[grid](
         weights, experts, out, batch, gates, num_experts, width,
         *weights.stride(), *experts.stride(),
-        BLOCK_B=block_b, BLOCK_T=block_t, BLOCK_E=triton.next_power_of_2(num_experts), BLOCK_D=block_d,
-        ACC=_acc_type(experts.dtype),
+        BLOCK_B=block_b, BLOCK_T=block_t, BLOCK_E=triton.next_power_of_2(num_experts),
+        BLOCK_D=block_d, ACC=_acc_type(experts.dtype),
     )  # fmt: skip
     return out
 
@@ -161,7 +164,8 @@ def gate_mix_backward(grad: Tensor, weights: Tensor, experts: Tensor) -> tuple[T
     _gate_mix_bwd_kernel[(triton.cdiv(batch, block_b),)](
         grad, weights, experts, grad_w, grad_x, batch, gates, num_experts, width,
         *grad.stride(), *weights.stride(), *experts.stride(),
-        BLOCK_B=block_b, BLOCK_T=block_t, BLOCK_E=block_e, BLOCK_D=block_d, ACC=_acc_type(experts.dtype),
+        BLOCK_B=block_b, BLOCK_T=block_t, BLOCK_E=block_e, BLOCK_D=block_d,
+        ACC=_acc_type(experts.dtype),
     )  # fmt: skip
     return grad_w, grad_x
 

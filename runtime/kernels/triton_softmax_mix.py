@@ -186,7 +186,8 @@ def softmax_mix_forward(logits: Tensor, experts: Tensor, temperature: float, top
     block_b, block_t, block_d = _blocks(gates, width)
     grid = (triton.cdiv(batch, block_b), triton.cdiv(width, block_d))
     _softmax_mix_fwd_kernel[grid](
-        logits, experts, out, _constant(1.0 / temperature, experts), batch, gates, num_experts, width,
+        logits, experts, out, _constant(1.0 / temperature, experts),
+        batch, gates, num_experts, width,
         *logits.stride(), *experts.stride(),
         TOP=_top(top, num_experts), BLOCK_B=block_b, BLOCK_T=block_t,
         BLOCK_E=triton.next_power_of_2(num_experts), BLOCK_D=block_d, ACC=_acc_type(experts.dtype),

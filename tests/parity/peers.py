@@ -48,7 +48,10 @@ def build(spec: str, tmp_path: Path, opt_level: int) -> nn.Module:
 
 
 def random_batch(model: nn.Module, seed: int = 1) -> dict[str, Tensor]:
-    """``mtlc.runtime.testing.random_batch`` for ``model`` (sparse ids include 0; sequences have padding), row 0 all padding."""
+    """``mtlc.runtime.testing.random_batch`` for ``model``, row 0 all padding.
+
+    Sparse ids include 0; sequences have padding.
+    """
     batch = testing.random_batch(type(model), BATCH, seed)
     for name, feature in type(model).features.items():
         if feature.kind == "sequence":

@@ -1,4 +1,7 @@
-"""``ait(..., bias=true)``: the option NextRec's AITM needs (Q/K/V with biases); the default is the paper's."""
+"""``ait(..., bias=true)``: the option NextRec's AITM needs (Q/K/V with biases).
+
+The default is the paper's.
+"""
 
 from __future__ import annotations
 

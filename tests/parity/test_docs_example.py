@@ -1,4 +1,7 @@
-"""The worked example of docs/nextrec.md runs as written (with random weights for the checkpoint)."""
+"""The worked example of docs/nextrec.md runs as written.
+
+With random weights for the checkpoint.
+"""
 
 from __future__ import annotations
 

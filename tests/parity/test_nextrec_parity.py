@@ -24,7 +24,7 @@ from nextrec.models.multitask.ple import PLE  # noqa: E402
 from nextrec.models.multitask.share_bottom import ShareBottom  # noqa: E402
 
 from mtlc.runtime.interop import nextrec as nx  # noqa: E402
-from tests.parity.peers import Pairing, build, compare, module, randomize, random_batch  # noqa: E402
+from tests.parity.peers import Pairing, build, compare, module, random_batch, randomize  # noqa: E402
 
 
 def small_features() -> dict:

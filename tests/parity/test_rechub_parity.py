@@ -17,7 +17,7 @@ from torch_rechub.models.multi_task.aitm import AITM  # noqa: E402
 from torch_rechub.models.multi_task.mmoe import MMOE  # noqa: E402
 
 from mtlc.runtime.interop import rechub as rh  # noqa: E402
-from tests.parity.peers import Pairing, build, compare, module, randomize, random_batch  # noqa: E402
+from tests.parity.peers import Pairing, build, compare, module, random_batch, randomize  # noqa: E402
 
 
 def small_features() -> list:

@@ -33,7 +33,10 @@ SPECS = Path(__file__).resolve().parents[2] / "specs"
 
 
 def ids(dense: str, sequence: bool = False) -> dict:
-    """user_id and item_id as in the specs, an optional history sharing item_id's table, one dense value."""
+    """user_id and item_id as in the specs, one dense value.
+
+    Optionally a history sharing item_id's table.
+    """
     history = [
         SequenceFeature("hist_item", 5_000, max_len=20, embedding_dim=16, embedding_name="item_id")
     ]
@@ -125,7 +128,10 @@ def test_spec_equals_its_nextrec_counterpart(name):
 
 @pytest.mark.parametrize("arch", ["share_bottom", "mmoe", "ple", "esmm", "aitm"])
 def test_training_speed_benchmark_specs_are_nextrecs_models(arch, monkeypatch):
-    """benchmarks/train_speed.py times mtlc on the spec it writes against NextRec's model: the same model."""
+    """benchmarks/train_speed.py times mtlc against NextRec's model on the spec it writes.
+
+    The spec is the same model.
+    """
     monkeypatch.syspath_prepend(str(SPECS.parent / "benchmarks"))
     import peers
     import train_speed
