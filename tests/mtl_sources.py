@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mtlc.diagnostics import SpecError
 from mtlc.check import check
+from mtlc.diagnostics import SpecError
 from mtlc.frontend.parser import parse
 
 ROOT = Path(__file__).resolve().parents[1]

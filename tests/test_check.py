@@ -125,7 +125,7 @@ def test_tables_products_latent_tasks_constraints_weighting():
         ("cvr", "ctr", 1.0),
     ]
     assert (model.weighting.kind, model.weighting.alpha) == (ir.WeightingKind.gradnorm, 0.5)
-    assert _model(BASE + "weighting gradnorm\n").weighting.alpha == 1.5
+    assert _model(BASE + "weighting gradnorm\n").weighting.alpha is None  # rt.Weighting's default
 
 
 def test_single_expert_feature_and_transfer_inputs():
@@ -307,8 +307,8 @@ def test_suggestions_name_the_close_spelling():
     diags = diagnostics_of(BASE + "tower t = mlp(al, [8], activation=gleu, dropuot=0.1)\n")
     helps = {d.code: d.help for d in diags}
     assert helps["MTL203"] == "a group with a similar name exists: `all`"
-    assert helps["MTL307"] == "did you mean `gelu`?"
-    assert helps["MTL302"] == "did you mean `dropout`?"
+    assert helps["MTL307"] == "an activation with a similar name exists: `gelu`"
+    assert helps["MTL302"] == "an option with a similar name exists: `dropout`"
 
 
 def test_all_errors_of_a_pass_are_reported_sorted_without_cascades():

@@ -12,6 +12,7 @@ from mtlc.diagnostics import (
     CODES,
     MAX_DIAGNOSTICS,
     Diagnostic,
+    Span,
     SpecError,
     closest,
     explain_code,
@@ -20,7 +21,6 @@ from mtlc.diagnostics import (
     render_text,
 )
 from mtlc.diagnostics.codes import markdown
-from mtlc.diagnostics import Span
 from tests.golden.diagnostics import refresh
 from tests.mtl_sources import BASE, diagnostics_of
 

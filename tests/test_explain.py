@@ -99,13 +99,13 @@ def test_text_table(capsys):
     out = capsys.readouterr().out
     lines = out.splitlines()
     shared = next(line for line in lines if " shared " in line)
-    assert "expert x4 mlp [256, 128]" in shared and "[B, 4, 128]" in shared
+    assert "expert x4 mlp(all, [256, 128])" in shared and "[B, 4, 128]" in shared
     assert (
-        shared.split()[0] == "13" and shared.split()[-1] == "166,400"
+        shared.split()[0] == "13" and shared.split()[5] == "166,400"
     )  # 4 * (33*256+256 + 256*128+128)
     gate = next(line for line in lines if " to_ctr " in line)
-    assert "gate over [shared] (4 experts)" in gate and gate.endswith(" 136")  # 33*4 + 4
-    assert "sparse(vocab=10000, dim=16)" in out and "binary(label=click)" in out
+    assert gate.endswith("  136  gate softmax(all) over [shared]")  # 33*4 + 4
+    assert "sparse(vocab=10_000, dim=16)" in out and "binary(label=click) of ctr_net" in out
     total = _numel(load_model(MMOE)())
     assert f"total {total:,} parameters" in out
 

@@ -10,8 +10,8 @@ import torch
 from mtlc import compile_spec, load_model
 from mtlc import runtime as rt
 from mtlc.api import _import, _model_class
-from mtlc.runtime.testing import random_batch
 from mtlc.backend import emit, lower
+from mtlc.runtime.testing import random_batch
 from tests import ir_models
 from tests.mtl_sources import language_examples
 from tests.refresh_golden import generate, golden_cases

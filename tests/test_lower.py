@@ -153,25 +153,25 @@ def test_ple_level_one_pools_merge_and_the_bank_reads_them_whole():
     plan = lw.lower(ir_models.ple(), 1)
     pools = [m for m in plan.modules if isinstance(m, lw.ExpertsModule)]
     assert [(p.attr, p.count) for p in pools] == [
-        ("shared1_ctr1_cvr1", 4),
+        ("experts", 4),
         ("shared2", 2),
         ("ctr2", 1),
         ("cvr2", 1),
     ]  # level two: three different inputs, nothing to merge
-    assert plan.expert_pools == (("shared1_ctr1_cvr1", ("shared1", "ctr1", "cvr1")),)
+    assert plan.expert_pools == (("experts", ("shared1", "ctr1", "cvr1")),)
     bank = [s for s in plan.steps if isinstance(s, lw.Mixture)][0]
-    assert bank.experts == ("shared1_ctr1_cvr1",)
+    assert bank.experts == ("experts",)
     assert not any(isinstance(s, lw.Split) for s in plan.steps)
     assert lw.lower(ir_models.ple(), 0).expert_pools == ()
 
 
 def test_merged_pools_are_split_where_read_one_by_one():
     plan = lw.lower(ir_models.merged_pools(), 1)
-    assert plan.expert_pools == (("a_b", ("a", "b")),)
+    assert plan.expert_pools == (("experts", ("a", "b")),)
     (split,) = [s for s in plan.steps if isinstance(s, lw.Split)]  # for the tower reading b
-    assert (split.locals, split.source, split.sizes) == (("a", "b"), "a_b", (2, 1))
+    assert (split.locals, split.source, split.sizes) == (("a", "b"), "experts", (2, 1))
     g, h = [s for s in plan.steps if isinstance(s, lw.Mixture)]
-    assert g.experts == h.experts == ("a_b",)  # both banks read the merged pool whole
+    assert g.experts == h.experts == ("experts",)  # both banks read the merged pool whole
     g_bank, h_bank = [m for m in plan.modules if isinstance(m, lw.GateModule)]
     assert g_bank.masks == ((2, 0, 1),) and h_bank.masks is None
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mtlc.frontend import syntax as s
 from mtlc.diagnostics import SpecError
+from mtlc.frontend import syntax as s
 from mtlc.frontend.parser import MAX_NESTING, MAX_SOURCE_CHARS, MAX_TOKENS, parse
 
 
@@ -128,7 +128,9 @@ def test_syntax_error_is_located(source, code, line, column, label):
 
 
 def test_unknown_statement_suggests_the_closest_word():
-    assert _error("towr t = mlp(a, [1])\n").help == "did you mean `tower`?"
+    assert (
+        _error("towr t = mlp(a, [1])\n").help == "a statement with a similar name exists: `tower`"
+    )
 
 
 def test_source_size_is_capped():

@@ -7,7 +7,7 @@ the literals of ``literals`` and black's layout (``linewrap``). Imports the IR
 and the shared diagnostics only.
 """
 
-from mtlc.backend.lowering import lower
 from mtlc.backend.emission import emit
+from mtlc.backend.lowering import lower
 
 __all__ = ["lower", "emit"]

@@ -1,6 +1,9 @@
 """Emission: a plan becomes the source of one PyTorch module.
 
-Python builds a view of plain strings (each line's code and its comment),
+Each kind of plan module is built by its entry in ``INIT`` and each kind of
+step computed by its entry in ``STEP`` (``tests/test_tables.py`` holds both
+complete). Python builds a view of plain strings (each line's code and its
+comment: the output shape and the spec lines),
 laid out in black's style (``backend.linewrap`` runs black in process on every
 statement that needs breaking); the Jinja template only prints it; then
 ``compile()`` checks the result. Nothing from the spec reaches the output
@@ -10,15 +13,19 @@ docstrings and comments, escaped so that they cannot end them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import jinja2
 
+from mtlc import ir
 from mtlc.backend import literals
 from mtlc.backend.linewrap import fit, quote
 from mtlc.backend.literals import integer, number
 from mtlc.backend.plan import (
+    Block,
     Call,
     Concat,
     DenseInput,
@@ -30,6 +37,7 @@ from mtlc.backend.plan import (
     Lookup,
     Mixture,
     MlpModule,
+    Output,
     Plan,
     Prediction,
     Split,
@@ -64,10 +72,12 @@ def _template() -> jinja2.Template:
 class _Line:
     code: str
     comment: str = ""
+    above: tuple[str, ...] = ()  # comment lines above the statement
 
     def at(self, indent: int, entry: bool = False) -> str:
         """Laid out at column ``indent`` (see ``backend.linewrap.fit``)."""
-        return fit(self.code, indent, self.comment, entry=entry)
+        laid = fit(self.code, indent, self.comment, entry=entry)
+        return f"\n{' ' * indent}".join([*(f"# {line}" for line in self.above), laid])
 
 
 def _view(plan: Plan) -> dict:
@@ -91,10 +101,10 @@ def _view(plan: Plan) -> dict:
         "weighting": fit(f"weighting = {literals.weighting(model.weighting)}", 4),
         "gate_banks": [fit(bank, 8, entry=True) for bank in banks],
         "expert_pools": [fit(pool, 8, entry=True) for pool in pools],
-        "init": [_init(m, source).at(8) for m in plan.modules],
-        "steps": [_step(s, source).at(8) for s in plan.steps],
-        "heads": [_head(h, source).at(12, entry=True) for h in plan.heads],
-        "predictions": [fit(_prediction(p), 8) for p in plan.predictions],
+        "init": [_init(module).at(8) for module in plan.modules],
+        "steps": [_step(step).at(8) for step in plan.steps],
+        "heads": [_head(head).at(12, entry=True) for head in plan.heads],
+        "predictions": [fit(PREDICT[p.output](p), 8) for p in plan.predictions],
         "outputs": fit(f"return {{{outputs}}}", 8),
     }
 
@@ -103,11 +113,13 @@ def _file_name(path: str) -> str:
     return path.replace("\\", "/").rsplit("/", 1)[-1] or "spec.mtl"
 
 
-def _trace(source: str, lines: tuple[int, ...]) -> str:
-    """``spec.mtl:3``, ``spec.mtl:10-12`` for consecutive lines, else ``spec.mtl:10,14``."""
-    if len(lines) > 1 and list(lines) == list(range(lines[0], lines[-1] + 1)):
-        return f"{source}:{lines[0]}-{lines[-1]}"
-    return f"{source}:{','.join(str(line) for line in lines)}"
+def _trace(lines: tuple[int, ...]) -> str:
+    """``line 3``; ``lines 10-12`` for consecutive lines, else ``lines 10, 14``."""
+    if len(lines) == 1:
+        return f"line {lines[0]}"
+    if list(lines) == list(range(lines[0], lines[-1] + 1)):
+        return f"lines {lines[0]}-{lines[-1]}"
+    return f"lines {', '.join(str(line) for line in lines)}"
 
 
 def _tuple(items: list[str]) -> str:
@@ -118,43 +130,46 @@ def _dims(dims: tuple[int, ...]) -> str:
     return "[" + ", ".join(integer(d) for d in dims) + "]"
 
 
-def _block_args(block) -> str:
+def _block_args(block: Block) -> list[str]:
     args = [integer(block.in_dim), _dims(block.dims)]
-    if block.activation != "relu":
-        args.append(f"activation={quote(block.activation)}")
+    if block.activation is not ir.Activation.relu:
+        args.append(f"activation={quote(block.activation.value)}")
     if block.dropout:
         args.append(f"dropout={number(block.dropout)}")
-    if block.norm != "none":
-        args.append(f"norm={quote(block.norm)}")
+    if block.norm is not ir.Norm.none:
+        args.append(f"norm={quote(block.norm.value)}")
     return args
 
 
-def _init(module, source: str) -> _Line:
-    trace = _trace(source, module.lines)
-    if isinstance(module, Embedding):
-        code = f"nn.Embedding({integer(module.vocab)}, {integer(module.dim)})"
-    elif isinstance(module, MlpModule):
-        code = f"rt.MLP({', '.join(_block_args(module.block))})"
-    elif isinstance(module, ExpertsModule):
-        layer = "rt.ExpertPool" if module.batched else "rt.Experts"
-        args = _block_args(module.block)
-        args.insert(2, f"num_experts={integer(module.count)}")
-        code = f"{layer}({', '.join(args)})"
-    elif isinstance(module, GateModule):
-        code = _gate_init(module)
-    elif isinstance(module, TransferModule):
-        bias = ", qkv_bias=True" if module.qkv_bias else ""
-        code = f"rt.AITransfer({integer(module.dim)}{bias})"
-    elif isinstance(module, HeadModule):
-        code = f"nn.Linear({integer(module.in_dim)}, {integer(module.out_dim)})"
-    else:
-        raise TypeError(f"no emitter for {type(module).__name__}")
-    return _Line(f"self.{module.attr} = {code}", trace)
+# -- __init__: one line per module, by its kind -----------------------------------------
 
 
-def _gate_init(gate: GateModule) -> str:
+def _init(module: Any) -> _Line:
+    code, above = INIT[type(module)](module)
+    return _Line(f"self.{module.attr} = {code}", _trace(module.lines), above)
+
+
+def _embedding(module: Embedding) -> tuple[str, tuple[str, ...]]:
+    return f"nn.Embedding({integer(module.vocab)}, {integer(module.dim)})", ()
+
+
+def _mlp(module: MlpModule) -> tuple[str, tuple[str, ...]]:
+    return f"rt.MLP({', '.join(_block_args(module.block))})", ()
+
+
+def _experts(module: ExpertsModule) -> tuple[str, tuple[str, ...]]:
+    layer = "rt.ExpertPool" if module.batched else "rt.Experts"
+    args = _block_args(module.block)
+    args.insert(2, f"num_experts={integer(module.count)}")
+    return f"{layer}({', '.join(args)})", ()
+
+
+def _gate(gate: GateModule) -> tuple[str, tuple[str, ...]]:
+    """``rt.SoftmaxGate`` (-O0), ``rt.Gate`` (one gate, -O1) or ``rt.GateBank`` with a comment
+    above it saying what each of its gates mixes."""
     args = [integer(gate.in_dim), f"num_experts={integer(gate.num_experts)}"]
-    if gate.banked:
+    bank = gate.banked and gate.num_gates > 1
+    if bank:
         args.append(f"num_gates={integer(gate.num_gates)}")
     if gate.hidden:
         args.append(f"hidden={_dims(gate.hidden)}")
@@ -162,73 +177,114 @@ def _gate_init(gate: GateModule) -> str:
         args.append(f"top={integer(gate.top)}")
     if gate.temperature != 1.0:
         args.append(f"temperature={number(gate.temperature)}")
-    if gate.masks is not None:
+    if gate.masks is not None and bank:
         masks = _tuple([_tuple([str(i) for i in mask]) for mask in gate.masks])
         args.append(f"masks={masks}")
-    layer = "rt.GateBank" if gate.banked else "rt.SoftmaxGate"
-    return f"{layer}({', '.join(args)})"
+    elif gate.masks is not None:
+        args.append(f"mask={_tuple([str(i) for i in gate.masks[0]])}")
+    layer = "rt.GateBank" if bank else "rt.Gate" if gate.banked else "rt.SoftmaxGate"
+    return f"{layer}({', '.join(args)})", _mixes(gate) if bank else ()
 
 
-def _step(step, source: str) -> _Line:
-    if isinstance(step, Lookup):
-        ids = f"batch[{quote(step.key)}]"
-        code = f"self.{step.table}({ids})"
-        if step.pool is not None:
-            code = f"rt.pool_{step.pool}({code}, {ids})"
-        return _Line(f"{step.local} = {code}", f"[B, {step.width}]  {source}:{step.line}")
-    if isinstance(step, DenseInput):
-        code = f"batch[{quote(step.key)}]" + (".unsqueeze(-1)" if step.dim == 1 else "")
-        return _Line(f"{step.local} = {code}", f"[B, {step.dim}]  {source}:{step.line}")
-    if isinstance(step, Concat):
-        code = (
-            step.parts[0]
-            if len(step.parts) == 1
-            else f"torch.cat([{', '.join(step.parts)}], dim=-1)"
-        )
-        return _Line(f"{step.local} = {code}", f"[B, {step.width}]  {source}:{step.line}")
-    if isinstance(step, Call):
-        code = f"self.{step.attr}({', '.join(step.args)})"
-        return _Line(f"{step.local} = {code}", f"{step.shape}  {_trace(source, step.lines)}")
-    if isinstance(step, Split):
-        sizes = ", ".join(integer(size) for size in step.sizes)
-        code = f"{', '.join(step.locals)} = {step.source}.split([{sizes}], dim=1)"
-        shapes = ", ".join(f"[B, {size}, {step.width}]" for size in step.sizes)
-        return _Line(code, f"{shapes}  {_trace(source, step.lines)}")
-    if isinstance(step, Mixture):
-        return _mixture(step, source)
-    raise TypeError(f"no emitter for {type(step).__name__}")
+def _mixes(bank: GateModule) -> tuple[str, ...]:
+    """What each gate of a bank mixes: one line, or one line per gate when they differ."""
+    sources = {nodes for _, nodes in bank.mixes}
+    if len(sources) == 1:
+        names = [name for name, _ in bank.mixes]
+        listed = ", ".join(names[:-1]) + f" and {names[-1]}"
+        return (f"{listed} each mix {' + '.join(next(iter(sources)))}",)
+    return tuple(f"{name} mixes {' + '.join(nodes)}" for name, nodes in bank.mixes)
 
 
-def _mixture(step: Mixture, source: str) -> _Line:
-    experts = (
-        step.experts[0]
-        if len(step.experts) == 1
-        else f"torch.cat([{', '.join(step.experts)}], dim=1)"
-    )
-    trace = _trace(source, step.lines)
+def _transfer(module: TransferModule) -> tuple[str, tuple[str, ...]]:
+    bias = ", qkv_bias=True" if module.qkv_bias else ""
+    return f"rt.AITransfer({integer(module.dim)}{bias})", ()
+
+
+def _linear(module: HeadModule) -> tuple[str, tuple[str, ...]]:
+    return f"nn.Linear({integer(module.in_dim)}, {integer(module.out_dim)})", ()
+
+
+INIT: dict[type, Callable[[Any], tuple[str, tuple[str, ...]]]] = {
+    Embedding: _embedding,
+    MlpModule: _mlp,
+    ExpertsModule: _experts,
+    GateModule: _gate,
+    TransferModule: _transfer,
+    HeadModule: _linear,
+}
+
+
+# -- forward_logits: one statement per step, by its kind ---------------------------------
+
+
+def _step(step: Any) -> _Line:
+    code, shape = STEP[type(step)](step)
+    return _Line(code, f"{shape}  {_trace(step.lines)}")
+
+
+def _lookup(step: Lookup) -> tuple[str, str]:
+    ids = f"batch[{quote(step.key)}]"
+    code = f"self.{step.table}({ids})"
+    if step.pool is not None:
+        code = f"rt.pool_{step.pool.value}({code}, {ids})"
+    return f"{step.local} = {code}", step.shape
+
+
+def _dense(step: DenseInput) -> tuple[str, str]:
+    code = f"batch[{quote(step.key)}]" + (".unsqueeze(-1)" if step.dim == 1 else "")
+    return f"{step.local} = {code}", step.shape
+
+
+def _concat(step: Concat) -> tuple[str, str]:
+    parts = step.parts
+    code = parts[0] if len(parts) == 1 else f"torch.cat([{', '.join(parts)}], dim=-1)"
+    return f"{step.local} = {code}", step.shape
+
+
+def _call(step: Call) -> tuple[str, str]:
+    return f"{step.local} = self.{step.attr}({', '.join(step.args)})", step.shape
+
+
+def _split(step: Split) -> tuple[str, str]:
+    sizes = ", ".join(integer(size) for size in step.sizes)
+    return f"{', '.join(step.locals)} = {step.source}.split([{sizes}], dim=1)", step.shape
+
+
+def _mixture(step: Mixture) -> tuple[str, str]:
     if not step.banked:
-        code = f"rt.mix(self.{step.attr}({step.input}), {experts})"
-        return _Line(f"{step.locals[0]} = {code}", f"[B, {step.width}]  {trace}")
-    call = f"self.{step.attr}({step.input}, {', '.join(step.experts)})"  # the bank takes the sources as they are
+        experts = step.experts[0]
+        if len(step.experts) > 1:
+            experts = f"torch.cat([{', '.join(step.experts)}], dim=1)"
+        return f"{step.locals[0]} = rt.mix(self.{step.attr}({step.input}), {experts})", step.shape
+    call = f"self.{step.attr}({step.input}, {', '.join(step.experts)})"  # sources as they are
     if len(step.locals) == 1:
-        return _Line(f"{step.locals[0]} = {call}.squeeze(1)", f"[B, {step.width}]  {trace}")
-    targets = ", ".join(step.locals)
-    return _Line(f"{targets} = {call}.unbind(1)", f"[B, {step.width}] each  {trace}")
+        return f"{step.locals[0]} = {call}", step.shape
+    return f"{', '.join(step.locals)} = {call}.unbind(1)", f"{step.shape} each"
 
 
-def _head(head: Head, source: str) -> _Line:
+STEP: dict[type, Callable[[Any], tuple[str, str]]] = {
+    Lookup: _lookup,
+    DenseInput: _dense,
+    Concat: _concat,
+    Call: _call,
+    Split: _split,
+    Mixture: _mixture,
+}
+
+
+# -- the heads and the predictions ----------------------------------------------------
+
+
+def _head(head: Head) -> _Line:
     logit = f"self.{head.attr}({head.input})"
-    if head.classes is None:
-        return _Line(f"{quote(head.key)}: {logit}.squeeze(-1),", f"[B]  {source}:{head.line}")
-    return _Line(f"{quote(head.key)}: {logit},", f"[B, {head.classes}]  {source}:{head.line}")
+    code = f"{logit}," if head.classes is not None else f"{logit}.squeeze(-1),"
+    return _Line(f"{quote(head.key)}: {code}", f"{head.shape}  {_trace(head.lines)}")
 
 
-def _prediction(p: Prediction) -> str:
-    logit = f"logits[{quote(p.key)}]"
-    if p.kind == "product":
-        return f"{p.local} = {' * '.join(p.factors)}"
-    if p.kind == "sigmoid":
-        return f"{p.local} = torch.sigmoid({logit})"
-    if p.kind == "softmax":
-        return f"{p.local} = torch.softmax({logit}, dim=-1)"
-    return f"{p.local} = {logit}"
+PREDICT: dict[Output, Callable[[Prediction], str]] = {
+    Output.sigmoid: lambda p: f"{p.local} = torch.sigmoid(logits[{quote(p.key)}])",
+    Output.identity: lambda p: f"{p.local} = logits[{quote(p.key)}]",
+    Output.softmax: lambda p: f"{p.local} = torch.softmax(logits[{quote(p.key)}], dim=-1)",
+    Output.product: lambda p: f"{p.local} = {' * '.join(p.factors)}",
+}

@@ -6,23 +6,9 @@ Every string from the spec goes through ``repr()`` (in code) or ``safe_text``
 
 from __future__ import annotations
 
-import math
-
 from mtlc import ir
 from mtlc.backend.linewrap import quote
-from mtlc.ir.facts import shape
-
-
-def integer(n: int) -> str:
-    """An int literal; thousands grouped with ``_`` from 10_000 (and round thousands)."""
-    return f"{n:_}" if n >= 10_000 or (n >= 1000 and n % 1000 == 0) else str(n)
-
-
-def number(x: float) -> str:
-    """A float literal; a non-finite value is a checker bug, not a user's mistake."""
-    if not math.isfinite(x):
-        raise ValueError(f"non-finite number {x!r} reached the emitter")
-    return repr(float(x))
+from mtlc.ir.spelling import escape, integer, number
 
 
 def safe_text(text: str) -> str:
@@ -30,15 +16,7 @@ def safe_text(text: str) -> str:
 
     Inside a (non-raw) docstring the escaped text reads back as ``text`` itself.
     """
-    out = []
-    for ch in text:
-        if ch in '\\"':
-            out.append("\\" + ch)
-        elif ch.isprintable():
-            out.append(ch)
-        else:
-            out.append(repr(ch)[1:-1])
-    return "".join(out)
+    return escape(text, also='\\"')
 
 
 def summary(model: ir.Model) -> str:
@@ -55,74 +33,11 @@ WHAT_WIDTH = 64  # a longer description overflows its column rather than widen i
 
 
 def dataflow(model: ir.Model) -> list[str]:
-    """One row per node: name, what it is (as written in the spec), output shape."""
-    rows = [(node.name, _what(node), shape(node)) for node in model.nodes]
+    """One row per node: name, what it is (``node.text()``, as the spec writes it), output shape."""
+    rows = [(node.name, node.text(), node.shape) for node in model.nodes]
     name_width = max(len(name) for name, _, _ in rows) + 2
     what_width = max(len(what) for _, what, _ in rows if len(what) <= WHAT_WIDTH) + 2
     return [f"{n.ljust(name_width)}{(w + '  ').ljust(what_width)}{s}".rstrip() for n, w, s in rows]
-
-
-def _mlp(block: ir.Mlp) -> str:
-    options = ""
-    if block.activation is not ir.Activation.relu:
-        options += f", activation={block.activation.value}"
-    if block.dropout:
-        options += f", dropout={number(block.dropout)}"
-    if block.norm is not ir.Norm.none:
-        options += f", norm={block.norm.value}"
-    return f"mlp({block.input}, [{', '.join(str(d) for d in block.dims)}]{options})"
-
-
-def _what(node: ir.Node) -> str:
-    if isinstance(node, ir.SparseFeature):
-        table = f", table={node.table}" if node.table else ""
-        return f"sparse(vocab={integer(node.vocab)}, dim={node.dim}{table})"
-    if isinstance(node, ir.SequenceFeature):
-        table = f", table={node.table}" if node.table else ""
-        return (
-            f"sequence(vocab={integer(node.vocab)}, dim={node.dim}, maxlen={node.maxlen}, "
-            f"pool={node.pool.value}{table})"
-        )
-    if isinstance(node, ir.DenseFeature):
-        return "dense" if node.dim == 1 else f"dense(dim={node.dim})"
-    if isinstance(node, ir.Group):
-        members = node.members
-        if len(members) > 6:
-            listed = f"{', '.join(members[:3])}, ..., {members[-1]}"
-            return f"group [{listed}] ({len(members)} members)"
-        return f"group [{', '.join(members)}]"
-    if isinstance(node, ir.Expert):
-        return f"expert x{node.count} {_mlp(node.block)}"
-    if isinstance(node, ir.Tower):
-        return f"tower {_mlp(node.block)}"
-    if isinstance(node, ir.Gate):
-        return f"gate {_gate(node)} over [{', '.join(s.name for s in node.sources)}]"
-    if isinstance(node, ir.Transfer):
-        return f"transfer ait({node.current}, from={node.previous})"
-    return _task_what(node)
-
-
-def _gate(gate: ir.Gate) -> str:
-    options = ""
-    if gate.top is not None:
-        options += f", top={gate.top}"
-    if gate.temperature != 1.0:
-        options += f", temperature={number(gate.temperature)}"
-    if gate.hidden:
-        options += f", hidden=[{', '.join(str(d) for d in gate.hidden)}]"
-    return f"softmax({gate.input}{options})"
-
-
-def _task_what(task: ir.Task) -> str:
-    options = []
-    if task.kind is ir.TaskKind.multiclass:
-        options.append(f"classes={task.classes}")
-    if task.label is not None:
-        options.append(f"label={safe_text(task.label)}")
-    kind = task.kind.value + (f"({', '.join(options)})" if options else "")
-    if task.factors:
-        return f"{kind} = {' * '.join(task.factors)}"
-    return f"{kind} of {task.input}" + ("" if task.label is not None else ", latent")
 
 
 # -- class attributes read by the trainer -------------------------------------------
@@ -131,12 +46,14 @@ def _task_what(task: ir.Task) -> str:
 def feature(node: ir.SparseFeature | ir.SequenceFeature | ir.DenseFeature) -> str:
     """``"name": rt.Feature(...)``, one entry of the ``features`` class attribute."""
     args = [quote(node.name), quote(node.op), f"dim={integer(node.dim)}"]
-    if not isinstance(node, ir.DenseFeature):
-        args.append(f"vocab={integer(node.vocab)}")
-    if isinstance(node, ir.SequenceFeature):
-        args += [f"maxlen={integer(node.maxlen)}", f"pool={quote(node.pool.value)}"]
-    if getattr(node, "table", None):
-        args.append(f"table={quote(node.table)}")
+    for key in ("vocab", "maxlen"):  # the fields a kind has, in this order
+        if getattr(node, key, None) is not None:
+            args.append(f"{key}={integer(getattr(node, key))}")
+    pool, table = getattr(node, "pool", None), getattr(node, "table", None)
+    if pool is not None:
+        args.append(f"pool={quote(pool.value)}")
+    if table:
+        args.append(f"table={quote(table)}")
     return f"{quote(node.name)}: rt.Feature({', '.join(args)})"
 
 

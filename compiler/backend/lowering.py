@@ -2,23 +2,28 @@
 
 The plan says which runtime module each node becomes and in what order the
 forward pass computes them; it resolves every name to a safe Python
-identifier, so the emitter never looks a name up again. Two levels:
+identifier, so the emitter never looks a name up again. Each kind of node is
+lowered by its entry in ``LOWER`` (``tests/test_tables.py`` holds the table
+complete). Two levels:
 
 - ``-O0``: one ``rt.Experts`` per expert pool, one ``rt.SoftmaxGate`` per gate,
   mixed with ``rt.mix``. The plain form, one module per spec statement.
 - ``-O1``: expert pools are batched ``rt.ExpertPool`` modules, and pools of
   one input and one block merge into one. Gates with the same input and
   options whose outputs are not needed in between form one ``rt.GateBank``:
-  all their logits in one matmul, all mixtures in one call. Gates over
-  different subsets (or orders) of the bank's experts get a mask: the
-  bank-wide indices of their experts, in the gate's own source order.
+  all their logits in one matmul, all mixtures in one call; a gate alone is
+  an ``rt.Gate``. Gates over different subsets (or orders) of the bank's
+  experts get a mask: the bank-wide indices of their experts, in the gate's
+  own source order.
 
 Both levels compute the same function of the same weights.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mtlc import ir
 from mtlc.backend.identifiers import class_name, fresh, safe_names
@@ -36,12 +41,22 @@ from mtlc.backend.plan import (
     Mixture,
     MlpModule,
     Module,
+    Output,
     Plan,
     Prediction,
     Split,
     Step,
     TransferModule,
 )
+
+__all__ = ["lower", "LOWER", "safe_names"]
+
+# What a task's logits become in ``forward``, by the task's kind (a product task aside).
+OUTPUTS = {
+    ir.TaskKind.binary: Output.sigmoid,
+    ir.TaskKind.regression: Output.identity,
+    ir.TaskKind.multiclass: Output.softmax,
+}
 
 
 def lower(model: ir.Model, opt_level: int = 1) -> Plan:
@@ -55,10 +70,15 @@ def _block(mlp: ir.Mlp) -> Block:
     return Block(
         in_dim=mlp.input_width,
         dims=tuple(mlp.dims),
-        activation=mlp.activation.value,
+        activation=mlp.activation,
         dropout=mlp.dropout,
-        norm=mlp.norm.value,
+        norm=mlp.norm,
     )
+
+
+def _numbered(role: str, count: int) -> list[str]:
+    """Names for ``count`` modules the compiler adds: ``gates``, or ``gates_1``, ``gates_2``..."""
+    return [role] if count == 1 else [f"{role}_{i}" for i in range(1, count + 1)]
 
 
 @dataclass
@@ -75,33 +95,32 @@ class _Lowering:
         self.opt_level = opt_level
         self.name = safe_names(model)
         self.nodes = {node.name: node for node in model.nodes}
+        self.pool_names = {pool.name for pool in model.of_kind(ir.Expert)}
         self.modules: list[Module] = []
         self.steps: list[Step] = []
         self.heads: list[Head] = []
         self.banks: list[tuple[str, tuple[str, ...]]] = []
         self.pools: list[tuple[str, tuple[str, ...]]] = []
         self.taken = set(self.name.values())
-        self.merged: dict[str, list[ir.Expert]] = {}  # first pool's name -> the pools merged
-        self.whole: dict[tuple[str, ...], str] = {}  # merged pools' names -> the merged local
-        self.bank_whole: set[str] = set()  # gates whose bank reads a merged pool whole
-        self.layouts: dict[
-            str, tuple[list[ir.GateSource], str | None]
-        ] = {}  # by a bank's last gate
+        self.bank_names: list[str] = []  # the names of the multi-gate banks, in order
+        self.merged_pools: dict[str, list[ir.Expert]] = {}  # first pool's name -> the pools merged
+        self.merged_local: dict[tuple[str, ...], str] = {}  # merged pools' names -> their local
+        self.gates_reading_whole: set[str] = set()  # gates whose bank reads a merged pool whole
+        self.bank_sources: dict[str, tuple[list[ir.GateSource], str | None]] = {}  # by last gate
 
     def run(self) -> Plan:
         banks = self._plan_banks() if self.opt_level else {}
         if self.opt_level:
             self._plan_pools(list(banks.values()))
-        merged_away = {e.name for group in self.merged.values() for e in group[1:]}
+        banked = {gate.name for gates in banks.values() for gate in gates}
+        merged_away = {e.name for group in self.merged_pools.values() for e in group[1:]}
         for node in self.model.nodes:
             if node.name in banks:
                 self._gate_bank(banks[node.name])
-            elif node.name in self.merged:
-                self._merged_pool(self.merged[node.name])
-            elif node.name in merged_away:
-                continue
-            elif not isinstance(node, ir.Gate) or not self.opt_level:
-                self._node(node)
+            elif node.name in self.merged_pools:
+                self._merged_pool(self.merged_pools[node.name])
+            elif node.name not in merged_away and node.name not in banked:
+                LOWER[type(node)](self, node)
         return Plan(
             model=self.model,
             class_name=class_name(self.model),
@@ -123,18 +142,24 @@ class _Lowering:
         since the bank opened reads one of the bank's gates: the bank runs where
         its last gate is declared, so no reader may come before that.
         """
+        gates = {gate.name: gate for gate in self.model.of_kind(ir.Gate)}
         open_banks: dict[tuple, _OpenBank] = {}
         closed: list[_OpenBank] = []
         for node in self.model.nodes:
             members = {g.name for b in open_banks.values() for g in b.gates}
-            readers = set(ir.inputs_of(node)) & members
+            readers = set(node.inputs()) & members
             for key, bank in list(open_banks.items()):
                 if readers & {g.name for g in bank.gates}:
                     closed.append(open_banks.pop(key))
-            if isinstance(node, ir.Gate):
-                key = (node.input, node.width, node.top, node.temperature, tuple(node.hidden))
-                open_banks.setdefault(key, _OpenBank(node.input, [])).gates.append(node)
+            gate = gates.get(node.name)
+            if gate is not None:
+                key = (gate.input, gate.width, gate.top, gate.temperature, tuple(gate.hidden))
+                open_banks.setdefault(key, _OpenBank(gate.input, [])).gates.append(gate)
         closed.extend(open_banks.values())
+        order = {gate: i for i, gate in enumerate(gates)}
+        closed.sort(key=lambda bank: order[bank.gates[-1].name])  # in the order they run
+        several = [bank for bank in closed if len(bank.gates) > 1]
+        self.bank_names = [fresh(name, self.taken) for name in _numbered("gates", len(several))]
         return {bank.gates[-1].name: bank.gates for bank in closed}
 
     def _gate_bank(self, gates: list[ir.Gate]) -> None:
@@ -143,13 +168,13 @@ class _Lowering:
         for source in sources:
             start[source.name] = offset
             offset += source.count
-        masks = tuple(
+        masks: tuple[tuple[int, ...], ...] | None = tuple(
             tuple(start[s.name] + i for s in gate.sources for i in range(s.count)) for gate in gates
         )
         if all(mask == tuple(range(offset)) for mask in masks):
             masks = None
         first = gates[0]
-        attr = self.name[first.name] if len(gates) == 1 else self._bank_attr(first, sources)
+        attr = self.name[first.name] if len(gates) == 1 else self.bank_names.pop(0)
         lines = tuple(gate.span.line for gate in gates)
         self.modules.append(
             GateModule(
@@ -163,9 +188,11 @@ class _Lowering:
                 masks=masks,
                 banked=True,
                 lines=lines,
+                mixes=tuple((self.name[g.name], tuple(s.name for s in g.sources)) for g in gates),
             )
         )
-        self.banks.append((attr, tuple(self.name[gate.name] for gate in gates)))
+        if len(gates) > 1:
+            self.banks.append((attr, tuple(self.name[gate.name] for gate in gates)))
         self.steps.append(
             Mixture(
                 locals=tuple(self.name[gate.name] for gate in gates),
@@ -173,7 +200,7 @@ class _Lowering:
                 input=self._vector(first.input),
                 experts=(whole,) if whole else tuple(self._pool(s.name) for s in sources),
                 banked=True,
-                width=first.width,
+                shape=first.shape,
                 lines=lines,
             )
         )
@@ -186,22 +213,18 @@ class _Lowering:
         union of its gates' sources, in order of first appearance.
         """
         key = gates[-1].name
-        if key not in self.layouts:  # asked by the pool planning, then by the bank itself
+        if key not in self.bank_sources:  # asked by the pool planning, then by the bank itself
             union = _bank_sources(gates)
             wanted = {source.name for source in union}
-            self.layouts[key] = next(
+            self.bank_sources[key] = next(
                 (
-                    ([ir.GateSource(name=n, count=self.nodes[n].count) for n in names], local)
-                    for names, local in self.whole.items()
+                    ([ir.GateSource(name=n, count=self.nodes[n].vectors) for n in names], local)
+                    for names, local in self.merged_local.items()
                     if wanted <= set(names)
                 ),
                 (union, None),
             )
-        return self.layouts[key]
-
-    def _bank_attr(self, gate: ir.Gate, sources: list[ir.GateSource]) -> str:
-        over = "_".join(self.name[s.name].rstrip("_") for s in sources)
-        return fresh(f"gates_{self.name[gate.input].rstrip('_')}_over_{over}", self.taken)
+        return self.bank_sources[key]
 
     # -- merged expert pools (-O1) ------------------------------------------------
 
@@ -213,76 +236,73 @@ class _Lowering:
         output whole; anything else reads the pools split out of it.
         """
         groups: dict[tuple, list[ir.Expert]] = {}
-        for node in self.model.nodes:
-            if isinstance(node, ir.Expert):
-                b = node.block
-                key = (b.input, tuple(b.dims), b.activation, b.dropout, b.norm)
-                groups.setdefault(key, []).append(node)
-        for group in groups.values():
-            if len(group) > 1:
-                self.merged[group[0].name] = group
-                names = tuple(e.name for e in group)
-                joined = "_".join(self.name[n].rstrip("_") for n in names)
-                self.whole[names] = fresh(joined, self.taken)
-        self.bank_whole = {
+        for pool in self.model.of_kind(ir.Expert):
+            b = pool.block
+            key = (b.input, tuple(b.dims), b.activation, b.dropout, b.norm)
+            groups.setdefault(key, []).append(pool)
+        merged = [group for group in groups.values() if len(group) > 1]
+        for group, local in zip(merged, _numbered("experts", len(merged))):
+            self.merged_pools[group[0].name] = group
+            self.merged_local[tuple(e.name for e in group)] = fresh(local, self.taken)
+        self.gates_reading_whole = {
             gate.name for gates in banks if self._bank_layout(gates)[1] for gate in gates
         }
 
     def _merged_pool(self, group: list[ir.Expert]) -> None:
         names = tuple(e.name for e in group)
-        local, first = self.whole[names], group[0]
+        local, first = self.merged_local[names], group[0]
         lines = tuple(e.span.line for e in group)
         count = sum(e.count for e in group)
         block = _block(first.block)
-        self.modules.append(ExpertsModule(local, block, count, True, lines))
+        self.modules.append(
+            ExpertsModule(attr=local, block=block, count=count, batched=True, lines=lines)
+        )
         shape = f"[B, {count}, {first.width}]"
         self.steps.append(Call(local, local, (self._vector(first.block.input),), shape, lines))
         self.pools.append((local, tuple(self.name[n] for n in names)))
-        readers = {r.name for r in self.model.nodes if set(ir.inputs_of(r)) & set(names)}
-        if readers - self.bank_whole:
+        readers = {r.name for r in self.model.nodes if set(r.inputs()) & set(names)}
+        if readers - self.gates_reading_whole:
             sizes = tuple(e.count for e in group)
-            split = Split(tuple(self.name[n] for n in names), local, sizes, first.width, lines)
+            shapes = ", ".join(f"[B, {size}, {first.width}]" for size in sizes)
+            split = Split(tuple(self.name[n] for n in names), local, sizes, shapes, lines)
             self.steps.append(split)
 
-    # -- one node at a time ---------------------------------------------------------
+    # -- one node at a time: the entries of LOWER ------------------------------------
 
-    def _node(self, node: ir.Node) -> None:
-        name, line = self.name[node.name], node.span.line
-        if isinstance(node, (ir.SparseFeature, ir.SequenceFeature)):
-            table = node.table or node.name
-            if node.table is None:
-                self.modules.append(Embedding(name, node.vocab, node.dim, (line,)))
-            pool = node.pool.value if isinstance(node, ir.SequenceFeature) else None
-            self.steps.append(Lookup(name, node.name, self.name[table], pool, node.dim, line))
-        elif isinstance(node, ir.DenseFeature):
-            self.steps.append(DenseInput(name, node.name, node.dim, line))
-        elif isinstance(node, ir.Group):
-            parts = tuple(self._vector(member) for member in node.members)
-            self.steps.append(Concat(name, parts, node.width, line))
-        elif isinstance(node, ir.Tower):
-            self.modules.append(MlpModule(name, _block(node.block), (line,)))
-            args = (self._vector(node.block.input),)
-            self.steps.append(Call(name, name, args, f"[B, {node.width}]", (line,)))
-        elif isinstance(node, ir.Expert):
-            batched = self.opt_level >= 1
-            block = _block(node.block)
-            self.modules.append(ExpertsModule(name, block, node.count, batched, (line,)))
-            shape = f"[B, {node.count}, {node.width}]"
-            self.steps.append(Call(name, name, (self._vector(node.block.input),), shape, (line,)))
-        elif isinstance(node, ir.Gate):
-            self._gate(node)
-        elif isinstance(node, ir.Transfer):
-            self.modules.append(TransferModule(name, node.width, (line,), node.qkv_bias))
-            args = (self._vector(node.current), self._vector(node.previous))
-            self.steps.append(Call(name, name, args, f"[B, {node.width}]", (line,)))
-        elif isinstance(node, ir.Task) and node.input is not None:
-            out = node.classes if node.kind is ir.TaskKind.multiclass else 1
-            self.modules.append(HeadModule(name, node.input_width or 0, out or 1, (line,)))
-            classes = node.classes if node.kind is ir.TaskKind.multiclass else None
-            self.heads.append(Head(node.name, name, self._vector(node.input), classes, line))
+    def embedding(self, node: ir.SparseFeature | ir.SequenceFeature) -> None:
+        name, lines = self.name[node.name], (node.span.line,)
+        if node.table is None:
+            self.modules.append(Embedding(name, node.vocab, node.dim, lines))
+        table = self.name[node.table or node.name]
+        pool = getattr(node, "pool", None)  # a sequence feature's pooling
+        self.steps.append(Lookup(name, node.name, table, pool, node.shape, lines))
 
-    def _gate(self, gate: ir.Gate) -> None:
-        name, line = self.name[gate.name], gate.span.line
+    def dense(self, node: ir.DenseFeature) -> None:
+        name = self.name[node.name]
+        self.steps.append(DenseInput(name, node.name, node.dim, node.shape, (node.span.line,)))
+
+    def group(self, node: ir.Group) -> None:
+        parts = tuple(self._vector(member) for member in node.members)
+        self.steps.append(Concat(self.name[node.name], parts, node.shape, (node.span.line,)))
+
+    def tower(self, node: ir.Tower) -> None:
+        name, lines = self.name[node.name], (node.span.line,)
+        self.modules.append(MlpModule(name, _block(node.block), lines))
+        self.steps.append(Call(name, name, (self._vector(node.block.input),), node.shape, lines))
+
+    def expert(self, node: ir.Expert) -> None:
+        name, lines = self.name[node.name], (node.span.line,)
+        batched = self.opt_level >= 1
+        self.modules.append(
+            ExpertsModule(
+                attr=name, block=_block(node.block), count=node.count, batched=batched, lines=lines
+            )
+        )
+        self.steps.append(Call(name, name, (self._vector(node.block.input),), node.shape, lines))
+
+    def gate(self, gate: ir.Gate) -> None:
+        """A gate at -O0 (at -O1 every gate is in a bank, perhaps of one)."""
+        name, lines = self.name[gate.name], (gate.span.line,)
         self.modules.append(
             GateModule(
                 attr=name,
@@ -294,24 +314,50 @@ class _Lowering:
                 temperature=gate.temperature,
                 masks=None,
                 banked=False,
-                lines=(line,),
+                lines=lines,
             )
         )
         experts = tuple(self._pool(source.name) for source in gate.sources)
         self.steps.append(
-            Mixture((name,), name, self._vector(gate.input), experts, False, gate.width, (line,))
+            Mixture(
+                locals=(name,),
+                attr=name,
+                input=self._vector(gate.input),
+                experts=experts,
+                banked=False,
+                shape=gate.shape,
+                lines=lines,
+            )
         )
+
+    def transfer(self, node: ir.Transfer) -> None:
+        name, lines = self.name[node.name], (node.span.line,)
+        self.modules.append(TransferModule(name, node.width, node.qkv_bias, lines))
+        args = (self._vector(node.current), self._vector(node.previous))
+        self.steps.append(Call(name, name, args, node.shape, lines))
+
+    def task(self, node: ir.Task) -> None:
+        """A task with a head gets its Linear; a product task is computed in ``forward``."""
+        if node.input is None:
+            return
+        name, lines = self.name[node.name], (node.span.line,)
+        self.modules.append(HeadModule(name, node.input_width or 0, node.logits, lines))
+        classes = node.classes if node.kind is ir.TaskKind.multiclass else None
+        self.heads.append(
+            Head(node.name, name, self._vector(node.input), classes, node.shape, lines)
+        )
+
+    # -- expressions --------------------------------------------------------------
 
     def _vector(self, name: str) -> str:
         """The expression of node ``name`` as one vector per example, ``[B, D]``."""
-        node = self.nodes[name]
-        if isinstance(node, ir.Expert):
+        if name in self.pool_names:
             return f"{self.name[name]}[:, 0]"  # a pool of one, read as a vector
         return self.name[name]
 
     def _pool(self, name: str) -> str:
         """The expression of node ``name`` as a pool of experts, ``[B, E, D]``."""
-        if isinstance(self.nodes[name], ir.Expert):
+        if name in self.pool_names:
             return self.name[name]
         return f"{self.name[name]}.unsqueeze(1)"
 
@@ -319,9 +365,22 @@ class _Lowering:
         local = self.name[task.name]
         if task.factors:
             factors = tuple(self.name[factor] for factor in task.factors)
-            return Prediction(task.name, local, "product", factors)
-        kind = {"binary": "sigmoid", "regression": "identity", "multiclass": "softmax"}
-        return Prediction(task.name, local, kind[task.kind.value], ())
+            return Prediction(task.name, local, Output.product, factors)
+        return Prediction(task.name, local, OUTPUTS[task.kind], ())
+
+
+# How each kind of node is lowered (tests/test_tables.py holds the table complete).
+LOWER: dict[type, Callable[[_Lowering, Any], None]] = {
+    ir.SparseFeature: _Lowering.embedding,
+    ir.SequenceFeature: _Lowering.embedding,
+    ir.DenseFeature: _Lowering.dense,
+    ir.Group: _Lowering.group,
+    ir.Expert: _Lowering.expert,
+    ir.Tower: _Lowering.tower,
+    ir.Gate: _Lowering.gate,
+    ir.Transfer: _Lowering.transfer,
+    ir.Task: _Lowering.task,
+}
 
 
 def _bank_sources(gates: list[ir.Gate]) -> list[ir.GateSource]:

@@ -1,15 +1,17 @@
 """The plan: what the generated module builds in ``__init__`` and computes in ``forward``.
 
-``backend.lowering`` makes it from the IR; ``backend.emission`` prints it. Every name in a
-plan is already a safe Python identifier (see ``backend.identifiers``) and every
-width is known; modules are listed in ``__init__`` order, steps in
-``forward_logits`` order.
+``backend.lowering`` makes it from the IR; ``backend.emission`` prints it.
+Every name in a plan is already a safe Python identifier (see
+``backend.identifiers``) and every width is known; modules are listed in
+``__init__`` order, steps in ``forward_logits`` order. Each module and step
+carries the spec lines it comes from (``lines``), and each step its output
+shape, so the emitter writes every trace comment one way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from enum import Enum
 
 from mtlc import ir
 
@@ -20,9 +22,9 @@ class Block:
 
     in_dim: int
     dims: tuple[int, ...]
-    activation: str
+    activation: ir.Activation
     dropout: float
-    norm: str
+    norm: ir.Norm
 
 
 # -- modules built in __init__ --------------------------------------------------
@@ -56,7 +58,11 @@ class ExpertsModule:
 
 @dataclass(frozen=True)
 class GateModule:
-    """``rt.GateBank`` when ``banked`` (-O1), else ``rt.SoftmaxGate`` (-O0)."""
+    """A gate (``rt.SoftmaxGate`` at -O0, ``rt.Gate`` at -O1) or, at -O1, ``rt.GateBank`` of several.
+
+    ``mixes`` says, per gate, the spec's nodes it mixes, in its own order (for
+    the comment above a bank).
+    """
 
     attr: str
     in_dim: int
@@ -68,14 +74,15 @@ class GateModule:
     masks: tuple[tuple[int, ...], ...] | None
     banked: bool
     lines: tuple[int, ...]
+    mixes: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
 class TransferModule:
     attr: str
     dim: int
+    qkv_bias: bool
     lines: tuple[int, ...]
-    qkv_bias: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,7 @@ class HeadModule:
     lines: tuple[int, ...]
 
 
-Module = Union[Embedding, MlpModule, ExpertsModule, GateModule, TransferModule, HeadModule]
+Module = Embedding | MlpModule | ExpertsModule | GateModule | TransferModule | HeadModule
 
 
 # -- steps of forward_logits ----------------------------------------------------
@@ -99,9 +106,9 @@ class Lookup:
     local: str
     key: str
     table: str
-    pool: str | None  # "mean" | "sum" | "max" for a sequence feature
-    width: int
-    line: int
+    pool: ir.Pooling | None  # for a sequence feature
+    shape: str
+    lines: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -109,15 +116,16 @@ class DenseInput:
     local: str
     key: str
     dim: int
-    line: int
+    shape: str
+    lines: tuple[int, ...]
 
 
 @dataclass(frozen=True)
 class Concat:
     local: str
     parts: tuple[str, ...]  # vector expressions
-    width: int
-    line: int
+    shape: str
+    lines: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -140,7 +148,7 @@ class Mixture:
     input: str
     experts: tuple[str, ...]  # expressions of shape [B, E_i, D], concatenated on dim 1
     banked: bool
-    width: int
+    shape: str
     lines: tuple[int, ...]
 
 
@@ -151,11 +159,11 @@ class Split:
     locals: tuple[str, ...]
     source: str
     sizes: tuple[int, ...]
-    width: int
+    shape: str
     lines: tuple[int, ...]
 
 
-Step = Union[Lookup, DenseInput, Concat, Call, Mixture, Split]
+Step = Lookup | DenseInput | Concat | Call | Mixture | Split
 
 
 @dataclass(frozen=True)
@@ -164,16 +172,26 @@ class Head:
     attr: str
     input: str
     classes: int | None  # None for one logit (binary, regression)
-    line: int
+    shape: str
+    lines: tuple[int, ...]
+
+
+class Output(str, Enum):
+    """What ``forward`` makes of a task's logits."""
+
+    sigmoid = "sigmoid"  # binary: a probability
+    identity = "identity"  # regression: the value
+    softmax = "softmax"  # multiclass: probabilities over the classes
+    product = "product"  # a product task: its factors' probabilities multiplied
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """One output of ``forward``: ``local = <activation of logits[key]>`` or a product."""
+    """One output of ``forward``: ``local = <output of logits[key]>`` or a product."""
 
     key: str
     local: str
-    kind: str  # "sigmoid" | "identity" | "softmax" | "product"
+    output: Output
     factors: tuple[str, ...]  # locals of the factors, for a product
 
 

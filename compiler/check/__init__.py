@@ -118,7 +118,7 @@ class _Check:
         """The rules of the model as a whole, once every statement is read."""
         report = self.scope.report
         if self.model is None:
-            at = Span(file=self.spec.filename, line=1, column=1, end_line=1, end_column=1)
+            at = Span.at(self.spec.filename, 1, 1, 0)
             report.error(
                 "MTL101",
                 at,

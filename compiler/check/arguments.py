@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from mtlc.diagnostics import Reporter, closest, similar
 from mtlc.frontend import syntax as s
-from mtlc.diagnostics import Reporter, closest
 
 __all__ = [
     "MAX_VOCAB",
@@ -85,7 +85,7 @@ def expect_call(
     """``value`` as a call of one of ``known`` (``mlp``, ``softmax``, ...), or None after reporting.
 
     Args:
-        known: the call names that exist; an unknown one gets "did you mean".
+        known: the call names that exist; an unknown one gets a suggestion.
         future: names planned for a later version (MTL309 instead of MTL301).
         role: what the call is, in words ("block", "gate", "feature kind").
         parens: whether ``name(...)`` is required (a bare ``name`` is fine if False).
@@ -123,7 +123,7 @@ def expect_call(
         )
         return None
     guess = closest(func.text, known)
-    help = f"did you mean `{guess}`?" if guess else "known: " + ", ".join(f"`{k}`" for k in known)
+    help = similar(role, guess) if guess else "known: " + ", ".join(f"`{k}`" for k in known)
     r.error("MTL301", func.span, f"unknown {role} `{func.text}`", label=f"not a {role}", help=help)
     return None
 
@@ -137,7 +137,7 @@ def read_keywords(call: s.Call, allowed: Iterable[str], r: Reporter) -> dict[str
         if key not in allowed:
             guess = closest(key, allowed)
             if guess:
-                help = f"did you mean `{guess}`?"
+                help = similar("option", guess)
             elif allowed:
                 help = f"`{call.func.text}` takes " + ", ".join(f"`{a}`" for a in allowed)
             else:
@@ -269,7 +269,7 @@ def choice(value: s.Value, r: Reporter, what: str, choices: Iterable[str]) -> st
     if value.text in choices:
         return value.text
     guess = closest(value.text, choices)
-    help = f"did you mean `{guess}`?" if guess else f"choose one of {listed}"
+    help = similar(what, guess) if guess else f"choose one of {listed}"
     r.error(
         "MTL307",
         value.span,

@@ -14,7 +14,7 @@ import re
 
 from mtlc import ir
 from mtlc.check import arguments as opt
-from mtlc.diagnostics import Reporter, Span, closest
+from mtlc.diagnostics import Reporter, Span, closest, similar
 from mtlc.frontend import syntax as s
 from mtlc.frontend.syntax import STATEMENT_WORDS
 from mtlc.ir.reserved import MODULE_GLOBALS
@@ -36,25 +36,14 @@ RESERVED_WORDS = frozenset(
 MODEL_NAME_BLOCKLIST = MODULE_GLOBALS
 NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")  # the form of a node name
 
-FEATURES = (ir.SparseFeature, ir.SequenceFeature, ir.DenseFeature)
+FEATURES = ir.FEATURES
 # Kinds that yield one vector per example (pools of one expert included).
 VECTORS = (*FEATURES, ir.Group, ir.Tower, ir.Gate, ir.Transfer, ir.Expert)
-KIND_WORDS = {
-    ir.SparseFeature: "sparse feature",
-    ir.SequenceFeature: "sequence feature",
-    ir.DenseFeature: "dense feature",
-    ir.Group: "group",
-    ir.Tower: "tower",
-    ir.Gate: "gate",
-    ir.Transfer: "transfer",
-    ir.Expert: "expert pool",
-    ir.Task: "task",
-}
 
 
 def kind_word(node: ir.Node) -> str:
     """A node's kind in words: 'tower', 'expert pool', ..."""
-    return KIND_WORDS[type(node)]
+    return node.kind_word
 
 
 class Scope:
@@ -145,12 +134,12 @@ class Scope:
                 help=_kind_help(node, role),
             )
             return None
-        if not pools and isinstance(node, ir.Expert) and node.count > 1:
+        if not pools and node.vectors > 1:
             self.report.error(
                 "MTL206",
                 ref.span,
-                f"`{ref.text}` is a pool of {node.count} experts; it cannot be {role}",
-                label=f"{node.count} vectors, not one",
+                f"`{ref.text}` is a pool of {node.vectors} experts; it cannot be {role}",
+                label=f"{node.vectors} vectors, not one",
                 help=f"mix the pool with a gate first: `gate g = softmax(INPUT) over [{ref.text}]`",
             )
             return None
@@ -173,10 +162,7 @@ class Scope:
         guess = closest(ref.text, fitting) or closest(ref.text, self.nodes)
         help = None
         if guess is not None:
-            help = (
-                f"a{'n' if kind_word(self.nodes[guess])[0] in 'aeiou' else ''} "
-                f"{kind_word(self.nodes[guess])} with a similar name exists: `{guess}`"
-            )
+            help = similar(self.nodes[guess].kind_word, guess)
         noun = "expert pool" if role == "a gate source" else "name"
         self.report.error(
             "MTL203", ref.span, f"unknown {noun} `{ref.text}`", label="not declared", help=help

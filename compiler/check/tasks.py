@@ -14,7 +14,7 @@ from mtlc.check.scope import VECTORS, Scope, kind_word
 from mtlc.frontend import syntax as s
 from mtlc.ir import Loss, TaskKind
 
-__all__ = ["TaskRules", "LOSSES", "DEFAULT_LOSS", "DEFAULT_GRADNORM_ALPHA"]
+__all__ = ["TaskRules", "LOSSES", "DEFAULT_LOSS"]
 
 LOSSES = {
     TaskKind.binary: (Loss.bce, Loss.focal),
@@ -22,7 +22,6 @@ LOSSES = {
     TaskKind.multiclass: (Loss.ce,),
 }
 DEFAULT_LOSS = {kind: losses[0] for kind, losses in LOSSES.items()}
-DEFAULT_GRADNORM_ALPHA = 1.5
 _OPTIONS = {
     TaskKind.binary: ("label", "weight", "loss"),
     TaskKind.regression: ("label", "weight", "loss"),
@@ -260,15 +259,14 @@ class TaskRules:
         options = opt.read_keywords(
             call, ("alpha",) if kind is ir.WeightingKind.gradnorm else (), self.report
         )
-        alpha = None
-        if kind is ir.WeightingKind.gradnorm:
-            alpha = DEFAULT_GRADNORM_ALPHA
-            if "alpha" in options:
-                alpha = opt.real(
-                    options["alpha"].value, self.report, "`alpha`", 0.0, opt.MAX_REAL, low_open=True
-                )
-        if alpha is not None or kind is not ir.WeightingKind.gradnorm:
-            self.weighting = ir.Weighting(kind=kind, alpha=alpha, span=stmt.span)
+        alpha = None  # unwritten: the runtime's default (rt.Weighting), written once there
+        if "alpha" in options:
+            alpha = opt.real(
+                options["alpha"].value, self.report, "`alpha`", 0.0, opt.MAX_REAL, low_open=True
+            )
+            if alpha is None:
+                return
+        self.weighting = ir.Weighting(kind=kind, alpha=alpha, span=stmt.span)
 
     # -- the model as a whole -------------------------------------------------------
 

@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 from mtlc.cli import train_flags
-from mtlc.version import __version__
 from mtlc.cli.exits import INTERRUPTED, OK, SPEC_ERRORS, USAGE, UsageError
+from mtlc.version import __version__
 
 __all__ = ["main"]
 

@@ -36,6 +36,7 @@ __all__ = [
     "explain_code",
     "Span",
     "closest",
+    "similar",
     "render_text",
     "render_json",
     "render_github",
@@ -153,6 +154,13 @@ def closest(word: str, candidates: Iterable[str]) -> str | None:
         if word.lower() in lowered:
             return lowered[word.lower()]
     return matches[0] if matches else None
+
+
+def similar(what: str, guess: str) -> str:
+    """The one phrasing of a suggestion, as a statement (the rustc guide's form):
+    ``a tower with a similar name exists: `ctr_net```."""
+    article = "an" if what[:1] in "aeiou" else "a"
+    return f"{article} {what} with a similar name exists: `{guess}`"
 
 
 # -- rendering ------------------------------------------------------------------

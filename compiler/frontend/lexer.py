@@ -62,7 +62,7 @@ class Brackets:
 
 def screen(text: str, filename: str, reporter: Reporter) -> None:
     """Reject what is not a spec at all: too large (characters or tokens), or binary content."""
-    start = Span(file=filename, line=1, column=1, end_line=1, end_column=1)
+    start = Span.at(filename, 1, 1, 0)
     if len(text) > MAX_SOURCE_CHARS:
         reporter.error(
             "MTL012",
@@ -92,7 +92,7 @@ def screen(text: str, filename: str, reporter: Reporter) -> None:
             what = "a character that could not be decoded (U+FFFD)"
         reporter.error(
             "MTL013",
-            Span(file=filename, line=line, column=column, end_line=line, end_column=column + 1),
+            Span.at(filename, line, column),
             f"the spec contains {what}: is it a text file?",
             label="here",
             help="a .mtl spec is UTF-8 text",

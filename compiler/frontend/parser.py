@@ -17,9 +17,10 @@ import threading
 import warnings
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
-from lark import __version__ as LARK_VERSION
 from lark import Lark, Token, Transformer, v_args
+from lark import __version__ as LARK_VERSION
 from lark.exceptions import UnexpectedInput, VisitError
 
 from mtlc.diagnostics import Reporter, Span
@@ -74,7 +75,7 @@ def _table_cache(grammar: str) -> str | bool:
         os.makedirs(root, mode=0o700, exist_ok=True)
     except OSError:
         return False
-    key = f"{grammar}{LARK_VERSION}{sys.version_info[:2]}".encode("utf-8")
+    key = f"{grammar}{LARK_VERSION}{sys.version_info[:2]}".encode()
     return os.path.join(root, f"mtl-{hashlib.sha256(key).hexdigest()[:16]}.lark")
 
 
@@ -109,16 +110,6 @@ def parse(source: str, filename: str = "spec.mtl") -> s.Spec:
     return s.Spec(filename=filename, source=text, statements=tuple(statements))
 
 
-def _token_span(filename: str, token: Token) -> Span:
-    return Span(
-        file=filename,
-        line=token.line,
-        column=token.column,
-        end_line=token.end_line,
-        end_column=token.end_column,
-    )
-
-
 @v_args(meta=True)
 class _Build(Transformer):
     """Lark tree -> AST, with spans. String escapes are decoded (and checked) here."""
@@ -127,17 +118,11 @@ class _Build(Transformer):
         super().__init__()
         self.filename, self.reporter = filename, reporter
 
-    def _span(self, meta) -> Span:
-        return Span(
-            file=self.filename,
-            line=meta.line,
-            column=meta.column,
-            end_line=meta.end_line,
-            end_column=meta.end_column,
-        )
+    def _span(self, meta: Any) -> Span:
+        return Span.of_meta(self.filename, meta)
 
     def _name(self, token: Token) -> s.Name:
-        return s.Name(str(token), _token_span(self.filename, token))
+        return s.Name(str(token), Span.of_token(self.filename, token))
 
     def _kind(self, value: s.Value) -> s.Call:
         if isinstance(value, s.Name):
@@ -166,7 +151,7 @@ class _Build(Transformer):
         number = None
         if count is not None:
             value = _int(str(count)[1:])
-            number = s.Number(value, str(count), _token_span(self.filename, count))
+            number = s.Number(value, str(count), Span.of_token(self.filename, count))
         return s.ExpertStmt(self._name(name), number, block, self._span(meta))
 
     def tower_stmt(self, meta, children):
@@ -218,7 +203,7 @@ class _Build(Transformer):
 
     def string(self, meta, children):
         token = children[0]
-        span = _token_span(self.filename, token)
+        span = Span.of_token(self.filename, token)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error")

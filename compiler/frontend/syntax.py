@@ -81,7 +81,7 @@ class String:
 class List:
     """``[a, b, ...]``."""
 
-    items: tuple["Value", ...]
+    items: tuple[Value, ...]
     span: Span
 
 
@@ -90,7 +90,7 @@ class Keyword:
     """``name=value`` inside a call."""
 
     name: Name
-    value: "Value"
+    value: Value
     span: Span
 
 
@@ -99,7 +99,7 @@ class Call:
     """``func(args..., key=value...)``, or a bare ``func`` (``dense``, ``fixed``) when ``parens`` is False."""
 
     func: Name
-    args: tuple["Value", ...]
+    args: tuple[Value, ...]
     keywords: tuple[Keyword, ...]
     span: Span
     parens: bool = True

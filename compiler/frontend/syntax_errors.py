@@ -13,7 +13,7 @@ import re
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 
-from mtlc.diagnostics import Reporter, Span, closest
+from mtlc.diagnostics import Reporter, Span, closest, similar
 from mtlc.frontend.lexer import MAX_NESTING, BracketError
 from mtlc.frontend.syntax import STATEMENT_WORDS
 
@@ -117,16 +117,8 @@ def translate(
     elif isinstance(error, UnexpectedToken):
         _token(error, open_brackets, lines, filename, lark, reporter)
     else:  # UnexpectedEOF: cannot happen with LALR, but say something useful
-        span = _at(filename, len(lines), 1, 1)
+        span = Span.at(filename, len(lines), 1, 1)
         reporter.error("MTL001", span, "the spec ends in the middle of a statement", label="here")
-
-
-def _at(filename: str, line: int, column: int, width: int) -> Span:
-    return Span(file=filename, line=line, column=column, end_line=line, end_column=column + width)
-
-
-def _token_span(filename: str, token: Token) -> Span:
-    return _at(filename, token.line, token.column, max(1, len(str(token))))
 
 
 def _bracket(error: BracketError, filename: str, reporter: Reporter) -> None:
@@ -134,14 +126,14 @@ def _bracket(error: BracketError, filename: str, reporter: Reporter) -> None:
     if error.too_deep:
         reporter.error(
             "MTL014",
-            _token_span(filename, token),
+            Span.of_token(filename, token),
             f"brackets are nested more than {MAX_NESTING} levels deep",
             label="too deep",
         )
     elif opener is None:
         reporter.error(
             "MTL006",
-            _token_span(filename, token),
+            Span.of_token(filename, token),
             f"`{token}` closes no bracket",
             label="unmatched",
         )
@@ -149,7 +141,7 @@ def _bracket(error: BracketError, filename: str, reporter: Reporter) -> None:
         expected = ")" if opener.type == "LPAR" else "]"
         reporter.error(
             "MTL006",
-            _token_span(filename, token),
+            Span.of_token(filename, token),
             f"`{token}` does not match the `{opener}` opened at line {opener.line}, column {opener.column}",
             label=f"expected `{expected}`",
             help=f"close the `{opener}` with `{expected}` first",
@@ -165,7 +157,7 @@ def _character(
         width = max(1, len(line_text) - error.column + 1)
         reporter.error(
             "MTL003",
-            _at(filename, error.line, error.column, width),
+            Span.at(filename, error.line, error.column, width),
             "this string is not closed on its line",
             label="unterminated string",
             help='end the string with `"` on the same line',
@@ -183,7 +175,7 @@ def _character(
         help = "statements end at the end of the line; no `;` is needed"
     reporter.error(
         "MTL002",
-        _at(filename, error.line, error.column, 1),
+        Span.at(filename, error.line, error.column, 1),
         f"unexpected character `{shown}`",
         label="not part of the language",
         help=help,
@@ -199,7 +191,7 @@ def _token(error, open_brackets, lines, filename, lark, reporter) -> None:
             return
     line_text = lines[token.line - 1] if 0 < token.line <= len(lines) else ""
     span = (
-        _token_span(filename, token)
+        Span.of_token(filename, token)
         if token.type not in ("$END", "_NL")
         else _end_of(line_text, token, filename)
     )
@@ -254,7 +246,7 @@ def _unclosed(opener: Token, token: Token, filename: str, reporter: Reporter) ->
     where = "the end of the file" if token.type == "$END" else f"line {token.line}"
     reporter.error(
         "MTL005",
-        _token_span(filename, opener),
+        Span.of_token(filename, opener),
         f"this `{opener}` is never closed",
         label="opened here",
         help=f"add `{closer}` where the list of items ends",
@@ -266,7 +258,7 @@ def _unknown_statement(token: Token, span: Span, reporter: Reporter) -> None:
     word = str(token)
     guess = closest(word, STATEMENT_WORDS)
     help = (
-        f"did you mean `{guess}`?"
+        similar("statement", guess)
         if guess
         else "a statement starts with " + ", ".join(STATEMENT_WORDS)
     )
@@ -279,7 +271,7 @@ def _end_of(line_text: str, token: Token, filename: str) -> Span:
     """A one-character span just after the last visible character of the line."""
     line = token.line if token.type == "_NL" else max(1, token.line)
     stripped = line_text.split("#", 1)[0].rstrip() if '"' not in line_text else line_text.rstrip()
-    return _at(filename, line, len(stripped) + 1, 1)
+    return Span.at(filename, line, len(stripped) + 1, 1)
 
 
 def _match_example(error: UnexpectedToken, lark: Lark) -> tuple[str, str, str] | None:

@@ -8,6 +8,14 @@ in declaration order, which is a topological order (a name is used only after
 it is declared). References between nodes are by name: every referenced name is
 guaranteed to exist in ``Model.nodes`` and to be of the kind its field says.
 
+Each node class carries its own facts, the one place every later stage reads
+them from: ``inputs()`` (the names it reads), ``shape`` (its output),
+``parameters()`` (its exact trainable parameter count, in the layouts of
+``mtlc.runtime``, the same at -O0 and -O1), ``text()`` (the node as the spec
+writes it: the generated docstring, ``mtlc explain``, the graph's tooltips)
+and ``brief()`` (one short form: the graph's boxes), plus ``kind_word`` (its
+kind in a diagnostic's words).
+
 The IR is serialisable to JSON (``mtlc compile --emit ir``); ``IR_VERSION`` is
 bumped on every incompatible change.
 """
@@ -15,11 +23,12 @@ bumped on every incompatible change.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mtlc.diagnostics.span import Span
+from mtlc.ir.spelling import integer, number, widths
 
 IR_VERSION = 1
 
@@ -70,23 +79,77 @@ class WeightingKind(str, Enum):
     gradnorm = "gradnorm"
 
 
+def _linear(in_dim: int, out_dim: int, bias: bool = True) -> int:
+    """``nn.Linear(in_dim, out_dim)``: weight ``[out, in]`` and bias ``[out]``."""
+    return in_dim * out_dim + (out_dim if bias else 0)
+
+
+def _relu_mlp(in_dim: int, dims: list[int]) -> int:
+    """A plain ``rt.MLP`` (ReLU, no norm): a Linear per layer."""
+    return sum(_linear(a, b) for a, b in zip([in_dim, *dims[:-1]], dims))
+
+
 class _Node(_Frozen):
+    """What every node has: a name, a span, the width of one output vector (per expert for pools)."""
+
+    kind_word: ClassVar[str]  # the node's kind in a diagnostic's words: "tower", "expert pool"
+
     name: str
     span: Span
-    width: int  # width of one output vector (per expert for pools)
+    width: int
+
+    def inputs(self) -> list[str]:
+        """The names of the nodes this one reads, in the order the spec writes them."""
+        return []
+
+    @property
+    def vectors(self) -> int:
+        """Output vectors per example: a pool's experts, else 1."""
+        return 1
+
+    @property
+    def shape(self) -> str:
+        """The output shape, ``B`` for the batch: ``[B, D]``; ``[B, E, D]`` for a pool."""
+        return f"[B, {self.width}]"
+
+    def parameters(self) -> int:
+        """The trainable parameters the node owns (0 for one that only reads others)."""
+        return 0
+
+    def text(self) -> str:
+        """The node as the spec writes it (its statement after the ``=`` or ``:``)."""
+        raise NotImplementedError
+
+    def brief(self) -> str:
+        """One short form of the node, for a small box."""
+        raise NotImplementedError
 
 
 # -- features -----------------------------------------------------------------
 
 
 class SparseFeature(_Node):
+    kind_word: ClassVar[str] = "sparse feature"
+
     op: Literal["sparse"] = "sparse"
     vocab: int
     dim: int
     table: str | None = None  # the feature whose embedding table this one shares (its root owner)
 
+    def parameters(self) -> int:
+        return 0 if self.table else self.vocab * self.dim
+
+    def text(self) -> str:
+        table = f", table={self.table}" if self.table else ""
+        return f"sparse(vocab={integer(self.vocab)}, dim={self.dim}{table})"
+
+    def brief(self) -> str:
+        return f"sparse, table {self.table}" if self.table else f"sparse {self.vocab}x{self.dim}"
+
 
 class SequenceFeature(_Node):
+    kind_word: ClassVar[str] = "sequence feature"
+
     op: Literal["sequence"] = "sequence"
     vocab: int
     dim: int
@@ -94,15 +157,52 @@ class SequenceFeature(_Node):
     pool: Pooling = Pooling.mean
     table: str | None = None
 
+    def parameters(self) -> int:
+        return 0 if self.table else self.vocab * self.dim
+
+    def text(self) -> str:
+        table = f", table={self.table}" if self.table else ""
+        return (
+            f"sequence(vocab={integer(self.vocab)}, dim={self.dim}, maxlen={self.maxlen}, "
+            f"pool={self.pool.value}{table})"
+        )
+
+    def brief(self) -> str:
+        if self.table:
+            return f"sequence, table {self.table}"
+        return f"sequence {self.vocab}x{self.dim} {self.pool.value}"
+
 
 class DenseFeature(_Node):
+    kind_word: ClassVar[str] = "dense feature"
+
     op: Literal["dense"] = "dense"
     dim: int = 1
 
+    def text(self) -> str:
+        return "dense" if self.dim == 1 else f"dense(dim={self.dim})"
+
+    def brief(self) -> str:
+        return "dense"
+
 
 class Group(_Node):
+    kind_word: ClassVar[str] = "group"
+
     op: Literal["group"] = "group"
     members: list[str]  # features or groups, concatenated in order
+
+    def inputs(self) -> list[str]:
+        return list(self.members)
+
+    def text(self) -> str:
+        members = self.members
+        if len(members) > 6:  # the middle elided: a wide input reads on one line
+            return f"group [{', '.join(members[:3])}, ..., {members[-1]}] ({len(members)} members)"
+        return f"group [{', '.join(members)}]"
+
+    def brief(self) -> str:
+        return "group"
 
 
 # -- networks -----------------------------------------------------------------
@@ -119,18 +219,73 @@ class Mlp(_Frozen):
     norm: Norm = Norm.none
     span: Span
 
+    def parameters(self) -> int:
+        """``rt.MLP``: per layer a Linear, a norm (batch or layer: 2 per unit), a PReLU slope."""
+        total = 0
+        for width_in, width in zip([self.input_width, *self.dims[:-1]], self.dims):
+            total += _linear(width_in, width)
+            total += 2 * width if self.norm is not Norm.none else 0
+            total += 1 if self.activation is Activation.prelu else 0
+        return total
+
+    def text(self) -> str:
+        options = ""
+        if self.activation is not Activation.relu:
+            options += f", activation={self.activation.value}"
+        if self.dropout:
+            options += f", dropout={number(self.dropout)}"
+        if self.norm is not Norm.none:
+            options += f", norm={self.norm.value}"
+        return f"mlp({self.input}, {widths(self.dims)}{options})"
+
 
 class Expert(_Node):
     """A pool of ``count`` independent copies of ``block``; width is one expert's."""
+
+    kind_word: ClassVar[str] = "expert pool"
 
     op: Literal["expert"] = "expert"
     count: int = 1
     block: Mlp
 
+    def inputs(self) -> list[str]:
+        return [self.block.input]
+
+    @property
+    def vectors(self) -> int:
+        return self.count
+
+    @property
+    def shape(self) -> str:
+        return f"[B, {self.count}, {self.width}]"
+
+    def parameters(self) -> int:
+        return self.count * self.block.parameters()
+
+    def text(self) -> str:
+        return f"expert x{self.count} {self.block.text()}"
+
+    def brief(self) -> str:
+        return f"mlp {widths(self.block.dims)}"
+
 
 class Tower(_Node):
+    kind_word: ClassVar[str] = "tower"
+
     op: Literal["tower"] = "tower"
     block: Mlp
+
+    def inputs(self) -> list[str]:
+        return [self.block.input]
+
+    def parameters(self) -> int:
+        return self.block.parameters()
+
+    def text(self) -> str:
+        return f"tower {self.block.text()}"
+
+    def brief(self) -> str:
+        return f"mlp {widths(self.block.dims)}"
 
 
 class GateSource(_Frozen):
@@ -141,6 +296,8 @@ class GateSource(_Frozen):
 class Gate(_Node):
     """Softmax gate: weights over the concatenated experts of ``sources``."""
 
+    kind_word: ClassVar[str] = "gate"
+
     op: Literal["gate"] = "gate"
     input: str
     input_width: int
@@ -150,16 +307,55 @@ class Gate(_Node):
     temperature: float = 1.0
     hidden: list[int] = Field(default_factory=list)
 
+    def inputs(self) -> list[str]:
+        return [self.input] + [source.name for source in self.sources]
+
+    def parameters(self) -> int:
+        """A ReLU MLP of the ``hidden`` widths, then a Linear to one logit per expert."""
+        last = self.hidden[-1] if self.hidden else self.input_width
+        return _relu_mlp(self.input_width, self.hidden) + _linear(last, self.num_experts)
+
+    def text(self) -> str:
+        options = ""
+        if self.top is not None:
+            options += f", top={self.top}"
+        if self.temperature != 1.0:
+            options += f", temperature={number(self.temperature)}"
+        if self.hidden:
+            options += f", hidden={widths(self.hidden)}"
+        sources = ", ".join(source.name for source in self.sources)
+        return f"gate softmax({self.input}{options}) over [{sources}]"
+
+    def brief(self) -> str:
+        return f"softmax over {self.num_experts}"
+
 
 class Transfer(_Node):
     """AITM's attentive information transfer from ``previous`` into ``current``."""
+
+    kind_word: ClassVar[str] = "transfer"
 
     op: Literal["transfer"] = "transfer"
     current: str
     previous: str
     qkv_bias: bool = (
-        False  # ``ait(..., bias=true)``: Q/K/V with biases (NextRec); the paper has none
+        False  # ``ait(..., bias=true)``: Q/K/V with biases (NextRec); the paper's have none
     )
+
+    def inputs(self) -> list[str]:
+        return [self.current, self.previous]
+
+    def parameters(self) -> int:
+        """The information projection (with bias), then query, key and value."""
+        width = self.width
+        return _linear(width, width) + 3 * _linear(width, width, bias=self.qkv_bias)
+
+    def text(self) -> str:
+        bias = ", bias=true" if self.qkv_bias else ""
+        return f"transfer ait({self.current}, from={self.previous}{bias})"
+
+    def brief(self) -> str:
+        return "ait"
 
 
 class Task(_Node):
@@ -167,6 +363,8 @@ class Task(_Node):
 
     ``label`` is None for a latent task. ``width`` is 1, or ``classes`` for multiclass.
     """
+
+    kind_word: ClassVar[str] = "task"
 
     op: Literal["task"] = "task"
     kind: TaskKind
@@ -178,36 +376,62 @@ class Task(_Node):
     input_width: int | None = None
     factors: list[str] = Field(default_factory=list)
 
+    def inputs(self) -> list[str]:
+        return [self.input] if self.input else list(self.factors)
+
+    @property
+    def logits(self) -> int:
+        """The head's outputs: the classes of a multiclass task, else one logit."""
+        return self.classes if self.kind is TaskKind.multiclass and self.classes else 1
+
+    @property
+    def shape(self) -> str:
+        return f"[B, {self.classes}]" if self.kind is TaskKind.multiclass else "[B]"
+
+    def parameters(self) -> int:
+        """The head: a Linear from the input to the logits (a product task has none)."""
+        return _linear(self.input_width or 0, self.logits) if self.input is not None else 0
+
+    def text(self) -> str:
+        options = []
+        if self.kind is TaskKind.multiclass:
+            options.append(f"classes={self.classes}")
+        if self.label is not None:
+            options.append(f"label={self.label}")
+        kind = self.kind.value + (f"({', '.join(options)})" if options else "")
+        if self.factors:
+            return f"{kind} = {' * '.join(self.factors)}"
+        return f"{kind} of {self.input}" + ("" if self.label is not None else ", latent")
+
+    def brief(self) -> str:
+        return self.kind.value + (f" {self.label}" if self.label is not None else ", latent")
+
 
 Node = Annotated[
-    Union[
-        SparseFeature,
-        SequenceFeature,
-        DenseFeature,
-        Group,
-        Expert,
-        Tower,
-        Gate,
-        Transfer,
-        Task,
-    ],
+    SparseFeature
+    | SequenceFeature
+    | DenseFeature
+    | Group
+    | Expert
+    | Tower
+    | Gate
+    | Transfer
+    | Task,
     Field(discriminator="op"),
 ]
-
-
-def inputs_of(node: Node) -> list[str]:
-    """The names of the nodes ``node`` reads, in the order the spec writes them."""
-    if isinstance(node, Group):
-        return list(node.members)
-    if isinstance(node, (Expert, Tower)):
-        return [node.block.input]
-    if isinstance(node, Gate):
-        return [node.input] + [source.name for source in node.sources]
-    if isinstance(node, Transfer):
-        return [node.current, node.previous]
-    if isinstance(node, Task):
-        return [node.input] if node.input else list(node.factors)
-    return []
+# Every kind of node, in the order the language introduces them.
+NODE_KINDS: tuple[type[_Node], ...] = (
+    SparseFeature,
+    SequenceFeature,
+    DenseFeature,
+    Group,
+    Expert,
+    Tower,
+    Gate,
+    Transfer,
+    Task,
+)
+FEATURES = (SparseFeature, SequenceFeature, DenseFeature)
 
 
 class Constraint(_Frozen):
@@ -221,7 +445,7 @@ class Constraint(_Frozen):
 
 class Weighting(_Frozen):
     kind: WeightingKind = WeightingKind.fixed
-    alpha: float | None = None  # gradnorm only
+    alpha: float | None = None  # gradnorm only; None: the runtime's default (rt.Weighting)
     span: Span | None = None
 
 
@@ -244,11 +468,14 @@ class Model(_Frozen):
                 return node
         raise KeyError(name)
 
+    def of_kind(self, *kinds: type[_Node]) -> list:
+        """The nodes of the given kinds, in declaration order."""
+        return [node for node in self.nodes if isinstance(node, kinds)]
+
     @property
     def tasks(self) -> list[Task]:
-        return [node for node in self.nodes if isinstance(node, Task)]
+        return self.of_kind(Task)
 
     @property
     def features(self) -> list[SparseFeature | SequenceFeature | DenseFeature]:
-        kinds = (SparseFeature, SequenceFeature, DenseFeature)
-        return [node for node in self.nodes if isinstance(node, kinds)]
+        return self.of_kind(*FEATURES)

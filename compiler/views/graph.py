@@ -15,10 +15,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mtlc import ir
-from mtlc.ir.facts import shape
-from mtlc.views.summary import printable
+from mtlc.ir.spelling import escape
 
-__all__ = ["Edge", "edges", "columns", "detail", "family", "title", "to_dot", "COLOURS"]
+__all__ = [
+    "Edge",
+    "edges",
+    "columns",
+    "detail",
+    "family",
+    "title",
+    "to_dot",
+    "COLOURS",
+    "FAMILY",
+    "label",
+]
 
 # fill and stroke per node kind
 COLOURS = {
@@ -30,7 +40,18 @@ COLOURS = {
     "transfer": ("#f3e8ff", "#9333ea"),
     "task": ("#fee2e2", "#dc2626"),
 }
-_FEATURES = ("sparse", "sequence", "dense")
+# The colours each kind of node takes (tests/test_tables.py holds it complete).
+FAMILY: dict[type, str] = {
+    ir.SparseFeature: "feature",
+    ir.SequenceFeature: "feature",
+    ir.DenseFeature: "feature",
+    ir.Group: "group",
+    ir.Expert: "expert",
+    ir.Tower: "tower",
+    ir.Gate: "gate",
+    ir.Transfer: "transfer",
+    ir.Task: "task",
+}
 
 
 @dataclass(frozen=True)
@@ -45,21 +66,25 @@ def edges(model: ir.Model) -> list[Edge]:
     """Every dataflow edge (once per pair) in declaration order, then the constraints."""
     out = []
     for node in model.nodes:
-        product = isinstance(node, ir.Task) and bool(node.factors)
-        for index, name in enumerate(dict.fromkeys(ir.inputs_of(node))):
-            gate_input = isinstance(node, ir.Gate) and index == 0 and name == node.input
-            style = "product" if product else "input" if gate_input else "data"
-            out.append(Edge(name, node.name, style))
+        for index, name in enumerate(dict.fromkeys(node.inputs())):
+            out.append(Edge(name, node.name, _style(node, index)))
     for rule in model.constraints:
         out.append(Edge(rule.left, rule.right, "constraint", f"<= {rule.weight:g}"))
     return out
+
+
+def _style(node: ir.Node, index: int) -> str:
+    """How the edge into ``node`` from its ``index``-th input is drawn."""
+    if isinstance(node, ir.Task) and node.factors:
+        return "product"
+    return "input" if isinstance(node, ir.Gate) and index == 0 else "data"
 
 
 def columns(model: ir.Model) -> dict[str, int]:
     """Each node's column: the longest path from a feature; heads aligned (see the module doc)."""
     column: dict[str, int] = {}
     for node in model.nodes:
-        column[node.name] = 1 + max((column[n] for n in ir.inputs_of(node)), default=-1)
+        column[node.name] = 1 + max((column[n] for n in node.inputs()), default=-1)
     heads = [t.name for t in model.tasks if t.input is not None]
     last = max((column[name] for name in heads), default=0)
     for task in model.tasks:
@@ -71,29 +96,17 @@ def columns(model: ir.Model) -> dict[str, int]:
 
 def family(node: ir.Node) -> str:
     """What colours a node's box: ``feature`` for any feature, else the node's kind."""
-    return "feature" if node.op in _FEATURES else node.op
+    return FAMILY[type(node)]
+
+
+def label(node: ir.Node) -> str:
+    """The first line of a box: the node's name, and ``xN`` for a pool of N experts."""
+    return node.name + (f" x{node.vectors}" if node.vectors > 1 else "")
 
 
 def detail(node: ir.Node) -> str:
-    """The second line of a box: the node's kind, briefly, and its output shape."""
-    dims = ", ".join(str(d) for d in getattr(getattr(node, "block", None), "dims", []))
-    if isinstance(node, (ir.SparseFeature, ir.SequenceFeature)) and node.table:
-        kind = f"{node.op}, table {node.table}"
-    elif isinstance(node, ir.SparseFeature):
-        kind = f"sparse {node.vocab}x{node.dim}"
-    elif isinstance(node, ir.SequenceFeature):
-        kind = f"sequence {node.vocab}x{node.dim} {node.pool.value}"
-    elif isinstance(node, (ir.Expert, ir.Tower)):
-        kind = f"mlp [{dims}]"
-    elif isinstance(node, ir.Gate):
-        kind = f"softmax over {node.num_experts}"
-    elif isinstance(node, ir.Transfer):
-        kind = "ait"
-    elif isinstance(node, ir.Task):
-        kind = node.kind.value + (f" {node.label}" if node.label is not None else ", latent")
-    else:
-        kind = node.op
-    return printable(f"{kind} -> {shape(node)}")
+    """The second line of a box: the node's short form and its output shape."""
+    return escape(f"{node.brief()} -> {node.shape}")
 
 
 # -- DOT ---------------------------------------------------------------------------------
@@ -114,7 +127,7 @@ def _quote(text: str) -> str:
 
 def title(model: ir.Model) -> str:
     """The drawing's title: the model's name and description, printable."""
-    return printable(model.name + (f": {model.description}" if model.description else ""))
+    return escape(model.name + (f": {model.description}" if model.description else ""))
 
 
 def to_dot(model: ir.Model) -> str:
@@ -127,11 +140,11 @@ def to_dot(model: ir.Model) -> str:
     ]
     for node in model.nodes:
         fill, stroke = COLOURS[family(node)]
-        name = node.name + (f" x{node.count}" if isinstance(node, ir.Expert) else "")
-        box = ", shape=box3d" if isinstance(node, ir.Expert) and node.count > 1 else ""
-        label = _quote(f"{name}\n{detail(node)}")
+        box = ", shape=box3d" if node.vectors > 1 else ""
+        text, tooltip = _quote(f"{label(node)}\n{detail(node)}"), _quote(escape(node.text()))
         lines.append(
-            f'  {_quote(node.name)} [label={label}, fillcolor="{fill}", color="{stroke}"{box}];'
+            f"  {_quote(node.name)} [label={text}, tooltip={tooltip}, "
+            f'fillcolor="{fill}", color="{stroke}"{box}];'
         )
     for edge in edges(model):
         style = _DOT_STYLE[edge.style].replace("{}", edge.label)

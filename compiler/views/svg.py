@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from html import escape
 
 from mtlc import ir
-from mtlc.views.graph import COLOURS, Edge, columns, detail, edges, family, title
+from mtlc.views.graph import COLOURS, Edge, columns, detail, edges, family, label, title
 
 __all__ = ["draw"]
 
@@ -34,7 +34,7 @@ class _Box:
     @property
     def cards(self) -> int:
         """The cards drawn behind the box: one per further expert of a pool, at most two."""
-        return min(self.node.count, 3) - 1 if isinstance(self.node, ir.Expert) else 0
+        return min(self.node.vectors, 3) - 1
 
     @property
     def mid(self) -> float:
@@ -110,20 +110,20 @@ def _route(x1: float, y1: float, x2: float, y2: float, passes: list[list[_Box]])
 
 
 def _box_width(node: ir.Node) -> float:
-    title = len(node.name) + (len(f" x{node.count}") if isinstance(node, ir.Expert) else 0)
-    return max(title * _CHAR, len(detail(node)) * _SMALL_CHAR) + 20
+    return max(len(label(node)) * _CHAR, len(detail(node)) * _SMALL_CHAR) + 20
 
 
 def _svg_box(box: _Box) -> list[str]:
     node = box.node
     fill, stroke = COLOURS[family(node)]
     out = [f'<g class="node {family(node)}" id="node-{escape(node.name)}">']
+    out.append(f"<title>{escape(node.text())}</title>")  # the node as the spec writes it
     attrs = f'width="{box.width:.1f}" height="{_BOX_H}" rx="6" fill="{fill}" stroke="{stroke}"'
     for depth in range(box.cards, 0, -1):  # an expert pool: a stack of cards
         x, y = box.x + _STACK * depth, box.y - _STACK * depth
         out.append(f'<rect class="stack" x="{x:.1f}" y="{y:.1f}" {attrs}/>')
     out.append(f'<rect class="box" x="{box.x:.1f}" y="{box.y:.1f}" {attrs}/>')
-    name = escape(node.name) + (f" x{node.count}" if isinstance(node, ir.Expert) else "")
+    name = escape(label(node))
     cx = box.x + box.width / 2
     out.append(
         f'<text x="{cx:.1f}" y="{box.y + 16:.1f}" font-size="12" font-weight="bold">{name}</text>'

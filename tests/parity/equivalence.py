@@ -44,7 +44,10 @@ def _constraints(model: ir.Model) -> list[tuple]:
 
 
 def canonical_names(model: ir.Model) -> dict[str, str]:
-    """name -> canonical name: features keep theirs, supervised tasks go by label, the rest by walk order."""
+    """name -> canonical name.
+
+    Features keep theirs, supervised tasks go by label, the rest by walk order.
+    """
     names: dict[str, str] = {}
     nodes = {node.name: node for node in model.nodes}
 
@@ -58,7 +61,7 @@ def canonical_names(model: ir.Model) -> dict[str, str]:
             names[name] = f"task[{node.label}]"
         else:
             names[name] = f"n{len(names)}"
-        for ref in ir.inputs_of(node):
+        for ref in node.inputs():
             visit(ref)
 
     for task in sorted((t for t in model.tasks if t.label is not None), key=lambda t: t.label):

@@ -58,35 +58,35 @@ class AdultMMoE(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.workclass = nn.Embedding(16, 4)  # adult_mmoe.mtl:12
-        self.education = nn.Embedding(32, 4)  # adult_mmoe.mtl:13
-        self.occupation = nn.Embedding(32, 4)  # adult_mmoe.mtl:14
-        self.race = nn.Embedding(8, 4)  # adult_mmoe.mtl:15
-        self.gender = nn.Embedding(4, 4)  # adult_mmoe.mtl:16
-        self.native_country = nn.Embedding(64, 4)  # adult_mmoe.mtl:17
-        self.shared = rt.Experts(30, [64, 32], num_experts=4)  # adult_mmoe.mtl:30
-        self.to_income = rt.SoftmaxGate(30, num_experts=4)  # adult_mmoe.mtl:32
-        self.to_marital = rt.SoftmaxGate(30, num_experts=4)  # adult_mmoe.mtl:33
-        self.income_net = rt.MLP(32, [16])  # adult_mmoe.mtl:35
-        self.marital_net = rt.MLP(32, [16])  # adult_mmoe.mtl:36
-        self.income = nn.Linear(16, 1)  # adult_mmoe.mtl:38
-        self.marital = nn.Linear(16, 1)  # adult_mmoe.mtl:39
+        self.workclass = nn.Embedding(16, 4)  # line 12
+        self.education = nn.Embedding(32, 4)  # line 13
+        self.occupation = nn.Embedding(32, 4)  # line 14
+        self.race = nn.Embedding(8, 4)  # line 15
+        self.gender = nn.Embedding(4, 4)  # line 16
+        self.native_country = nn.Embedding(64, 4)  # line 17
+        self.shared = rt.Experts(30, [64, 32], num_experts=4)  # line 30
+        self.to_income = rt.SoftmaxGate(30, num_experts=4)  # line 32
+        self.to_marital = rt.SoftmaxGate(30, num_experts=4)  # line 33
+        self.income_net = rt.MLP(32, [16])  # line 35
+        self.marital_net = rt.MLP(32, [16])  # line 36
+        self.income = nn.Linear(16, 1)  # line 38
+        self.marital = nn.Linear(16, 1)  # line 39
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
-        workclass = self.workclass(batch["workclass"])  # [B, 4]  adult_mmoe.mtl:12
-        education = self.education(batch["education"])  # [B, 4]  adult_mmoe.mtl:13
-        occupation = self.occupation(batch["occupation"])  # [B, 4]  adult_mmoe.mtl:14
-        race = self.race(batch["race"])  # [B, 4]  adult_mmoe.mtl:15
-        gender = self.gender(batch["gender"])  # [B, 4]  adult_mmoe.mtl:16
-        native_country = self.native_country(batch["native_country"])  # [B, 4]  adult_mmoe.mtl:17
-        age = batch["age"].unsqueeze(-1)  # [B, 1]  adult_mmoe.mtl:18
-        fnlwgt = batch["fnlwgt"].unsqueeze(-1)  # [B, 1]  adult_mmoe.mtl:19
-        educational_num = batch["educational_num"].unsqueeze(-1)  # [B, 1]  adult_mmoe.mtl:20
-        capital_gain = batch["capital_gain"].unsqueeze(-1)  # [B, 1]  adult_mmoe.mtl:21
-        capital_loss = batch["capital_loss"].unsqueeze(-1)  # [B, 1]  adult_mmoe.mtl:22
-        hours_per_week = batch["hours_per_week"].unsqueeze(-1)  # [B, 1]  adult_mmoe.mtl:23
-        # [B, 30]  adult_mmoe.mtl:25
+        workclass = self.workclass(batch["workclass"])  # [B, 4]  line 12
+        education = self.education(batch["education"])  # [B, 4]  line 13
+        occupation = self.occupation(batch["occupation"])  # [B, 4]  line 14
+        race = self.race(batch["race"])  # [B, 4]  line 15
+        gender = self.gender(batch["gender"])  # [B, 4]  line 16
+        native_country = self.native_country(batch["native_country"])  # [B, 4]  line 17
+        age = batch["age"].unsqueeze(-1)  # [B, 1]  line 18
+        fnlwgt = batch["fnlwgt"].unsqueeze(-1)  # [B, 1]  line 19
+        educational_num = batch["educational_num"].unsqueeze(-1)  # [B, 1]  line 20
+        capital_gain = batch["capital_gain"].unsqueeze(-1)  # [B, 1]  line 21
+        capital_loss = batch["capital_loss"].unsqueeze(-1)  # [B, 1]  line 22
+        hours_per_week = batch["hours_per_week"].unsqueeze(-1)  # [B, 1]  line 23
+        # [B, 30]  line 25
         all_ = torch.cat(
             [
                 workclass,
@@ -104,14 +104,14 @@ class AdultMMoE(nn.Module):
             ],
             dim=-1,
         )
-        shared = self.shared(all_)  # [B, 4, 32]  adult_mmoe.mtl:30
-        to_income = rt.mix(self.to_income(all_), shared)  # [B, 32]  adult_mmoe.mtl:32
-        to_marital = rt.mix(self.to_marital(all_), shared)  # [B, 32]  adult_mmoe.mtl:33
-        income_net = self.income_net(to_income)  # [B, 16]  adult_mmoe.mtl:35
-        marital_net = self.marital_net(to_marital)  # [B, 16]  adult_mmoe.mtl:36
+        shared = self.shared(all_)  # [B, 4, 32]  line 30
+        to_income = rt.mix(self.to_income(all_), shared)  # [B, 32]  line 32
+        to_marital = rt.mix(self.to_marital(all_), shared)  # [B, 32]  line 33
+        income_net = self.income_net(to_income)  # [B, 16]  line 35
+        marital_net = self.marital_net(to_marital)  # [B, 16]  line 36
         return {
-            "income": self.income(income_net).squeeze(-1),  # [B]  adult_mmoe.mtl:38
-            "marital": self.marital(marital_net).squeeze(-1),  # [B]  adult_mmoe.mtl:39
+            "income": self.income(income_net).squeeze(-1),  # [B]  line 38
+            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 39
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

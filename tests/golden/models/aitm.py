@@ -48,38 +48,38 @@ class AITM(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.user_id = nn.Embedding(10_000, 16)  # aitm.mtl:7
-        self.item_id = nn.Embedding(5_000, 16)  # aitm.mtl:8
-        self.click_in = rt.MLP(33, [128, 64])  # aitm.mtl:13
-        self.buy_raw = rt.MLP(33, [128, 64])  # aitm.mtl:14
-        self.pay_raw = rt.MLP(33, [128, 64])  # aitm.mtl:15
-        self.buy_in = rt.AITransfer(64)  # aitm.mtl:17
-        self.pay_in = rt.AITransfer(64)  # aitm.mtl:18
-        self.click_net = rt.MLP(64, [32])  # aitm.mtl:20
-        self.buy_net = rt.MLP(64, [32])  # aitm.mtl:21
-        self.pay_net = rt.MLP(64, [32])  # aitm.mtl:22
-        self.click = nn.Linear(32, 1)  # aitm.mtl:24
-        self.buy = nn.Linear(32, 1)  # aitm.mtl:25
-        self.pay = nn.Linear(32, 1)  # aitm.mtl:26
+        self.user_id = nn.Embedding(10_000, 16)  # line 7
+        self.item_id = nn.Embedding(5_000, 16)  # line 8
+        self.click_in = rt.MLP(33, [128, 64])  # line 13
+        self.buy_raw = rt.MLP(33, [128, 64])  # line 14
+        self.pay_raw = rt.MLP(33, [128, 64])  # line 15
+        self.buy_in = rt.AITransfer(64)  # line 17
+        self.pay_in = rt.AITransfer(64)  # line 18
+        self.click_net = rt.MLP(64, [32])  # line 20
+        self.buy_net = rt.MLP(64, [32])  # line 21
+        self.pay_net = rt.MLP(64, [32])  # line 22
+        self.click = nn.Linear(32, 1)  # line 24
+        self.buy = nn.Linear(32, 1)  # line 25
+        self.pay = nn.Linear(32, 1)  # line 26
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
-        user_id = self.user_id(batch["user_id"])  # [B, 16]  aitm.mtl:7
-        item_id = self.item_id(batch["item_id"])  # [B, 16]  aitm.mtl:8
-        price = batch["price"].unsqueeze(-1)  # [B, 1]  aitm.mtl:9
-        all_ = torch.cat([user_id, item_id, price], dim=-1)  # [B, 33]  aitm.mtl:11
-        click_in = self.click_in(all_)  # [B, 64]  aitm.mtl:13
-        buy_raw = self.buy_raw(all_)  # [B, 64]  aitm.mtl:14
-        pay_raw = self.pay_raw(all_)  # [B, 64]  aitm.mtl:15
-        buy_in = self.buy_in(buy_raw, click_in)  # [B, 64]  aitm.mtl:17
-        pay_in = self.pay_in(pay_raw, buy_in)  # [B, 64]  aitm.mtl:18
-        click_net = self.click_net(click_in)  # [B, 32]  aitm.mtl:20
-        buy_net = self.buy_net(buy_in)  # [B, 32]  aitm.mtl:21
-        pay_net = self.pay_net(pay_in)  # [B, 32]  aitm.mtl:22
+        user_id = self.user_id(batch["user_id"])  # [B, 16]  line 7
+        item_id = self.item_id(batch["item_id"])  # [B, 16]  line 8
+        price = batch["price"].unsqueeze(-1)  # [B, 1]  line 9
+        all_ = torch.cat([user_id, item_id, price], dim=-1)  # [B, 33]  line 11
+        click_in = self.click_in(all_)  # [B, 64]  line 13
+        buy_raw = self.buy_raw(all_)  # [B, 64]  line 14
+        pay_raw = self.pay_raw(all_)  # [B, 64]  line 15
+        buy_in = self.buy_in(buy_raw, click_in)  # [B, 64]  line 17
+        pay_in = self.pay_in(pay_raw, buy_in)  # [B, 64]  line 18
+        click_net = self.click_net(click_in)  # [B, 32]  line 20
+        buy_net = self.buy_net(buy_in)  # [B, 32]  line 21
+        pay_net = self.pay_net(pay_in)  # [B, 32]  line 22
         return {
-            "click": self.click(click_net).squeeze(-1),  # [B]  aitm.mtl:24
-            "buy": self.buy(buy_net).squeeze(-1),  # [B]  aitm.mtl:25
-            "pay": self.pay(pay_net).squeeze(-1),  # [B]  aitm.mtl:26
+            "click": self.click(click_net).squeeze(-1),  # [B]  line 24
+            "buy": self.buy(buy_net).squeeze(-1),  # [B]  line 25
+            "pay": self.pay(pay_net).squeeze(-1),  # [B]  line 26
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -116,88 +116,84 @@ class CensusESMM(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.class_worker = nn.Embedding(64, 4)  # census_esmm.mtl:13
-        self.det_ind_code = nn.Embedding(64, 4)  # census_esmm.mtl:14
-        self.det_occ_code = nn.Embedding(64, 4)  # census_esmm.mtl:15
-        self.education = nn.Embedding(64, 4)  # census_esmm.mtl:16
-        self.hs_college = nn.Embedding(64, 4)  # census_esmm.mtl:17
-        self.major_ind_code = nn.Embedding(64, 4)  # census_esmm.mtl:18
-        self.major_occ_code = nn.Embedding(64, 4)  # census_esmm.mtl:19
-        self.race = nn.Embedding(64, 4)  # census_esmm.mtl:20
-        self.hisp_origin = nn.Embedding(64, 4)  # census_esmm.mtl:21
-        self.sex = nn.Embedding(64, 4)  # census_esmm.mtl:22
-        self.union_member = nn.Embedding(64, 4)  # census_esmm.mtl:23
-        self.unemp_reason = nn.Embedding(64, 4)  # census_esmm.mtl:24
-        self.full_or_part_emp = nn.Embedding(64, 4)  # census_esmm.mtl:25
-        self.tax_filer_stat = nn.Embedding(64, 4)  # census_esmm.mtl:26
-        self.region_prev_res = nn.Embedding(64, 4)  # census_esmm.mtl:27
-        self.state_prev_res = nn.Embedding(64, 4)  # census_esmm.mtl:28
-        self.det_hh_fam_stat = nn.Embedding(64, 4)  # census_esmm.mtl:29
-        self.det_hh_summ = nn.Embedding(64, 4)  # census_esmm.mtl:30
-        self.mig_chg_msa = nn.Embedding(64, 4)  # census_esmm.mtl:31
-        self.mig_chg_reg = nn.Embedding(64, 4)  # census_esmm.mtl:32
-        self.mig_move_reg = nn.Embedding(64, 4)  # census_esmm.mtl:33
-        self.mig_same = nn.Embedding(64, 4)  # census_esmm.mtl:34
-        self.mig_prev_sunbelt = nn.Embedding(64, 4)  # census_esmm.mtl:35
-        self.fam_under_18 = nn.Embedding(64, 4)  # census_esmm.mtl:36
-        self.country_father = nn.Embedding(64, 4)  # census_esmm.mtl:37
-        self.country_mother = nn.Embedding(64, 4)  # census_esmm.mtl:38
-        self.country_self = nn.Embedding(64, 4)  # census_esmm.mtl:39
-        self.citizenship = nn.Embedding(64, 4)  # census_esmm.mtl:40
-        self.own_or_self = nn.Embedding(64, 4)  # census_esmm.mtl:41
-        self.vet_question = nn.Embedding(64, 4)  # census_esmm.mtl:42
-        self.vet_benefits = nn.Embedding(64, 4)  # census_esmm.mtl:43
-        self.year = nn.Embedding(64, 4)  # census_esmm.mtl:44
-        self.work_net = rt.MLP(134, [64, 32])  # census_esmm.mtl:64
-        self.rich_net = rt.MLP(134, [64, 32])  # census_esmm.mtl:65
-        self.worked = nn.Linear(32, 1)  # census_esmm.mtl:67
-        self.rich_if_work = nn.Linear(32, 1)  # census_esmm.mtl:68
+        self.class_worker = nn.Embedding(64, 4)  # line 13
+        self.det_ind_code = nn.Embedding(64, 4)  # line 14
+        self.det_occ_code = nn.Embedding(64, 4)  # line 15
+        self.education = nn.Embedding(64, 4)  # line 16
+        self.hs_college = nn.Embedding(64, 4)  # line 17
+        self.major_ind_code = nn.Embedding(64, 4)  # line 18
+        self.major_occ_code = nn.Embedding(64, 4)  # line 19
+        self.race = nn.Embedding(64, 4)  # line 20
+        self.hisp_origin = nn.Embedding(64, 4)  # line 21
+        self.sex = nn.Embedding(64, 4)  # line 22
+        self.union_member = nn.Embedding(64, 4)  # line 23
+        self.unemp_reason = nn.Embedding(64, 4)  # line 24
+        self.full_or_part_emp = nn.Embedding(64, 4)  # line 25
+        self.tax_filer_stat = nn.Embedding(64, 4)  # line 26
+        self.region_prev_res = nn.Embedding(64, 4)  # line 27
+        self.state_prev_res = nn.Embedding(64, 4)  # line 28
+        self.det_hh_fam_stat = nn.Embedding(64, 4)  # line 29
+        self.det_hh_summ = nn.Embedding(64, 4)  # line 30
+        self.mig_chg_msa = nn.Embedding(64, 4)  # line 31
+        self.mig_chg_reg = nn.Embedding(64, 4)  # line 32
+        self.mig_move_reg = nn.Embedding(64, 4)  # line 33
+        self.mig_same = nn.Embedding(64, 4)  # line 34
+        self.mig_prev_sunbelt = nn.Embedding(64, 4)  # line 35
+        self.fam_under_18 = nn.Embedding(64, 4)  # line 36
+        self.country_father = nn.Embedding(64, 4)  # line 37
+        self.country_mother = nn.Embedding(64, 4)  # line 38
+        self.country_self = nn.Embedding(64, 4)  # line 39
+        self.citizenship = nn.Embedding(64, 4)  # line 40
+        self.own_or_self = nn.Embedding(64, 4)  # line 41
+        self.vet_question = nn.Embedding(64, 4)  # line 42
+        self.vet_benefits = nn.Embedding(64, 4)  # line 43
+        self.year = nn.Embedding(64, 4)  # line 44
+        self.work_net = rt.MLP(134, [64, 32])  # line 64
+        self.rich_net = rt.MLP(134, [64, 32])  # line 65
+        self.worked = nn.Linear(32, 1)  # line 67
+        self.rich_if_work = nn.Linear(32, 1)  # line 68
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
-        class_worker = self.class_worker(batch["class_worker"])  # [B, 4]  census_esmm.mtl:13
-        det_ind_code = self.det_ind_code(batch["det_ind_code"])  # [B, 4]  census_esmm.mtl:14
-        det_occ_code = self.det_occ_code(batch["det_occ_code"])  # [B, 4]  census_esmm.mtl:15
-        education = self.education(batch["education"])  # [B, 4]  census_esmm.mtl:16
-        hs_college = self.hs_college(batch["hs_college"])  # [B, 4]  census_esmm.mtl:17
-        major_ind_code = self.major_ind_code(batch["major_ind_code"])  # [B, 4]  census_esmm.mtl:18
-        major_occ_code = self.major_occ_code(batch["major_occ_code"])  # [B, 4]  census_esmm.mtl:19
-        race = self.race(batch["race"])  # [B, 4]  census_esmm.mtl:20
-        hisp_origin = self.hisp_origin(batch["hisp_origin"])  # [B, 4]  census_esmm.mtl:21
-        sex = self.sex(batch["sex"])  # [B, 4]  census_esmm.mtl:22
-        union_member = self.union_member(batch["union_member"])  # [B, 4]  census_esmm.mtl:23
-        unemp_reason = self.unemp_reason(batch["unemp_reason"])  # [B, 4]  census_esmm.mtl:24
-        # [B, 4]  census_esmm.mtl:25
-        full_or_part_emp = self.full_or_part_emp(batch["full_or_part_emp"])
-        tax_filer_stat = self.tax_filer_stat(batch["tax_filer_stat"])  # [B, 4]  census_esmm.mtl:26
-        # [B, 4]  census_esmm.mtl:27
-        region_prev_res = self.region_prev_res(batch["region_prev_res"])
-        state_prev_res = self.state_prev_res(batch["state_prev_res"])  # [B, 4]  census_esmm.mtl:28
-        # [B, 4]  census_esmm.mtl:29
-        det_hh_fam_stat = self.det_hh_fam_stat(batch["det_hh_fam_stat"])
-        det_hh_summ = self.det_hh_summ(batch["det_hh_summ"])  # [B, 4]  census_esmm.mtl:30
-        mig_chg_msa = self.mig_chg_msa(batch["mig_chg_msa"])  # [B, 4]  census_esmm.mtl:31
-        mig_chg_reg = self.mig_chg_reg(batch["mig_chg_reg"])  # [B, 4]  census_esmm.mtl:32
-        mig_move_reg = self.mig_move_reg(batch["mig_move_reg"])  # [B, 4]  census_esmm.mtl:33
-        mig_same = self.mig_same(batch["mig_same"])  # [B, 4]  census_esmm.mtl:34
-        # [B, 4]  census_esmm.mtl:35
-        mig_prev_sunbelt = self.mig_prev_sunbelt(batch["mig_prev_sunbelt"])
-        fam_under_18 = self.fam_under_18(batch["fam_under_18"])  # [B, 4]  census_esmm.mtl:36
-        country_father = self.country_father(batch["country_father"])  # [B, 4]  census_esmm.mtl:37
-        country_mother = self.country_mother(batch["country_mother"])  # [B, 4]  census_esmm.mtl:38
-        country_self = self.country_self(batch["country_self"])  # [B, 4]  census_esmm.mtl:39
-        citizenship = self.citizenship(batch["citizenship"])  # [B, 4]  census_esmm.mtl:40
-        own_or_self = self.own_or_self(batch["own_or_self"])  # [B, 4]  census_esmm.mtl:41
-        vet_question = self.vet_question(batch["vet_question"])  # [B, 4]  census_esmm.mtl:42
-        vet_benefits = self.vet_benefits(batch["vet_benefits"])  # [B, 4]  census_esmm.mtl:43
-        year = self.year(batch["year"])  # [B, 4]  census_esmm.mtl:44
-        age = batch["age"].unsqueeze(-1)  # [B, 1]  census_esmm.mtl:45
-        wage_per_hour = batch["wage_per_hour"].unsqueeze(-1)  # [B, 1]  census_esmm.mtl:46
-        capital_gains = batch["capital_gains"].unsqueeze(-1)  # [B, 1]  census_esmm.mtl:47
-        capital_losses = batch["capital_losses"].unsqueeze(-1)  # [B, 1]  census_esmm.mtl:48
-        stock_dividends = batch["stock_dividends"].unsqueeze(-1)  # [B, 1]  census_esmm.mtl:49
-        num_emp = batch["num_emp"].unsqueeze(-1)  # [B, 1]  census_esmm.mtl:50
-        # [B, 134]  census_esmm.mtl:52
+        class_worker = self.class_worker(batch["class_worker"])  # [B, 4]  line 13
+        det_ind_code = self.det_ind_code(batch["det_ind_code"])  # [B, 4]  line 14
+        det_occ_code = self.det_occ_code(batch["det_occ_code"])  # [B, 4]  line 15
+        education = self.education(batch["education"])  # [B, 4]  line 16
+        hs_college = self.hs_college(batch["hs_college"])  # [B, 4]  line 17
+        major_ind_code = self.major_ind_code(batch["major_ind_code"])  # [B, 4]  line 18
+        major_occ_code = self.major_occ_code(batch["major_occ_code"])  # [B, 4]  line 19
+        race = self.race(batch["race"])  # [B, 4]  line 20
+        hisp_origin = self.hisp_origin(batch["hisp_origin"])  # [B, 4]  line 21
+        sex = self.sex(batch["sex"])  # [B, 4]  line 22
+        union_member = self.union_member(batch["union_member"])  # [B, 4]  line 23
+        unemp_reason = self.unemp_reason(batch["unemp_reason"])  # [B, 4]  line 24
+        full_or_part_emp = self.full_or_part_emp(batch["full_or_part_emp"])  # [B, 4]  line 25
+        tax_filer_stat = self.tax_filer_stat(batch["tax_filer_stat"])  # [B, 4]  line 26
+        region_prev_res = self.region_prev_res(batch["region_prev_res"])  # [B, 4]  line 27
+        state_prev_res = self.state_prev_res(batch["state_prev_res"])  # [B, 4]  line 28
+        det_hh_fam_stat = self.det_hh_fam_stat(batch["det_hh_fam_stat"])  # [B, 4]  line 29
+        det_hh_summ = self.det_hh_summ(batch["det_hh_summ"])  # [B, 4]  line 30
+        mig_chg_msa = self.mig_chg_msa(batch["mig_chg_msa"])  # [B, 4]  line 31
+        mig_chg_reg = self.mig_chg_reg(batch["mig_chg_reg"])  # [B, 4]  line 32
+        mig_move_reg = self.mig_move_reg(batch["mig_move_reg"])  # [B, 4]  line 33
+        mig_same = self.mig_same(batch["mig_same"])  # [B, 4]  line 34
+        mig_prev_sunbelt = self.mig_prev_sunbelt(batch["mig_prev_sunbelt"])  # [B, 4]  line 35
+        fam_under_18 = self.fam_under_18(batch["fam_under_18"])  # [B, 4]  line 36
+        country_father = self.country_father(batch["country_father"])  # [B, 4]  line 37
+        country_mother = self.country_mother(batch["country_mother"])  # [B, 4]  line 38
+        country_self = self.country_self(batch["country_self"])  # [B, 4]  line 39
+        citizenship = self.citizenship(batch["citizenship"])  # [B, 4]  line 40
+        own_or_self = self.own_or_self(batch["own_or_self"])  # [B, 4]  line 41
+        vet_question = self.vet_question(batch["vet_question"])  # [B, 4]  line 42
+        vet_benefits = self.vet_benefits(batch["vet_benefits"])  # [B, 4]  line 43
+        year = self.year(batch["year"])  # [B, 4]  line 44
+        age = batch["age"].unsqueeze(-1)  # [B, 1]  line 45
+        wage_per_hour = batch["wage_per_hour"].unsqueeze(-1)  # [B, 1]  line 46
+        capital_gains = batch["capital_gains"].unsqueeze(-1)  # [B, 1]  line 47
+        capital_losses = batch["capital_losses"].unsqueeze(-1)  # [B, 1]  line 48
+        stock_dividends = batch["stock_dividends"].unsqueeze(-1)  # [B, 1]  line 49
+        num_emp = batch["num_emp"].unsqueeze(-1)  # [B, 1]  line 50
+        # [B, 134]  line 52
         all_ = torch.cat(
             [
                 class_worker,
@@ -241,11 +237,11 @@ class CensusESMM(nn.Module):
             ],
             dim=-1,
         )
-        work_net = self.work_net(all_)  # [B, 32]  census_esmm.mtl:64
-        rich_net = self.rich_net(all_)  # [B, 32]  census_esmm.mtl:65
+        work_net = self.work_net(all_)  # [B, 32]  line 64
+        rich_net = self.rich_net(all_)  # [B, 32]  line 65
         return {
-            "worked": self.worked(work_net).squeeze(-1),  # [B]  census_esmm.mtl:67
-            "rich_if_work": self.rich_if_work(rich_net).squeeze(-1),  # [B]  census_esmm.mtl:68
+            "worked": self.worked(work_net).squeeze(-1),  # [B]  line 67
+            "rich_if_work": self.rich_if_work(rich_net).squeeze(-1),  # [B]  line 68
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -111,97 +111,93 @@ class CensusMMoE(nn.Module):
     weighting = rt.Weighting("fixed")
     # The spec's gates in each gate bank, in order (for rt.convert_o0_state_dict).
     gate_banks = {
-        "gates_all_over_shared": ("to_income", "to_marital"),
+        "gates": ("to_income", "to_marital"),
     }
 
     def __init__(self) -> None:
         super().__init__()
-        self.class_worker = nn.Embedding(64, 4)  # census_mmoe.mtl:10
-        self.det_ind_code = nn.Embedding(64, 4)  # census_mmoe.mtl:11
-        self.det_occ_code = nn.Embedding(64, 4)  # census_mmoe.mtl:12
-        self.education = nn.Embedding(64, 4)  # census_mmoe.mtl:13
-        self.hs_college = nn.Embedding(64, 4)  # census_mmoe.mtl:14
-        self.major_ind_code = nn.Embedding(64, 4)  # census_mmoe.mtl:15
-        self.major_occ_code = nn.Embedding(64, 4)  # census_mmoe.mtl:16
-        self.race = nn.Embedding(64, 4)  # census_mmoe.mtl:17
-        self.hisp_origin = nn.Embedding(64, 4)  # census_mmoe.mtl:18
-        self.sex = nn.Embedding(64, 4)  # census_mmoe.mtl:19
-        self.union_member = nn.Embedding(64, 4)  # census_mmoe.mtl:20
-        self.unemp_reason = nn.Embedding(64, 4)  # census_mmoe.mtl:21
-        self.full_or_part_emp = nn.Embedding(64, 4)  # census_mmoe.mtl:22
-        self.tax_filer_stat = nn.Embedding(64, 4)  # census_mmoe.mtl:23
-        self.region_prev_res = nn.Embedding(64, 4)  # census_mmoe.mtl:24
-        self.state_prev_res = nn.Embedding(64, 4)  # census_mmoe.mtl:25
-        self.det_hh_fam_stat = nn.Embedding(64, 4)  # census_mmoe.mtl:26
-        self.det_hh_summ = nn.Embedding(64, 4)  # census_mmoe.mtl:27
-        self.mig_chg_msa = nn.Embedding(64, 4)  # census_mmoe.mtl:28
-        self.mig_chg_reg = nn.Embedding(64, 4)  # census_mmoe.mtl:29
-        self.mig_move_reg = nn.Embedding(64, 4)  # census_mmoe.mtl:30
-        self.mig_same = nn.Embedding(64, 4)  # census_mmoe.mtl:31
-        self.mig_prev_sunbelt = nn.Embedding(64, 4)  # census_mmoe.mtl:32
-        self.fam_under_18 = nn.Embedding(64, 4)  # census_mmoe.mtl:33
-        self.country_father = nn.Embedding(64, 4)  # census_mmoe.mtl:34
-        self.country_mother = nn.Embedding(64, 4)  # census_mmoe.mtl:35
-        self.country_self = nn.Embedding(64, 4)  # census_mmoe.mtl:36
-        self.citizenship = nn.Embedding(64, 4)  # census_mmoe.mtl:37
-        self.own_or_self = nn.Embedding(64, 4)  # census_mmoe.mtl:38
-        self.vet_question = nn.Embedding(64, 4)  # census_mmoe.mtl:39
-        self.vet_benefits = nn.Embedding(64, 4)  # census_mmoe.mtl:40
-        self.year = nn.Embedding(64, 4)  # census_mmoe.mtl:41
-        self.shared = rt.ExpertPool(135, [64, 32], num_experts=8)  # census_mmoe.mtl:62
-        # census_mmoe.mtl:64-65
-        self.gates_all_over_shared = rt.GateBank(135, num_experts=8, num_gates=2)
-        self.income_net = rt.MLP(32, [16])  # census_mmoe.mtl:67
-        self.marital_net = rt.MLP(32, [16])  # census_mmoe.mtl:68
-        self.income = nn.Linear(16, 1)  # census_mmoe.mtl:70
-        self.marital = nn.Linear(16, 1)  # census_mmoe.mtl:71
+        self.class_worker = nn.Embedding(64, 4)  # line 10
+        self.det_ind_code = nn.Embedding(64, 4)  # line 11
+        self.det_occ_code = nn.Embedding(64, 4)  # line 12
+        self.education = nn.Embedding(64, 4)  # line 13
+        self.hs_college = nn.Embedding(64, 4)  # line 14
+        self.major_ind_code = nn.Embedding(64, 4)  # line 15
+        self.major_occ_code = nn.Embedding(64, 4)  # line 16
+        self.race = nn.Embedding(64, 4)  # line 17
+        self.hisp_origin = nn.Embedding(64, 4)  # line 18
+        self.sex = nn.Embedding(64, 4)  # line 19
+        self.union_member = nn.Embedding(64, 4)  # line 20
+        self.unemp_reason = nn.Embedding(64, 4)  # line 21
+        self.full_or_part_emp = nn.Embedding(64, 4)  # line 22
+        self.tax_filer_stat = nn.Embedding(64, 4)  # line 23
+        self.region_prev_res = nn.Embedding(64, 4)  # line 24
+        self.state_prev_res = nn.Embedding(64, 4)  # line 25
+        self.det_hh_fam_stat = nn.Embedding(64, 4)  # line 26
+        self.det_hh_summ = nn.Embedding(64, 4)  # line 27
+        self.mig_chg_msa = nn.Embedding(64, 4)  # line 28
+        self.mig_chg_reg = nn.Embedding(64, 4)  # line 29
+        self.mig_move_reg = nn.Embedding(64, 4)  # line 30
+        self.mig_same = nn.Embedding(64, 4)  # line 31
+        self.mig_prev_sunbelt = nn.Embedding(64, 4)  # line 32
+        self.fam_under_18 = nn.Embedding(64, 4)  # line 33
+        self.country_father = nn.Embedding(64, 4)  # line 34
+        self.country_mother = nn.Embedding(64, 4)  # line 35
+        self.country_self = nn.Embedding(64, 4)  # line 36
+        self.citizenship = nn.Embedding(64, 4)  # line 37
+        self.own_or_self = nn.Embedding(64, 4)  # line 38
+        self.vet_question = nn.Embedding(64, 4)  # line 39
+        self.vet_benefits = nn.Embedding(64, 4)  # line 40
+        self.year = nn.Embedding(64, 4)  # line 41
+        self.shared = rt.ExpertPool(135, [64, 32], num_experts=8)  # line 62
+        # to_income and to_marital each mix shared
+        self.gates = rt.GateBank(135, num_experts=8, num_gates=2)  # lines 64-65
+        self.income_net = rt.MLP(32, [16])  # line 67
+        self.marital_net = rt.MLP(32, [16])  # line 68
+        self.income = nn.Linear(16, 1)  # line 70
+        self.marital = nn.Linear(16, 1)  # line 71
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
-        class_worker = self.class_worker(batch["class_worker"])  # [B, 4]  census_mmoe.mtl:10
-        det_ind_code = self.det_ind_code(batch["det_ind_code"])  # [B, 4]  census_mmoe.mtl:11
-        det_occ_code = self.det_occ_code(batch["det_occ_code"])  # [B, 4]  census_mmoe.mtl:12
-        education = self.education(batch["education"])  # [B, 4]  census_mmoe.mtl:13
-        hs_college = self.hs_college(batch["hs_college"])  # [B, 4]  census_mmoe.mtl:14
-        major_ind_code = self.major_ind_code(batch["major_ind_code"])  # [B, 4]  census_mmoe.mtl:15
-        major_occ_code = self.major_occ_code(batch["major_occ_code"])  # [B, 4]  census_mmoe.mtl:16
-        race = self.race(batch["race"])  # [B, 4]  census_mmoe.mtl:17
-        hisp_origin = self.hisp_origin(batch["hisp_origin"])  # [B, 4]  census_mmoe.mtl:18
-        sex = self.sex(batch["sex"])  # [B, 4]  census_mmoe.mtl:19
-        union_member = self.union_member(batch["union_member"])  # [B, 4]  census_mmoe.mtl:20
-        unemp_reason = self.unemp_reason(batch["unemp_reason"])  # [B, 4]  census_mmoe.mtl:21
-        # [B, 4]  census_mmoe.mtl:22
-        full_or_part_emp = self.full_or_part_emp(batch["full_or_part_emp"])
-        tax_filer_stat = self.tax_filer_stat(batch["tax_filer_stat"])  # [B, 4]  census_mmoe.mtl:23
-        # [B, 4]  census_mmoe.mtl:24
-        region_prev_res = self.region_prev_res(batch["region_prev_res"])
-        state_prev_res = self.state_prev_res(batch["state_prev_res"])  # [B, 4]  census_mmoe.mtl:25
-        # [B, 4]  census_mmoe.mtl:26
-        det_hh_fam_stat = self.det_hh_fam_stat(batch["det_hh_fam_stat"])
-        det_hh_summ = self.det_hh_summ(batch["det_hh_summ"])  # [B, 4]  census_mmoe.mtl:27
-        mig_chg_msa = self.mig_chg_msa(batch["mig_chg_msa"])  # [B, 4]  census_mmoe.mtl:28
-        mig_chg_reg = self.mig_chg_reg(batch["mig_chg_reg"])  # [B, 4]  census_mmoe.mtl:29
-        mig_move_reg = self.mig_move_reg(batch["mig_move_reg"])  # [B, 4]  census_mmoe.mtl:30
-        mig_same = self.mig_same(batch["mig_same"])  # [B, 4]  census_mmoe.mtl:31
-        # [B, 4]  census_mmoe.mtl:32
-        mig_prev_sunbelt = self.mig_prev_sunbelt(batch["mig_prev_sunbelt"])
-        fam_under_18 = self.fam_under_18(batch["fam_under_18"])  # [B, 4]  census_mmoe.mtl:33
-        country_father = self.country_father(batch["country_father"])  # [B, 4]  census_mmoe.mtl:34
-        country_mother = self.country_mother(batch["country_mother"])  # [B, 4]  census_mmoe.mtl:35
-        country_self = self.country_self(batch["country_self"])  # [B, 4]  census_mmoe.mtl:36
-        citizenship = self.citizenship(batch["citizenship"])  # [B, 4]  census_mmoe.mtl:37
-        own_or_self = self.own_or_self(batch["own_or_self"])  # [B, 4]  census_mmoe.mtl:38
-        vet_question = self.vet_question(batch["vet_question"])  # [B, 4]  census_mmoe.mtl:39
-        vet_benefits = self.vet_benefits(batch["vet_benefits"])  # [B, 4]  census_mmoe.mtl:40
-        year = self.year(batch["year"])  # [B, 4]  census_mmoe.mtl:41
-        age = batch["age"].unsqueeze(-1)  # [B, 1]  census_mmoe.mtl:42
-        wage_per_hour = batch["wage_per_hour"].unsqueeze(-1)  # [B, 1]  census_mmoe.mtl:43
-        capital_gains = batch["capital_gains"].unsqueeze(-1)  # [B, 1]  census_mmoe.mtl:44
-        capital_losses = batch["capital_losses"].unsqueeze(-1)  # [B, 1]  census_mmoe.mtl:45
-        stock_dividends = batch["stock_dividends"].unsqueeze(-1)  # [B, 1]  census_mmoe.mtl:46
-        num_emp = batch["num_emp"].unsqueeze(-1)  # [B, 1]  census_mmoe.mtl:47
-        weeks_worked = batch["weeks_worked"].unsqueeze(-1)  # [B, 1]  census_mmoe.mtl:48
-        # [B, 135]  census_mmoe.mtl:50
+        class_worker = self.class_worker(batch["class_worker"])  # [B, 4]  line 10
+        det_ind_code = self.det_ind_code(batch["det_ind_code"])  # [B, 4]  line 11
+        det_occ_code = self.det_occ_code(batch["det_occ_code"])  # [B, 4]  line 12
+        education = self.education(batch["education"])  # [B, 4]  line 13
+        hs_college = self.hs_college(batch["hs_college"])  # [B, 4]  line 14
+        major_ind_code = self.major_ind_code(batch["major_ind_code"])  # [B, 4]  line 15
+        major_occ_code = self.major_occ_code(batch["major_occ_code"])  # [B, 4]  line 16
+        race = self.race(batch["race"])  # [B, 4]  line 17
+        hisp_origin = self.hisp_origin(batch["hisp_origin"])  # [B, 4]  line 18
+        sex = self.sex(batch["sex"])  # [B, 4]  line 19
+        union_member = self.union_member(batch["union_member"])  # [B, 4]  line 20
+        unemp_reason = self.unemp_reason(batch["unemp_reason"])  # [B, 4]  line 21
+        full_or_part_emp = self.full_or_part_emp(batch["full_or_part_emp"])  # [B, 4]  line 22
+        tax_filer_stat = self.tax_filer_stat(batch["tax_filer_stat"])  # [B, 4]  line 23
+        region_prev_res = self.region_prev_res(batch["region_prev_res"])  # [B, 4]  line 24
+        state_prev_res = self.state_prev_res(batch["state_prev_res"])  # [B, 4]  line 25
+        det_hh_fam_stat = self.det_hh_fam_stat(batch["det_hh_fam_stat"])  # [B, 4]  line 26
+        det_hh_summ = self.det_hh_summ(batch["det_hh_summ"])  # [B, 4]  line 27
+        mig_chg_msa = self.mig_chg_msa(batch["mig_chg_msa"])  # [B, 4]  line 28
+        mig_chg_reg = self.mig_chg_reg(batch["mig_chg_reg"])  # [B, 4]  line 29
+        mig_move_reg = self.mig_move_reg(batch["mig_move_reg"])  # [B, 4]  line 30
+        mig_same = self.mig_same(batch["mig_same"])  # [B, 4]  line 31
+        mig_prev_sunbelt = self.mig_prev_sunbelt(batch["mig_prev_sunbelt"])  # [B, 4]  line 32
+        fam_under_18 = self.fam_under_18(batch["fam_under_18"])  # [B, 4]  line 33
+        country_father = self.country_father(batch["country_father"])  # [B, 4]  line 34
+        country_mother = self.country_mother(batch["country_mother"])  # [B, 4]  line 35
+        country_self = self.country_self(batch["country_self"])  # [B, 4]  line 36
+        citizenship = self.citizenship(batch["citizenship"])  # [B, 4]  line 37
+        own_or_self = self.own_or_self(batch["own_or_self"])  # [B, 4]  line 38
+        vet_question = self.vet_question(batch["vet_question"])  # [B, 4]  line 39
+        vet_benefits = self.vet_benefits(batch["vet_benefits"])  # [B, 4]  line 40
+        year = self.year(batch["year"])  # [B, 4]  line 41
+        age = batch["age"].unsqueeze(-1)  # [B, 1]  line 42
+        wage_per_hour = batch["wage_per_hour"].unsqueeze(-1)  # [B, 1]  line 43
+        capital_gains = batch["capital_gains"].unsqueeze(-1)  # [B, 1]  line 44
+        capital_losses = batch["capital_losses"].unsqueeze(-1)  # [B, 1]  line 45
+        stock_dividends = batch["stock_dividends"].unsqueeze(-1)  # [B, 1]  line 46
+        num_emp = batch["num_emp"].unsqueeze(-1)  # [B, 1]  line 47
+        weeks_worked = batch["weeks_worked"].unsqueeze(-1)  # [B, 1]  line 48
+        # [B, 135]  line 50
         all_ = torch.cat(
             [
                 class_worker,
@@ -246,14 +242,13 @@ class CensusMMoE(nn.Module):
             ],
             dim=-1,
         )
-        shared = self.shared(all_)  # [B, 8, 32]  census_mmoe.mtl:62
-        # [B, 32] each  census_mmoe.mtl:64-65
-        to_income, to_marital = self.gates_all_over_shared(all_, shared).unbind(1)
-        income_net = self.income_net(to_income)  # [B, 16]  census_mmoe.mtl:67
-        marital_net = self.marital_net(to_marital)  # [B, 16]  census_mmoe.mtl:68
+        shared = self.shared(all_)  # [B, 8, 32]  line 62
+        to_income, to_marital = self.gates(all_, shared).unbind(1)  # [B, 32] each  lines 64-65
+        income_net = self.income_net(to_income)  # [B, 16]  line 67
+        marital_net = self.marital_net(to_marital)  # [B, 16]  line 68
         return {
-            "income": self.income(income_net).squeeze(-1),  # [B]  census_mmoe.mtl:70
-            "marital": self.marital(marital_net).squeeze(-1),  # [B]  census_mmoe.mtl:71
+            "income": self.income(income_net).squeeze(-1),  # [B]  line 70
+            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 71
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

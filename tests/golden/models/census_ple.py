@@ -119,111 +119,107 @@ class CensusPLE(nn.Module):
     weighting = rt.Weighting("fixed")
     # The spec's expert pools in each merged pool, in order (for rt.convert_o0_state_dict).
     expert_pools = {
-        "shared1_income1_marital1": ("shared1", "income1", "marital1"),
+        "experts": ("shared1", "income1", "marital1"),
     }
     # The spec's gates in each gate bank, in order (for rt.convert_o0_state_dict).
     gate_banks = {
-        "gates_all_over_shared1_income1_marital1": ("income_g1", "marital_g1", "shared_g1"),
-        "income_g2": ("income_g2",),
-        "marital_g2": ("marital_g2",),
+        "gates": ("income_g1", "marital_g1", "shared_g1"),
     }
 
     def __init__(self) -> None:
         super().__init__()
-        self.class_worker = nn.Embedding(64, 4)  # census_ple.mtl:9
-        self.det_ind_code = nn.Embedding(64, 4)  # census_ple.mtl:10
-        self.det_occ_code = nn.Embedding(64, 4)  # census_ple.mtl:11
-        self.education = nn.Embedding(64, 4)  # census_ple.mtl:12
-        self.hs_college = nn.Embedding(64, 4)  # census_ple.mtl:13
-        self.major_ind_code = nn.Embedding(64, 4)  # census_ple.mtl:14
-        self.major_occ_code = nn.Embedding(64, 4)  # census_ple.mtl:15
-        self.race = nn.Embedding(64, 4)  # census_ple.mtl:16
-        self.hisp_origin = nn.Embedding(64, 4)  # census_ple.mtl:17
-        self.sex = nn.Embedding(64, 4)  # census_ple.mtl:18
-        self.union_member = nn.Embedding(64, 4)  # census_ple.mtl:19
-        self.unemp_reason = nn.Embedding(64, 4)  # census_ple.mtl:20
-        self.full_or_part_emp = nn.Embedding(64, 4)  # census_ple.mtl:21
-        self.tax_filer_stat = nn.Embedding(64, 4)  # census_ple.mtl:22
-        self.region_prev_res = nn.Embedding(64, 4)  # census_ple.mtl:23
-        self.state_prev_res = nn.Embedding(64, 4)  # census_ple.mtl:24
-        self.det_hh_fam_stat = nn.Embedding(64, 4)  # census_ple.mtl:25
-        self.det_hh_summ = nn.Embedding(64, 4)  # census_ple.mtl:26
-        self.mig_chg_msa = nn.Embedding(64, 4)  # census_ple.mtl:27
-        self.mig_chg_reg = nn.Embedding(64, 4)  # census_ple.mtl:28
-        self.mig_move_reg = nn.Embedding(64, 4)  # census_ple.mtl:29
-        self.mig_same = nn.Embedding(64, 4)  # census_ple.mtl:30
-        self.mig_prev_sunbelt = nn.Embedding(64, 4)  # census_ple.mtl:31
-        self.fam_under_18 = nn.Embedding(64, 4)  # census_ple.mtl:32
-        self.country_father = nn.Embedding(64, 4)  # census_ple.mtl:33
-        self.country_mother = nn.Embedding(64, 4)  # census_ple.mtl:34
-        self.country_self = nn.Embedding(64, 4)  # census_ple.mtl:35
-        self.citizenship = nn.Embedding(64, 4)  # census_ple.mtl:36
-        self.own_or_self = nn.Embedding(64, 4)  # census_ple.mtl:37
-        self.vet_question = nn.Embedding(64, 4)  # census_ple.mtl:38
-        self.vet_benefits = nn.Embedding(64, 4)  # census_ple.mtl:39
-        self.year = nn.Embedding(64, 4)  # census_ple.mtl:40
-        # census_ple.mtl:61-63
-        self.shared1_income1_marital1 = rt.ExpertPool(135, [64, 32], num_experts=6)
-        # census_ple.mtl:64-66
-        self.gates_all_over_shared1_income1_marital1 = rt.GateBank(
+        self.class_worker = nn.Embedding(64, 4)  # line 9
+        self.det_ind_code = nn.Embedding(64, 4)  # line 10
+        self.det_occ_code = nn.Embedding(64, 4)  # line 11
+        self.education = nn.Embedding(64, 4)  # line 12
+        self.hs_college = nn.Embedding(64, 4)  # line 13
+        self.major_ind_code = nn.Embedding(64, 4)  # line 14
+        self.major_occ_code = nn.Embedding(64, 4)  # line 15
+        self.race = nn.Embedding(64, 4)  # line 16
+        self.hisp_origin = nn.Embedding(64, 4)  # line 17
+        self.sex = nn.Embedding(64, 4)  # line 18
+        self.union_member = nn.Embedding(64, 4)  # line 19
+        self.unemp_reason = nn.Embedding(64, 4)  # line 20
+        self.full_or_part_emp = nn.Embedding(64, 4)  # line 21
+        self.tax_filer_stat = nn.Embedding(64, 4)  # line 22
+        self.region_prev_res = nn.Embedding(64, 4)  # line 23
+        self.state_prev_res = nn.Embedding(64, 4)  # line 24
+        self.det_hh_fam_stat = nn.Embedding(64, 4)  # line 25
+        self.det_hh_summ = nn.Embedding(64, 4)  # line 26
+        self.mig_chg_msa = nn.Embedding(64, 4)  # line 27
+        self.mig_chg_reg = nn.Embedding(64, 4)  # line 28
+        self.mig_move_reg = nn.Embedding(64, 4)  # line 29
+        self.mig_same = nn.Embedding(64, 4)  # line 30
+        self.mig_prev_sunbelt = nn.Embedding(64, 4)  # line 31
+        self.fam_under_18 = nn.Embedding(64, 4)  # line 32
+        self.country_father = nn.Embedding(64, 4)  # line 33
+        self.country_mother = nn.Embedding(64, 4)  # line 34
+        self.country_self = nn.Embedding(64, 4)  # line 35
+        self.citizenship = nn.Embedding(64, 4)  # line 36
+        self.own_or_self = nn.Embedding(64, 4)  # line 37
+        self.vet_question = nn.Embedding(64, 4)  # line 38
+        self.vet_benefits = nn.Embedding(64, 4)  # line 39
+        self.year = nn.Embedding(64, 4)  # line 40
+        self.experts = rt.ExpertPool(135, [64, 32], num_experts=6)  # lines 61-63
+        # income_g1 mixes shared1 + income1
+        # marital_g1 mixes shared1 + marital1
+        # shared_g1 mixes income1 + marital1 + shared1
+        # lines 64-66
+        self.gates = rt.GateBank(
             135, num_experts=6, num_gates=3, masks=((0, 1, 2, 3), (0, 1, 4, 5), (2, 3, 4, 5, 0, 1))
         )
-        self.shared2 = rt.ExpertPool(32, [32], num_experts=2)  # census_ple.mtl:68
-        self.income2 = rt.ExpertPool(32, [32], num_experts=1)  # census_ple.mtl:69
-        self.marital2 = rt.ExpertPool(32, [32], num_experts=1)  # census_ple.mtl:70
-        self.income_g2 = rt.GateBank(32, num_experts=3, num_gates=1)  # census_ple.mtl:71
-        self.marital_g2 = rt.GateBank(32, num_experts=3, num_gates=1)  # census_ple.mtl:72
-        self.income_net = rt.MLP(32, [16])  # census_ple.mtl:74
-        self.marital_net = rt.MLP(32, [16])  # census_ple.mtl:75
-        self.income = nn.Linear(16, 1)  # census_ple.mtl:77
-        self.marital = nn.Linear(16, 1)  # census_ple.mtl:78
+        self.shared2 = rt.ExpertPool(32, [32], num_experts=2)  # line 68
+        self.income2 = rt.ExpertPool(32, [32], num_experts=1)  # line 69
+        self.marital2 = rt.ExpertPool(32, [32], num_experts=1)  # line 70
+        self.income_g2 = rt.Gate(32, num_experts=3)  # line 71
+        self.marital_g2 = rt.Gate(32, num_experts=3)  # line 72
+        self.income_net = rt.MLP(32, [16])  # line 74
+        self.marital_net = rt.MLP(32, [16])  # line 75
+        self.income = nn.Linear(16, 1)  # line 77
+        self.marital = nn.Linear(16, 1)  # line 78
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
-        class_worker = self.class_worker(batch["class_worker"])  # [B, 4]  census_ple.mtl:9
-        det_ind_code = self.det_ind_code(batch["det_ind_code"])  # [B, 4]  census_ple.mtl:10
-        det_occ_code = self.det_occ_code(batch["det_occ_code"])  # [B, 4]  census_ple.mtl:11
-        education = self.education(batch["education"])  # [B, 4]  census_ple.mtl:12
-        hs_college = self.hs_college(batch["hs_college"])  # [B, 4]  census_ple.mtl:13
-        major_ind_code = self.major_ind_code(batch["major_ind_code"])  # [B, 4]  census_ple.mtl:14
-        major_occ_code = self.major_occ_code(batch["major_occ_code"])  # [B, 4]  census_ple.mtl:15
-        race = self.race(batch["race"])  # [B, 4]  census_ple.mtl:16
-        hisp_origin = self.hisp_origin(batch["hisp_origin"])  # [B, 4]  census_ple.mtl:17
-        sex = self.sex(batch["sex"])  # [B, 4]  census_ple.mtl:18
-        union_member = self.union_member(batch["union_member"])  # [B, 4]  census_ple.mtl:19
-        unemp_reason = self.unemp_reason(batch["unemp_reason"])  # [B, 4]  census_ple.mtl:20
-        # [B, 4]  census_ple.mtl:21
-        full_or_part_emp = self.full_or_part_emp(batch["full_or_part_emp"])
-        tax_filer_stat = self.tax_filer_stat(batch["tax_filer_stat"])  # [B, 4]  census_ple.mtl:22
-        # [B, 4]  census_ple.mtl:23
-        region_prev_res = self.region_prev_res(batch["region_prev_res"])
-        state_prev_res = self.state_prev_res(batch["state_prev_res"])  # [B, 4]  census_ple.mtl:24
-        # [B, 4]  census_ple.mtl:25
-        det_hh_fam_stat = self.det_hh_fam_stat(batch["det_hh_fam_stat"])
-        det_hh_summ = self.det_hh_summ(batch["det_hh_summ"])  # [B, 4]  census_ple.mtl:26
-        mig_chg_msa = self.mig_chg_msa(batch["mig_chg_msa"])  # [B, 4]  census_ple.mtl:27
-        mig_chg_reg = self.mig_chg_reg(batch["mig_chg_reg"])  # [B, 4]  census_ple.mtl:28
-        mig_move_reg = self.mig_move_reg(batch["mig_move_reg"])  # [B, 4]  census_ple.mtl:29
-        mig_same = self.mig_same(batch["mig_same"])  # [B, 4]  census_ple.mtl:30
-        # [B, 4]  census_ple.mtl:31
-        mig_prev_sunbelt = self.mig_prev_sunbelt(batch["mig_prev_sunbelt"])
-        fam_under_18 = self.fam_under_18(batch["fam_under_18"])  # [B, 4]  census_ple.mtl:32
-        country_father = self.country_father(batch["country_father"])  # [B, 4]  census_ple.mtl:33
-        country_mother = self.country_mother(batch["country_mother"])  # [B, 4]  census_ple.mtl:34
-        country_self = self.country_self(batch["country_self"])  # [B, 4]  census_ple.mtl:35
-        citizenship = self.citizenship(batch["citizenship"])  # [B, 4]  census_ple.mtl:36
-        own_or_self = self.own_or_self(batch["own_or_self"])  # [B, 4]  census_ple.mtl:37
-        vet_question = self.vet_question(batch["vet_question"])  # [B, 4]  census_ple.mtl:38
-        vet_benefits = self.vet_benefits(batch["vet_benefits"])  # [B, 4]  census_ple.mtl:39
-        year = self.year(batch["year"])  # [B, 4]  census_ple.mtl:40
-        age = batch["age"].unsqueeze(-1)  # [B, 1]  census_ple.mtl:41
-        wage_per_hour = batch["wage_per_hour"].unsqueeze(-1)  # [B, 1]  census_ple.mtl:42
-        capital_gains = batch["capital_gains"].unsqueeze(-1)  # [B, 1]  census_ple.mtl:43
-        capital_losses = batch["capital_losses"].unsqueeze(-1)  # [B, 1]  census_ple.mtl:44
-        stock_dividends = batch["stock_dividends"].unsqueeze(-1)  # [B, 1]  census_ple.mtl:45
-        num_emp = batch["num_emp"].unsqueeze(-1)  # [B, 1]  census_ple.mtl:46
-        weeks_worked = batch["weeks_worked"].unsqueeze(-1)  # [B, 1]  census_ple.mtl:47
-        # [B, 135]  census_ple.mtl:49
+        class_worker = self.class_worker(batch["class_worker"])  # [B, 4]  line 9
+        det_ind_code = self.det_ind_code(batch["det_ind_code"])  # [B, 4]  line 10
+        det_occ_code = self.det_occ_code(batch["det_occ_code"])  # [B, 4]  line 11
+        education = self.education(batch["education"])  # [B, 4]  line 12
+        hs_college = self.hs_college(batch["hs_college"])  # [B, 4]  line 13
+        major_ind_code = self.major_ind_code(batch["major_ind_code"])  # [B, 4]  line 14
+        major_occ_code = self.major_occ_code(batch["major_occ_code"])  # [B, 4]  line 15
+        race = self.race(batch["race"])  # [B, 4]  line 16
+        hisp_origin = self.hisp_origin(batch["hisp_origin"])  # [B, 4]  line 17
+        sex = self.sex(batch["sex"])  # [B, 4]  line 18
+        union_member = self.union_member(batch["union_member"])  # [B, 4]  line 19
+        unemp_reason = self.unemp_reason(batch["unemp_reason"])  # [B, 4]  line 20
+        full_or_part_emp = self.full_or_part_emp(batch["full_or_part_emp"])  # [B, 4]  line 21
+        tax_filer_stat = self.tax_filer_stat(batch["tax_filer_stat"])  # [B, 4]  line 22
+        region_prev_res = self.region_prev_res(batch["region_prev_res"])  # [B, 4]  line 23
+        state_prev_res = self.state_prev_res(batch["state_prev_res"])  # [B, 4]  line 24
+        det_hh_fam_stat = self.det_hh_fam_stat(batch["det_hh_fam_stat"])  # [B, 4]  line 25
+        det_hh_summ = self.det_hh_summ(batch["det_hh_summ"])  # [B, 4]  line 26
+        mig_chg_msa = self.mig_chg_msa(batch["mig_chg_msa"])  # [B, 4]  line 27
+        mig_chg_reg = self.mig_chg_reg(batch["mig_chg_reg"])  # [B, 4]  line 28
+        mig_move_reg = self.mig_move_reg(batch["mig_move_reg"])  # [B, 4]  line 29
+        mig_same = self.mig_same(batch["mig_same"])  # [B, 4]  line 30
+        mig_prev_sunbelt = self.mig_prev_sunbelt(batch["mig_prev_sunbelt"])  # [B, 4]  line 31
+        fam_under_18 = self.fam_under_18(batch["fam_under_18"])  # [B, 4]  line 32
+        country_father = self.country_father(batch["country_father"])  # [B, 4]  line 33
+        country_mother = self.country_mother(batch["country_mother"])  # [B, 4]  line 34
+        country_self = self.country_self(batch["country_self"])  # [B, 4]  line 35
+        citizenship = self.citizenship(batch["citizenship"])  # [B, 4]  line 36
+        own_or_self = self.own_or_self(batch["own_or_self"])  # [B, 4]  line 37
+        vet_question = self.vet_question(batch["vet_question"])  # [B, 4]  line 38
+        vet_benefits = self.vet_benefits(batch["vet_benefits"])  # [B, 4]  line 39
+        year = self.year(batch["year"])  # [B, 4]  line 40
+        age = batch["age"].unsqueeze(-1)  # [B, 1]  line 41
+        wage_per_hour = batch["wage_per_hour"].unsqueeze(-1)  # [B, 1]  line 42
+        capital_gains = batch["capital_gains"].unsqueeze(-1)  # [B, 1]  line 43
+        capital_losses = batch["capital_losses"].unsqueeze(-1)  # [B, 1]  line 44
+        stock_dividends = batch["stock_dividends"].unsqueeze(-1)  # [B, 1]  line 45
+        num_emp = batch["num_emp"].unsqueeze(-1)  # [B, 1]  line 46
+        weeks_worked = batch["weeks_worked"].unsqueeze(-1)  # [B, 1]  line 47
+        # [B, 135]  line 49
         all_ = torch.cat(
             [
                 class_worker,
@@ -268,24 +264,19 @@ class CensusPLE(nn.Module):
             ],
             dim=-1,
         )
-        # [B, 6, 32]  census_ple.mtl:61-63
-        shared1_income1_marital1 = self.shared1_income1_marital1(all_)
-        # [B, 32] each  census_ple.mtl:64-66
-        income_g1, marital_g1, shared_g1 = self.gates_all_over_shared1_income1_marital1(
-            all_, shared1_income1_marital1
-        ).unbind(1)
-        shared2 = self.shared2(shared_g1)  # [B, 2, 32]  census_ple.mtl:68
-        income2 = self.income2(income_g1)  # [B, 1, 32]  census_ple.mtl:69
-        marital2 = self.marital2(marital_g1)  # [B, 1, 32]  census_ple.mtl:70
-        # [B, 32]  census_ple.mtl:71
-        income_g2 = self.income_g2(income_g1, shared2, income2).squeeze(1)
-        # [B, 32]  census_ple.mtl:72
-        marital_g2 = self.marital_g2(marital_g1, shared2, marital2).squeeze(1)
-        income_net = self.income_net(income_g2)  # [B, 16]  census_ple.mtl:74
-        marital_net = self.marital_net(marital_g2)  # [B, 16]  census_ple.mtl:75
+        experts = self.experts(all_)  # [B, 6, 32]  lines 61-63
+        # [B, 32] each  lines 64-66
+        income_g1, marital_g1, shared_g1 = self.gates(all_, experts).unbind(1)
+        shared2 = self.shared2(shared_g1)  # [B, 2, 32]  line 68
+        income2 = self.income2(income_g1)  # [B, 1, 32]  line 69
+        marital2 = self.marital2(marital_g1)  # [B, 1, 32]  line 70
+        income_g2 = self.income_g2(income_g1, shared2, income2)  # [B, 32]  line 71
+        marital_g2 = self.marital_g2(marital_g1, shared2, marital2)  # [B, 32]  line 72
+        income_net = self.income_net(income_g2)  # [B, 16]  line 74
+        marital_net = self.marital_net(marital_g2)  # [B, 16]  line 75
         return {
-            "income": self.income(income_net).squeeze(-1),  # [B]  census_ple.mtl:77
-            "marital": self.marital(marital_net).squeeze(-1),  # [B]  census_ple.mtl:78
+            "income": self.income(income_net).squeeze(-1),  # [B]  line 77
+            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 78
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

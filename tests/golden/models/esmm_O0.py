@@ -45,26 +45,26 @@ class ESMM(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.user_id = nn.Embedding(10_000, 16)  # esmm.mtl:7
-        self.item_id = nn.Embedding(5_000, 16)  # esmm.mtl:8
-        self.ctr_net = rt.MLP(49, [256, 128], dropout=0.1)  # esmm.mtl:14
-        self.cvr_net = rt.MLP(49, [256, 128], dropout=0.1)  # esmm.mtl:15
-        self.ctr = nn.Linear(128, 1)  # esmm.mtl:17
-        self.cvr = nn.Linear(128, 1)  # esmm.mtl:18
+        self.user_id = nn.Embedding(10_000, 16)  # line 7
+        self.item_id = nn.Embedding(5_000, 16)  # line 8
+        self.ctr_net = rt.MLP(49, [256, 128], dropout=0.1)  # line 14
+        self.cvr_net = rt.MLP(49, [256, 128], dropout=0.1)  # line 15
+        self.ctr = nn.Linear(128, 1)  # line 17
+        self.cvr = nn.Linear(128, 1)  # line 18
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
-        user_id = self.user_id(batch["user_id"])  # [B, 16]  esmm.mtl:7
-        item_id = self.item_id(batch["item_id"])  # [B, 16]  esmm.mtl:8
-        # [B, 16]  esmm.mtl:9
+        user_id = self.user_id(batch["user_id"])  # [B, 16]  line 7
+        item_id = self.item_id(batch["item_id"])  # [B, 16]  line 8
+        # [B, 16]  line 9
         hist_item = rt.pool_mean(self.item_id(batch["hist_item"]), batch["hist_item"])
-        price = batch["price"].unsqueeze(-1)  # [B, 1]  esmm.mtl:10
-        all_ = torch.cat([user_id, item_id, hist_item, price], dim=-1)  # [B, 49]  esmm.mtl:12
-        ctr_net = self.ctr_net(all_)  # [B, 128]  esmm.mtl:14
-        cvr_net = self.cvr_net(all_)  # [B, 128]  esmm.mtl:15
+        price = batch["price"].unsqueeze(-1)  # [B, 1]  line 10
+        all_ = torch.cat([user_id, item_id, hist_item, price], dim=-1)  # [B, 49]  line 12
+        ctr_net = self.ctr_net(all_)  # [B, 128]  line 14
+        cvr_net = self.cvr_net(all_)  # [B, 128]  line 15
         return {
-            "ctr": self.ctr(ctr_net).squeeze(-1),  # [B]  esmm.mtl:17
-            "cvr": self.cvr(cvr_net).squeeze(-1),  # [B]  esmm.mtl:18
+            "ctr": self.ctr(ctr_net).squeeze(-1),  # [B]  line 17
+            "cvr": self.cvr(cvr_net).squeeze(-1),  # [B]  line 18
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -39,34 +39,34 @@ class MMoE(nn.Module):
     weighting = rt.Weighting("fixed")
     # The spec's gates in each gate bank, in order (for rt.convert_o0_state_dict).
     gate_banks = {
-        "gates_all_over_shared": ("to_ctr", "to_cvr"),
+        "gates": ("to_ctr", "to_cvr"),
     }
 
     def __init__(self) -> None:
         super().__init__()
-        self.user_id = nn.Embedding(10_000, 16)  # mmoe.mtl:7
-        self.item_id = nn.Embedding(5_000, 16)  # mmoe.mtl:8
-        self.shared = rt.ExpertPool(33, [256, 128], num_experts=4)  # mmoe.mtl:13
-        self.gates_all_over_shared = rt.GateBank(33, num_experts=4, num_gates=2)  # mmoe.mtl:15-16
-        self.ctr_net = rt.MLP(128, [64])  # mmoe.mtl:18
-        self.cvr_net = rt.MLP(128, [64])  # mmoe.mtl:19
-        self.ctr = nn.Linear(64, 1)  # mmoe.mtl:21
-        self.cvr = nn.Linear(64, 1)  # mmoe.mtl:22
+        self.user_id = nn.Embedding(10_000, 16)  # line 7
+        self.item_id = nn.Embedding(5_000, 16)  # line 8
+        self.shared = rt.ExpertPool(33, [256, 128], num_experts=4)  # line 13
+        # to_ctr and to_cvr each mix shared
+        self.gates = rt.GateBank(33, num_experts=4, num_gates=2)  # lines 15-16
+        self.ctr_net = rt.MLP(128, [64])  # line 18
+        self.cvr_net = rt.MLP(128, [64])  # line 19
+        self.ctr = nn.Linear(64, 1)  # line 21
+        self.cvr = nn.Linear(64, 1)  # line 22
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
-        user_id = self.user_id(batch["user_id"])  # [B, 16]  mmoe.mtl:7
-        item_id = self.item_id(batch["item_id"])  # [B, 16]  mmoe.mtl:8
-        age = batch["age"].unsqueeze(-1)  # [B, 1]  mmoe.mtl:9
-        all_ = torch.cat([user_id, item_id, age], dim=-1)  # [B, 33]  mmoe.mtl:11
-        shared = self.shared(all_)  # [B, 4, 128]  mmoe.mtl:13
-        # [B, 128] each  mmoe.mtl:15-16
-        to_ctr, to_cvr = self.gates_all_over_shared(all_, shared).unbind(1)
-        ctr_net = self.ctr_net(to_ctr)  # [B, 64]  mmoe.mtl:18
-        cvr_net = self.cvr_net(to_cvr)  # [B, 64]  mmoe.mtl:19
+        user_id = self.user_id(batch["user_id"])  # [B, 16]  line 7
+        item_id = self.item_id(batch["item_id"])  # [B, 16]  line 8
+        age = batch["age"].unsqueeze(-1)  # [B, 1]  line 9
+        all_ = torch.cat([user_id, item_id, age], dim=-1)  # [B, 33]  line 11
+        shared = self.shared(all_)  # [B, 4, 128]  line 13
+        to_ctr, to_cvr = self.gates(all_, shared).unbind(1)  # [B, 128] each  lines 15-16
+        ctr_net = self.ctr_net(to_ctr)  # [B, 64]  line 18
+        cvr_net = self.cvr_net(to_cvr)  # [B, 64]  line 19
         return {
-            "ctr": self.ctr(ctr_net).squeeze(-1),  # [B]  mmoe.mtl:21
-            "cvr": self.cvr(cvr_net).squeeze(-1),  # [B]  mmoe.mtl:22
+            "ctr": self.ctr(ctr_net).squeeze(-1),  # [B]  line 21
+            "cvr": self.cvr(cvr_net).squeeze(-1),  # [B]  line 22
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -47,55 +47,53 @@ class PLE(nn.Module):
     weighting = rt.Weighting("fixed")
     # The spec's expert pools in each merged pool, in order (for rt.convert_o0_state_dict).
     expert_pools = {
-        "shared1_ctr1_cvr1": ("shared1", "ctr1", "cvr1"),
+        "experts": ("shared1", "ctr1", "cvr1"),
     }
     # The spec's gates in each gate bank, in order (for rt.convert_o0_state_dict).
     gate_banks = {
-        "gates_all_over_shared1_ctr1_cvr1": ("ctr_g1", "cvr_g1", "shared_g1"),
-        "ctr_g2": ("ctr_g2",),
-        "cvr_g2": ("cvr_g2",),
+        "gates": ("ctr_g1", "cvr_g1", "shared_g1"),
     }
 
     def __init__(self) -> None:
         super().__init__()
-        self.user_id = nn.Embedding(10_000, 16)  # ple.mtl:10
-        self.item_id = nn.Embedding(5_000, 16)  # ple.mtl:11
-        self.shared1_ctr1_cvr1 = rt.ExpertPool(33, [128, 64], num_experts=4)  # ple.mtl:16-18
-        # ple.mtl:19-21
-        self.gates_all_over_shared1_ctr1_cvr1 = rt.GateBank(
+        self.user_id = nn.Embedding(10_000, 16)  # line 10
+        self.item_id = nn.Embedding(5_000, 16)  # line 11
+        self.experts = rt.ExpertPool(33, [128, 64], num_experts=4)  # lines 16-18
+        # ctr_g1 mixes shared1 + ctr1
+        # cvr_g1 mixes shared1 + cvr1
+        # shared_g1 mixes ctr1 + cvr1 + shared1
+        # lines 19-21
+        self.gates = rt.GateBank(
             33, num_experts=4, num_gates=3, masks=((0, 1, 2), (0, 1, 3), (2, 3, 0, 1))
         )
-        self.shared2 = rt.ExpertPool(64, [128, 64], num_experts=2)  # ple.mtl:23
-        self.ctr2 = rt.ExpertPool(64, [128, 64], num_experts=1)  # ple.mtl:24
-        self.cvr2 = rt.ExpertPool(64, [128, 64], num_experts=1)  # ple.mtl:25
-        self.ctr_g2 = rt.GateBank(64, num_experts=3, num_gates=1)  # ple.mtl:26
-        self.cvr_g2 = rt.GateBank(64, num_experts=3, num_gates=1)  # ple.mtl:27
-        self.ctr_net = rt.MLP(64, [32])  # ple.mtl:29
-        self.cvr_net = rt.MLP(64, [32])  # ple.mtl:30
-        self.ctr = nn.Linear(32, 1)  # ple.mtl:32
-        self.cvr = nn.Linear(32, 1)  # ple.mtl:33
+        self.shared2 = rt.ExpertPool(64, [128, 64], num_experts=2)  # line 23
+        self.ctr2 = rt.ExpertPool(64, [128, 64], num_experts=1)  # line 24
+        self.cvr2 = rt.ExpertPool(64, [128, 64], num_experts=1)  # line 25
+        self.ctr_g2 = rt.Gate(64, num_experts=3)  # line 26
+        self.cvr_g2 = rt.Gate(64, num_experts=3)  # line 27
+        self.ctr_net = rt.MLP(64, [32])  # line 29
+        self.cvr_net = rt.MLP(64, [32])  # line 30
+        self.ctr = nn.Linear(32, 1)  # line 32
+        self.cvr = nn.Linear(32, 1)  # line 33
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
-        user_id = self.user_id(batch["user_id"])  # [B, 16]  ple.mtl:10
-        item_id = self.item_id(batch["item_id"])  # [B, 16]  ple.mtl:11
-        age = batch["age"].unsqueeze(-1)  # [B, 1]  ple.mtl:12
-        all_ = torch.cat([user_id, item_id, age], dim=-1)  # [B, 33]  ple.mtl:14
-        shared1_ctr1_cvr1 = self.shared1_ctr1_cvr1(all_)  # [B, 4, 64]  ple.mtl:16-18
-        # [B, 64] each  ple.mtl:19-21
-        ctr_g1, cvr_g1, shared_g1 = self.gates_all_over_shared1_ctr1_cvr1(
-            all_, shared1_ctr1_cvr1
-        ).unbind(1)
-        shared2 = self.shared2(shared_g1)  # [B, 2, 64]  ple.mtl:23
-        ctr2 = self.ctr2(ctr_g1)  # [B, 1, 64]  ple.mtl:24
-        cvr2 = self.cvr2(cvr_g1)  # [B, 1, 64]  ple.mtl:25
-        ctr_g2 = self.ctr_g2(ctr_g1, shared2, ctr2).squeeze(1)  # [B, 64]  ple.mtl:26
-        cvr_g2 = self.cvr_g2(cvr_g1, shared2, cvr2).squeeze(1)  # [B, 64]  ple.mtl:27
-        ctr_net = self.ctr_net(ctr_g2)  # [B, 32]  ple.mtl:29
-        cvr_net = self.cvr_net(cvr_g2)  # [B, 32]  ple.mtl:30
+        user_id = self.user_id(batch["user_id"])  # [B, 16]  line 10
+        item_id = self.item_id(batch["item_id"])  # [B, 16]  line 11
+        age = batch["age"].unsqueeze(-1)  # [B, 1]  line 12
+        all_ = torch.cat([user_id, item_id, age], dim=-1)  # [B, 33]  line 14
+        experts = self.experts(all_)  # [B, 4, 64]  lines 16-18
+        ctr_g1, cvr_g1, shared_g1 = self.gates(all_, experts).unbind(1)  # [B, 64] each  lines 19-21
+        shared2 = self.shared2(shared_g1)  # [B, 2, 64]  line 23
+        ctr2 = self.ctr2(ctr_g1)  # [B, 1, 64]  line 24
+        cvr2 = self.cvr2(cvr_g1)  # [B, 1, 64]  line 25
+        ctr_g2 = self.ctr_g2(ctr_g1, shared2, ctr2)  # [B, 64]  line 26
+        cvr_g2 = self.cvr_g2(cvr_g1, shared2, cvr2)  # [B, 64]  line 27
+        ctr_net = self.ctr_net(ctr_g2)  # [B, 32]  line 29
+        cvr_net = self.cvr_net(cvr_g2)  # [B, 32]  line 30
         return {
-            "ctr": self.ctr(ctr_net).squeeze(-1),  # [B]  ple.mtl:32
-            "cvr": self.cvr(cvr_net).squeeze(-1),  # [B]  ple.mtl:33
+            "ctr": self.ctr(ctr_net).squeeze(-1),  # [B]  line 32
+            "cvr": self.cvr(cvr_net).squeeze(-1),  # [B]  line 33
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -48,49 +48,47 @@ class PLE(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.user_id = nn.Embedding(10_000, 16)  # ple.mtl:10
-        self.item_id = nn.Embedding(5_000, 16)  # ple.mtl:11
-        self.shared1 = rt.Experts(33, [128, 64], num_experts=2)  # ple.mtl:16
-        self.ctr1 = rt.Experts(33, [128, 64], num_experts=1)  # ple.mtl:17
-        self.cvr1 = rt.Experts(33, [128, 64], num_experts=1)  # ple.mtl:18
-        self.ctr_g1 = rt.SoftmaxGate(33, num_experts=3)  # ple.mtl:19
-        self.cvr_g1 = rt.SoftmaxGate(33, num_experts=3)  # ple.mtl:20
-        self.shared_g1 = rt.SoftmaxGate(33, num_experts=4)  # ple.mtl:21
-        self.shared2 = rt.Experts(64, [128, 64], num_experts=2)  # ple.mtl:23
-        self.ctr2 = rt.Experts(64, [128, 64], num_experts=1)  # ple.mtl:24
-        self.cvr2 = rt.Experts(64, [128, 64], num_experts=1)  # ple.mtl:25
-        self.ctr_g2 = rt.SoftmaxGate(64, num_experts=3)  # ple.mtl:26
-        self.cvr_g2 = rt.SoftmaxGate(64, num_experts=3)  # ple.mtl:27
-        self.ctr_net = rt.MLP(64, [32])  # ple.mtl:29
-        self.cvr_net = rt.MLP(64, [32])  # ple.mtl:30
-        self.ctr = nn.Linear(32, 1)  # ple.mtl:32
-        self.cvr = nn.Linear(32, 1)  # ple.mtl:33
+        self.user_id = nn.Embedding(10_000, 16)  # line 10
+        self.item_id = nn.Embedding(5_000, 16)  # line 11
+        self.shared1 = rt.Experts(33, [128, 64], num_experts=2)  # line 16
+        self.ctr1 = rt.Experts(33, [128, 64], num_experts=1)  # line 17
+        self.cvr1 = rt.Experts(33, [128, 64], num_experts=1)  # line 18
+        self.ctr_g1 = rt.SoftmaxGate(33, num_experts=3)  # line 19
+        self.cvr_g1 = rt.SoftmaxGate(33, num_experts=3)  # line 20
+        self.shared_g1 = rt.SoftmaxGate(33, num_experts=4)  # line 21
+        self.shared2 = rt.Experts(64, [128, 64], num_experts=2)  # line 23
+        self.ctr2 = rt.Experts(64, [128, 64], num_experts=1)  # line 24
+        self.cvr2 = rt.Experts(64, [128, 64], num_experts=1)  # line 25
+        self.ctr_g2 = rt.SoftmaxGate(64, num_experts=3)  # line 26
+        self.cvr_g2 = rt.SoftmaxGate(64, num_experts=3)  # line 27
+        self.ctr_net = rt.MLP(64, [32])  # line 29
+        self.cvr_net = rt.MLP(64, [32])  # line 30
+        self.ctr = nn.Linear(32, 1)  # line 32
+        self.cvr = nn.Linear(32, 1)  # line 33
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
-        user_id = self.user_id(batch["user_id"])  # [B, 16]  ple.mtl:10
-        item_id = self.item_id(batch["item_id"])  # [B, 16]  ple.mtl:11
-        age = batch["age"].unsqueeze(-1)  # [B, 1]  ple.mtl:12
-        all_ = torch.cat([user_id, item_id, age], dim=-1)  # [B, 33]  ple.mtl:14
-        shared1 = self.shared1(all_)  # [B, 2, 64]  ple.mtl:16
-        ctr1 = self.ctr1(all_)  # [B, 1, 64]  ple.mtl:17
-        cvr1 = self.cvr1(all_)  # [B, 1, 64]  ple.mtl:18
-        ctr_g1 = rt.mix(self.ctr_g1(all_), torch.cat([shared1, ctr1], dim=1))  # [B, 64]  ple.mtl:19
-        cvr_g1 = rt.mix(self.cvr_g1(all_), torch.cat([shared1, cvr1], dim=1))  # [B, 64]  ple.mtl:20
-        # [B, 64]  ple.mtl:21
+        user_id = self.user_id(batch["user_id"])  # [B, 16]  line 10
+        item_id = self.item_id(batch["item_id"])  # [B, 16]  line 11
+        age = batch["age"].unsqueeze(-1)  # [B, 1]  line 12
+        all_ = torch.cat([user_id, item_id, age], dim=-1)  # [B, 33]  line 14
+        shared1 = self.shared1(all_)  # [B, 2, 64]  line 16
+        ctr1 = self.ctr1(all_)  # [B, 1, 64]  line 17
+        cvr1 = self.cvr1(all_)  # [B, 1, 64]  line 18
+        ctr_g1 = rt.mix(self.ctr_g1(all_), torch.cat([shared1, ctr1], dim=1))  # [B, 64]  line 19
+        cvr_g1 = rt.mix(self.cvr_g1(all_), torch.cat([shared1, cvr1], dim=1))  # [B, 64]  line 20
+        # [B, 64]  line 21
         shared_g1 = rt.mix(self.shared_g1(all_), torch.cat([ctr1, cvr1, shared1], dim=1))
-        shared2 = self.shared2(shared_g1)  # [B, 2, 64]  ple.mtl:23
-        ctr2 = self.ctr2(ctr_g1)  # [B, 1, 64]  ple.mtl:24
-        cvr2 = self.cvr2(cvr_g1)  # [B, 1, 64]  ple.mtl:25
-        # [B, 64]  ple.mtl:26
-        ctr_g2 = rt.mix(self.ctr_g2(ctr_g1), torch.cat([shared2, ctr2], dim=1))
-        # [B, 64]  ple.mtl:27
-        cvr_g2 = rt.mix(self.cvr_g2(cvr_g1), torch.cat([shared2, cvr2], dim=1))
-        ctr_net = self.ctr_net(ctr_g2)  # [B, 32]  ple.mtl:29
-        cvr_net = self.cvr_net(cvr_g2)  # [B, 32]  ple.mtl:30
+        shared2 = self.shared2(shared_g1)  # [B, 2, 64]  line 23
+        ctr2 = self.ctr2(ctr_g1)  # [B, 1, 64]  line 24
+        cvr2 = self.cvr2(cvr_g1)  # [B, 1, 64]  line 25
+        ctr_g2 = rt.mix(self.ctr_g2(ctr_g1), torch.cat([shared2, ctr2], dim=1))  # [B, 64]  line 26
+        cvr_g2 = rt.mix(self.cvr_g2(cvr_g1), torch.cat([shared2, cvr2], dim=1))  # [B, 64]  line 27
+        ctr_net = self.ctr_net(ctr_g2)  # [B, 32]  line 29
+        cvr_net = self.cvr_net(cvr_g2)  # [B, 32]  line 30
         return {
-            "ctr": self.ctr(ctr_net).squeeze(-1),  # [B]  ple.mtl:32
-            "cvr": self.cvr(cvr_net).squeeze(-1),  # [B]  ple.mtl:33
+            "ctr": self.ctr(ctr_net).squeeze(-1),  # [B]  line 32
+            "cvr": self.cvr(cvr_net).squeeze(-1),  # [B]  line 33
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

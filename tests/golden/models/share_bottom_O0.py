@@ -38,26 +38,26 @@ class ShareBottom(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.user_id = nn.Embedding(10_000, 16)  # share_bottom.mtl:6
-        self.item_id = nn.Embedding(5_000, 16)  # share_bottom.mtl:7
-        self.bottom = rt.MLP(33, [256, 128], dropout=0.1)  # share_bottom.mtl:12
-        self.ctr_net = rt.MLP(128, [64])  # share_bottom.mtl:13
-        self.cvr_net = rt.MLP(128, [64])  # share_bottom.mtl:14
-        self.ctr = nn.Linear(64, 1)  # share_bottom.mtl:16
-        self.cvr = nn.Linear(64, 1)  # share_bottom.mtl:17
+        self.user_id = nn.Embedding(10_000, 16)  # line 6
+        self.item_id = nn.Embedding(5_000, 16)  # line 7
+        self.bottom = rt.MLP(33, [256, 128], dropout=0.1)  # line 12
+        self.ctr_net = rt.MLP(128, [64])  # line 13
+        self.cvr_net = rt.MLP(128, [64])  # line 14
+        self.ctr = nn.Linear(64, 1)  # line 16
+        self.cvr = nn.Linear(64, 1)  # line 17
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
-        user_id = self.user_id(batch["user_id"])  # [B, 16]  share_bottom.mtl:6
-        item_id = self.item_id(batch["item_id"])  # [B, 16]  share_bottom.mtl:7
-        price = batch["price"].unsqueeze(-1)  # [B, 1]  share_bottom.mtl:8
-        all_ = torch.cat([user_id, item_id, price], dim=-1)  # [B, 33]  share_bottom.mtl:10
-        bottom = self.bottom(all_)  # [B, 128]  share_bottom.mtl:12
-        ctr_net = self.ctr_net(bottom)  # [B, 64]  share_bottom.mtl:13
-        cvr_net = self.cvr_net(bottom)  # [B, 64]  share_bottom.mtl:14
+        user_id = self.user_id(batch["user_id"])  # [B, 16]  line 6
+        item_id = self.item_id(batch["item_id"])  # [B, 16]  line 7
+        price = batch["price"].unsqueeze(-1)  # [B, 1]  line 8
+        all_ = torch.cat([user_id, item_id, price], dim=-1)  # [B, 33]  line 10
+        bottom = self.bottom(all_)  # [B, 128]  line 12
+        ctr_net = self.ctr_net(bottom)  # [B, 64]  line 13
+        cvr_net = self.cvr_net(bottom)  # [B, 64]  line 14
         return {
-            "ctr": self.ctr(ctr_net).squeeze(-1),  # [B]  share_bottom.mtl:16
-            "cvr": self.cvr(cvr_net).squeeze(-1),  # [B]  share_bottom.mtl:17
+            "ctr": self.ctr(ctr_net).squeeze(-1),  # [B]  line 16
+            "cvr": self.cvr(cvr_net).squeeze(-1),  # [B]  line 17
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
