@@ -26,8 +26,7 @@ demo: $(STAMP)
 # Refresh the golden files (generated modules, rendered diagnostics and the code list of
 # docs/language.md); each prints its diff: review it, then commit.
 golden: $(STAMP)
-	$(PY) -m tests.refresh_golden
-	$(PY) -m tests.golden.diagnostics.refresh
+	$(PY) -m tests.golden.refresh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

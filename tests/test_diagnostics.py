@@ -21,7 +21,7 @@ from mtlc.diagnostics import (
     render_text,
 )
 from mtlc.diagnostics.codes import markdown
-from tests.golden.diagnostics import refresh
+from tests.golden.diagnostics import snapshots as refresh
 from tests.mtl_sources import BASE, diagnostics_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,13 +168,13 @@ def test_catalogue_bad_example_gives_its_code_and_good_one_does_not(code):
 def test_language_reference_lists_every_code_as_the_catalogue_says():
     reference = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
     assert refresh.codes_section(reference) == markdown(), (
-        "run: python -m tests.golden.diagnostics.refresh"
+        "run: make golden"
     )
 
 
 @pytest.mark.parametrize("spec, snapshot", refresh.cases(), ids=lambda p: p.name)
 def test_rendered_diagnostics_match_their_snapshot(spec, snapshot):
-    assert snapshot.exists(), "run: python -m tests.golden.diagnostics.refresh"
+    assert snapshot.exists(), "run: make golden"
     assert refresh.render(spec) == snapshot.read_text(encoding="utf-8")
 
 

@@ -6,7 +6,7 @@ import pytest
 
 import mtlc
 from tests.mtl_sources import ROOT
-from tests.refresh_golden import QUOTED_MODULE, internals_module
+from tests.golden.refresh import QUOTED_MODULE, internals_module
 
 
 def _quoted_module(markdown: str) -> list[str]:

@@ -14,7 +14,7 @@ from mtlc.backend import emit, lower
 from mtlc.runtime.testing import random_batch
 from tests import ir_models
 from tests.mtl_sources import language_examples
-from tests.refresh_golden import generate, golden_cases
+from tests.golden.refresh import generate, golden_cases
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").glob("*.mtl"))

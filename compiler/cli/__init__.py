@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from mtlc.cli import train_flags
 from mtlc.cli.exits import INTERRUPTED, OK, SPEC_ERRORS, USAGE, UsageError
+from mtlc.files import atomic_write, shared_mode
 from mtlc.version import __version__
 
 __all__ = ["main"]
@@ -144,31 +143,19 @@ def _compile(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(text)
     else:
-        _write_atomically(Path(args.output), text)
+        _write(Path(args.output), text)
     return OK
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file beside it, so a reader never sees half."""
-    directory = path.parent if str(path.parent) else Path(".")
+def _write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (``mtlc.files.atomic_write``), as ``open()`` would
+    set its permissions; a folder that is not there is a usage error, not created."""
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        atomic_write(
+            path, lambda f: f.write(text.encode("utf-8")), mode=shared_mode(), make_parents=False
+        )
     except OSError as error:
         raise UsageError(f"cannot write {path}: {error.strerror}") from None
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(temporary, 0o666 & ~_umask())  # as open() would have made it, not mkstemp's 0600
-        os.replace(temporary, path)
-    except OSError as error:
-        os.unlink(temporary)
-        raise UsageError(f"cannot write {path}: {error.strerror}") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -246,5 +233,5 @@ def _graph(args: argparse.Namespace) -> int:
         sys.stdout.write(to_dot(model))
         return OK
     text = draw(model) if _GRAPH_FORMATS[suffix] == "svg" else to_dot(model)
-    _write_atomically(Path(output), text)
+    _write(Path(output), text)
     return OK

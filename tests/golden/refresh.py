@@ -1,11 +1,12 @@
-"""Rewrite the golden files of generated code and print what changed.
+"""Rewrite every golden file and print what changed: the one refresher, ``make golden``.
 
-Run ``make golden`` (``python -m tests.refresh_golden``), then review the diff
-it prints (or ``git diff tests/golden``) before committing. ``test_golden``
-in tests/test_generated_models.py fails while a golden file is stale. The
-module quoted in docs/internals.md (LANGUAGE.md's MMoE) is rewritten too, when
-``../shared/LANGUAGE.md`` is there; the README's tour quotes a shortened
-module by hand (tests/test_docs.py checks it).
+It rewrites the generated module of every spec at -O1 and -O0
+(``models/``), the rendered diagnostics (``diagnostics/``, with the code list
+of docs/language.md) and the module quoted in docs/internals.md (LANGUAGE.md's
+MMoE, when ``../shared/LANGUAGE.md`` is there); review the diff it prints (or
+``git diff``) before committing. The tests fail while one is stale, saying
+``make golden``. The README's tour quotes a shortened module by hand
+(tests/test_docs.py checks it).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
 GOLDEN = ROOT / "tests" / "golden" / "models"
 INTERNALS = ROOT / "docs" / "internals.md"
@@ -46,15 +47,18 @@ def internals_module() -> str | None:
     return compile_spec(examples[0], "mmoe.mtl") if examples else None
 
 
+def _show(old: str, new: str, name: str) -> None:
+    sys.stdout.writelines(
+        difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{name}", f"b/{name}")
+    )
+
+
 def _rewrite(path: Path, new: str) -> bool:
     """Write ``new`` to ``path`` and print the diff, if it differs; whether it did."""
     old = path.read_text(encoding="utf-8") if path.exists() else ""
     if new == old:
         return False
-    rel = path.relative_to(ROOT)
-    sys.stdout.writelines(
-        difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{rel}", f"b/{rel}")
-    )
+    _show(old, new, str(path.relative_to(ROOT)))
     path.write_text(new, encoding="utf-8")
     return True
 
@@ -76,7 +80,11 @@ def main() -> int:
         print(f"removed {stale.relative_to(ROOT)} (its spec is gone)")
         stale.unlink()
         changed += 1
-    print(f"{changed} golden file(s) changed, {len(expected)} in all")
+    print(f"{changed} golden module(s) changed, {len(expected)} in all")
+    from tests.golden.diagnostics import snapshots
+
+    changed = snapshots.rewrite(_show)
+    print(f"{changed} diagnostic snapshot(s) changed, {len(snapshots.cases())} in all")
     return 0
 
 

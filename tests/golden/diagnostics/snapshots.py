@@ -1,19 +1,14 @@
-"""Rewrite the snapshots of rendered diagnostics and print what changed.
+"""The snapshots of rendered diagnostics, and the list of codes in docs/language.md.
 
 Each ``NAME.mtl`` here is a bad spec; ``NAME.txt`` is what ``mtlc check`` prints
-for it (``str(SpecError)``). The same command regenerates the list of diagnostic
-codes in docs/language.md from the catalogue (compiler/codes.py). Refresh with::
-
-    .venv/bin/python -m tests.golden.diagnostics.refresh
-
-then review the printed diff (or ``git diff tests/golden/diagnostics``).
-``tests/test_diagnostics.py`` fails while a snapshot is stale.
+for it (``str(SpecError)``). ``make golden`` (``tests/golden/refresh.py``)
+rewrites them and the codes section of docs/language.md (from
+``compiler/diagnostics/codes.py``) and prints the diff to review;
+``tests/test_diagnostics.py`` fails while one is stale.
 """
 
 from __future__ import annotations
 
-import difflib
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -67,23 +62,14 @@ def refresh_reference() -> bool:
     return True
 
 
-def main() -> int:
+def rewrite(show) -> int:
+    """Rewrite the codes section and the stale snapshots, ``show(old, new, name)`` each; how many."""
     changed = int(refresh_reference())
     for spec, snapshot in cases():
         new = render(spec)
         old = snapshot.read_text(encoding="utf-8") if snapshot.exists() else ""
         if new != old:
             changed += 1
-            name = f"tests/golden/diagnostics/{snapshot.name}"
-            sys.stdout.writelines(
-                difflib.unified_diff(
-                    old.splitlines(True), new.splitlines(True), f"a/{name}", f"b/{name}"
-                )
-            )
+            show(old, new, f"tests/golden/diagnostics/{snapshot.name}")
             snapshot.write_text(new, encoding="utf-8")
-    print(f"{changed} diagnostic snapshot(s) changed, {len(cases())} in all")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return changed
