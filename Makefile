@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip -q --disable-pip-version-check
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo golden clean
+.PHONY: test lint demo golden clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,14 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --no-deps nextrec==0.6.14  # its pins would pull a CUDA torch; see docs/nextrec.md
 	touch $(STAMP)
 
-test: $(STAMP)
+# The habits first (lint, format, types: pyproject.toml configures each), then the tests.
+test: lint
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 demo: $(STAMP)
 	$(PY) -m mtlc.cli.demo
@@ -29,4 +35,4 @@ golden: $(STAMP)
 	$(PY) -m tests.golden.refresh
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""Where mtlc keeps its per-user files, and how it writes files so that none is ever seen half-written.
+"""Where mtlc keeps its per-user files, and how it writes them so that none is seen half-written.
 
 ``cache_root()``: ``$MTLC_CACHE`` when it is set and not empty, else
 ``~/.cache/mtlc`` (an empty value means "unset", never the current folder); the
@@ -26,7 +26,7 @@ def cache_root() -> Path:
 
 def atomic_write(
     path: str | Path,
-    write: Callable[[io.BufferedWriter], None],
+    write: Callable[[io.BufferedWriter], object],  # what it returns is ignored
     *,
     mode: int | None = None,
     make_parents: bool = True,

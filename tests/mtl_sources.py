@@ -41,7 +41,10 @@ def language_examples() -> dict[str, str]:
 
 
 def spec_files() -> dict[str, str]:
-    """The specs under specs/, by file name (never empty: the tests over them would pass on nothing)."""
+    """The specs under specs/, by file name.
+
+    Never empty: the tests over them would pass on nothing.
+    """
     specs = {
         path.name: path.read_text(encoding="utf-8")
         for path in sorted((ROOT / "specs").glob("*.mtl"))

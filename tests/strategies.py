@@ -103,9 +103,8 @@ class _Builder:
         dims, width = self.widths()
         options = []
         if self.draw(st.booleans()):
-            options.append(
-                f"activation={self.draw(st.sampled_from(['relu', 'gelu', 'silu', 'tanh', 'sigmoid', 'prelu', 'none']))}"
-            )
+            activations = ["relu", "gelu", "silu", "tanh", "sigmoid", "prelu", "none"]
+            options.append(f"activation={self.draw(st.sampled_from(activations))}")
         if self.draw(st.booleans()):
             options.append(f"dropout={self.draw(st.sampled_from(['0', '0.1', '0.5', '1e-2']))}")
         if self.draw(st.booleans()):
@@ -194,7 +193,8 @@ class _Builder:
             options.append(f"hidden={self.listing([str(h) for h in hidden])}")
         name = self.name("gate")
         self.emit(
-            f"gate {name} = softmax({', '.join(options)}) over {self.listing([s for s, _ in sources])}"
+            f"gate {name} = softmax({', '.join(options)})"
+            f" over {self.listing([s for s, _ in sources])}"
         )
         self.vectors[name] = width
 

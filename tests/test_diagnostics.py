@@ -96,7 +96,8 @@ def test_render_github_annotations_escape_their_fields():
     )
     odd = Diagnostic("MTL001", "50% wrong\nhere", _span(1, 1, 2, file="a,b:c.mtl"))
     assert render_github([odd, odd]).splitlines()[0] == (
-        "::error file=a%2Cb%3Ac.mtl,line=1,col=1,endLine=1,endColumn=2,title=MTL001::50%25 wrong%0Ahere"
+        "::error file=a%2Cb%3Ac.mtl,line=1,col=1,endLine=1,endColumn=2,title=MTL001"
+        "::50%25 wrong%0Ahere"
     )
 
 
@@ -167,9 +168,7 @@ def test_catalogue_bad_example_gives_its_code_and_good_one_does_not(code):
 
 def test_language_reference_lists_every_code_as_the_catalogue_says():
     reference = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
-    assert refresh.codes_section(reference) == markdown(), (
-        "run: make golden"
-    )
+    assert refresh.codes_section(reference) == markdown(), "run: make golden"
 
 
 @pytest.mark.parametrize("spec, snapshot", refresh.cases(), ids=lambda p: p.name)

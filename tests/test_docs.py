@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import mtlc
-from tests.mtl_sources import ROOT
 from tests.golden.refresh import QUOTED_MODULE, internals_module
+from tests.mtl_sources import ROOT
 
 
 def _quoted_module(markdown: str) -> list[str]:

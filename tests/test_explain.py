@@ -148,3 +148,28 @@ def test_random_specs_are_counted_exactly(source: str):
     assert explanation.total == _numel(load_source(source, "random.mtl", opt_level=1)())
     json.loads(render_json(explanation))
     assert render_text(explanation).count("\n") == len(explanation.rows) + 5  # title, header, total
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
+def test_every_view_says_a_node_the_same_way(spec: Path):
+    """The explain table, the generated docstring and the graph's tooltips give each node's
+    text word for word (all read ``node.text()``), and explain's count is the IR's."""
+    from mtlc.views.graph import to_dot
+
+    model = compile_ir(spec.read_text(), spec.name)
+    source = compile_source(spec)
+    docstring = source.split("Dataflow (B = batch size):", 1)[1].split('"""', 1)[0]
+    dot = to_dot(model)
+    rows = {line.split()[1]: line for line in render_text(explain(model)).splitlines()[3:-2]}
+    for node in model.nodes:
+        text = node.text()
+        row = rows[node.name]
+        assert row.endswith(f"  {text}"), (row, text)
+        assert f"{node.name}  " in docstring and f"  {text}" in docstring, text
+        assert f'tooltip="{text}"' in dot, text
+
+
+def compile_source(spec: Path) -> str:
+    from mtlc import compile_spec
+
+    return compile_spec(spec.read_text(), spec.name)

@@ -13,8 +13,8 @@ from mtlc.api import _import, _model_class
 from mtlc.backend import emit, lower
 from mtlc.runtime.testing import random_batch
 from tests import ir_models
-from tests.mtl_sources import language_examples
 from tests.golden.refresh import generate, golden_cases
+from tests.mtl_sources import language_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").glob("*.mtl"))

@@ -1,4 +1,4 @@
-"""The house rules of the layout: import contracts (import-linter), the package root, the folders' docs.
+"""The layout's house rules: import contracts (import-linter), the package root, the folders' docs.
 
 import-linter finds a package's modules by walking its folder, and ``mtlc``
 spans three folders (``compiler/`` is ``mtlc``, ``runtime/`` is

@@ -15,7 +15,10 @@ LINE_LENGTH = 100
 
 
 def quote(text: str) -> str:
-    """A string literal as black writes it: ``repr()``, in double quotes where that adds no escape."""
+    """A string literal as black writes it.
+
+    ``repr()``, in double quotes where that adds no escape.
+    """
     literal = repr(text)
     if literal.startswith("'") and '"' not in text:
         literal = '"' + literal[1:-1] + '"'

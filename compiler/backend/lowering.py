@@ -168,11 +168,10 @@ class _Lowering:
         for source in sources:
             start[source.name] = offset
             offset += source.count
-        masks: tuple[tuple[int, ...], ...] | None = tuple(
+        sliced = tuple(
             tuple(start[s.name] + i for s in gate.sources for i in range(s.count)) for gate in gates
         )
-        if all(mask == tuple(range(offset)) for mask in masks):
-            masks = None
+        masks = None if all(mask == tuple(range(offset)) for mask in sliced) else sliced
         first = gates[0]
         attr = self.name[first.name] if len(gates) == 1 else self.bank_names.pop(0)
         lines = tuple(gate.span.line for gate in gates)

@@ -58,7 +58,7 @@ class ExpertsModule:
 
 @dataclass(frozen=True)
 class GateModule:
-    """A gate (``rt.SoftmaxGate`` at -O0, ``rt.Gate`` at -O1) or, at -O1, ``rt.GateBank`` of several.
+    """A gate (``rt.SoftmaxGate`` at -O0, ``rt.Gate`` at -O1) or, at -O1, a ``rt.GateBank``.
 
     ``mixes`` says, per gate, the spec's nodes it mixes, in its own order (for
     the comment above a bank).

@@ -1,4 +1,4 @@
-"""The checker: a syntax tree (``frontend.syntax.Spec``) -> a typed ``ir.Model``, or a ``SpecError``.
+"""The checker: a syntax tree (``frontend.syntax.Spec``) -> a typed ``ir.Model`` or a ``SpecError``.
 
 ``check(spec)`` resolves names (declared before use, no duplicates, no reserved
 words), kinds (what may be an input, a gate source, a factor), widths, options
@@ -51,7 +51,10 @@ def check(spec: s.Spec) -> ir.Model:
 
 
 class _Check:
-    """One pass over the statements: node statements go to ``RULES``, the model's own to methods here."""
+    """One pass over the statements.
+
+    Node statements go to ``RULES``, the model's own to methods here.
+    """
 
     def __init__(self, spec: s.Spec) -> None:
         self.spec = spec

@@ -165,7 +165,10 @@ def read_keywords(call: s.Call, allowed: Iterable[str], r: Reporter) -> dict[str
 
 
 def read_positionals(call: s.Call, names: list[str], r: Reporter) -> list[s.Value | None]:
-    """Exactly ``len(names)`` positional arguments; reports too many (MTL308) or too few (MTL303)."""
+    """Exactly ``len(names)`` positional arguments.
+
+    Reports too many (MTL308) or too few (MTL303).
+    """
     args = list(call.args)
     signature = (
         f"`{call.func.text}({', '.join(names)}, ...)`" if names else f"`{call.func.text}(...)`"
@@ -320,4 +323,5 @@ def int_list(
         )
         return None
     numbers = [integer(item, r, f"each width in {what}", low, high) for item in value.items]
-    return None if any(n is None for n in numbers) else numbers
+    checked = [n for n in numbers if n is not None]
+    return checked if len(checked) == len(numbers) else None

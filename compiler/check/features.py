@@ -7,6 +7,8 @@ reporting what is wrong.
 
 from __future__ import annotations
 
+from typing import cast
+
 from mtlc import ir
 from mtlc.check import arguments as opt
 from mtlc.check.scope import Scope, kind_word
@@ -20,6 +22,7 @@ _OPTIONS = {
     "dense": ("dim",),
 }
 _REQUIRED = {"sparse": ("vocab", "dim"), "sequence": ("vocab", "dim", "maxlen"), "dense": ()}
+_TableOwner = ir.SparseFeature | ir.SequenceFeature  # the features with an embedding table
 
 
 def check_feature(scope: Scope, stmt: s.FeatureStmt) -> None:
@@ -47,7 +50,7 @@ def _feature(scope: Scope, stmt: s.FeatureStmt, call: s.Call) -> ir.Node | None:
             label=f"{listed} missing",
             help=f"write `{kind}({example})`",
         )
-    values = {}
+    values: dict[str, object] = {}
     limits = {"vocab": opt.MAX_VOCAB, "dim": opt.MAX_WIDTH, "maxlen": opt.MAX_MAXLEN}
     for key, high in limits.items():
         if key in options:
@@ -70,7 +73,9 @@ def _feature(scope: Scope, stmt: s.FeatureStmt, call: s.Call) -> ir.Node | None:
     return ir.SequenceFeature(**common, width=values["dim"], **values)
 
 
-def _table(scope: Scope, stmt: s.FeatureStmt, option: s.Keyword, values: dict) -> str | None:
+def _table(
+    scope: Scope, stmt: s.FeatureStmt, option: s.Keyword, values: dict[str, object]
+) -> str | None:
     """The root owner of the embedding table named by ``table=`` (a chain of shares resolves
     to the feature that owns the table), or None after reporting."""
     r = scope.report
@@ -86,7 +91,7 @@ def _table(scope: Scope, stmt: s.FeatureStmt, option: s.Keyword, values: dict) -
             help="name another sparse or sequence feature declared above, or drop `table=`",
         )
         return None
-    tables = (ir.SparseFeature, ir.SequenceFeature)
+    tables: tuple[type[_TableOwner], ...] = (ir.SparseFeature, ir.SequenceFeature)
     found = scope.nodes.get(ref.text)
     if found is not None and not isinstance(found, tables):
         r.error(
@@ -100,7 +105,8 @@ def _table(scope: Scope, stmt: s.FeatureStmt, option: s.Keyword, values: dict) -
     owner = scope.resolve(ref, tables, "a table owner")
     if owner is None:
         return None
-    root = scope.nodes[owner.table] if owner.table else owner
+    # A shared table's owner owns its own table: ``table=`` always names the root owner.
+    root = cast(_TableOwner, scope.nodes[owner.table]) if owner.table else owner
     vocab, dim = values.get("vocab"), values.get("dim")
     if (vocab is not None and vocab != root.vocab) or (dim is not None and dim != root.dim):
         r.error(

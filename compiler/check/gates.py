@@ -31,7 +31,7 @@ def _gate(scope: Scope, stmt: s.GateStmt) -> ir.Gate | None:
     (input_value,) = opt.read_positionals(call, ["input"], r)
     options = opt.read_keywords(call, ("top", "temperature", "hidden"), r)
     node = scope.input(input_value, "the input of a gate")
-    fields = {}
+    fields: dict[str, object] = {}
     if "temperature" in options:
         fields["temperature"] = opt.real(
             options["temperature"].value, r, "temperature", 0.0, opt.MAX_REAL, low_open=True
@@ -92,7 +92,7 @@ def _sources(scope: Scope, listed: s.List) -> list[tuple[ir.GateSource, ir.Node]
     ok = True
     for item in listed.items:
         ref = opt.name(item, r, "a gate source")
-        node = ref and scope.resolve(ref, VECTORS, "a gate source")
+        node = scope.resolve(ref, VECTORS, "a gate source") if ref is not None else None
         if ref is not None and ref.text in seen:
             r.error(
                 "MTL310",
@@ -105,7 +105,7 @@ def _sources(scope: Scope, listed: s.List) -> list[tuple[ir.GateSource, ir.Node]
             continue
         if ref is not None:
             seen[ref.text] = ref
-        if node is None:
+        if ref is None or node is None:  # (no node without a name)
             ok = False
             continue
         found.append((ir.GateSource(name=node.name, count=getattr(node, "count", 1)), node))

@@ -20,7 +20,8 @@ def check_group(scope: Scope, stmt: s.GroupStmt) -> None:
     """``group NAME = [MEMBER, ...]``: features and groups, concatenated."""
     scope.declare(stmt.name)
     report = scope.report
-    members, ok = [], True
+    members: list[ir.Node] = []
+    ok = True
     if not stmt.members.items:
         report.error(
             "MTL303", stmt.members.span, "a group needs at least one member", label="empty group"
@@ -28,9 +29,13 @@ def check_group(scope: Scope, stmt: s.GroupStmt) -> None:
         ok = False
     for item in stmt.members.items:
         ref = opt.name(item, report, "a group member")
-        node = ref and scope.resolve(ref, (*FEATURES, ir.Group), "a group member")
-        ok = ok and node is not None
-        members.append(node)
+        node = None
+        if ref is not None:
+            node = scope.resolve(ref, (*FEATURES, ir.Group), "a group member")
+        if node is None:
+            ok = False
+        else:
+            members.append(node)
     node = None
     if ok:
         width = sum(member.width for member in members)
@@ -43,7 +48,7 @@ def check_group(scope: Scope, stmt: s.GroupStmt) -> None:
 def check_expert(scope: Scope, stmt: s.ExpertStmt) -> None:
     """``expert NAME [xN] = mlp(...)``: a pool of N copies of one block."""
     scope.declare(stmt.name)
-    count = 1
+    count: int | None = 1
     if stmt.count is not None:
         count = opt.integer(stmt.count, scope.report, "the number of experts", 1, opt.MAX_EXPERTS)
     block = read_mlp(scope, stmt.block)
@@ -75,7 +80,7 @@ def read_mlp(scope: Scope, value: s.Value) -> ir.Mlp | None:
     options = opt.read_keywords(call, ("activation", "dropout", "norm"), report)
     node = scope.input(source, "the input of an mlp")
     dims = dims_value and opt.int_list(dims_value, report, "the widths of an mlp", 1, opt.MAX_WIDTH)
-    fields = {}
+    fields: dict[str, object] = {}
     if "activation" in options:
         fields["activation"] = opt.choice(
             options["activation"].value, report, "activation", [a.value for a in ir.Activation]
@@ -115,7 +120,7 @@ def check_transfer(scope: Scope, stmt: s.TransferStmt) -> None:
             )
         else:
             previous = scope.input(options["from"].value, "the previous vector of a transfer")
-        bias = False  # Q/K/V biases (NextRec's AITM); the paper's has none
+        bias: bool | None = False  # Q/K/V biases (NextRec's AITM); the paper's has none
         if "bias" in options:
             bias = opt.boolean(options["bias"].value, report, "`bias` of `ait`")
         if current is not None and previous is not None and bias is not None:

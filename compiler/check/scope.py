@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import keyword
 import re
+from typing import TypeVar
 
 from mtlc import ir
 from mtlc.check import arguments as opt
@@ -39,6 +40,8 @@ NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")  # the form of a node name
 FEATURES = ir.FEATURES
 # Kinds that yield one vector per example (pools of one expert included).
 VECTORS = (*FEATURES, ir.Group, ir.Tower, ir.Gate, ir.Transfer, ir.Expert)
+
+_N = TypeVar("_N", bound=ir.Node)  # the kinds a lookup allows
 
 
 def kind_word(node: ir.Node) -> str:
@@ -114,9 +117,9 @@ class Scope:
         self.declared[text] = name.span
 
     def resolve(
-        self, ref: s.Name, allowed: tuple[type, ...], role: str, *, pools: bool = True
-    ) -> ir.Node | None:
-        """The node ``ref`` names if it is declared and of an ``allowed`` kind, else None after reporting.
+        self, ref: s.Name, allowed: tuple[type[_N], ...], role: str, *, pools: bool = True
+    ) -> _N | None:
+        """The node ``ref`` names if declared and of an ``allowed`` kind, else None after reporting.
 
         ``pools=False`` rejects an expert pool of more than one expert (not one vector).
         """
@@ -176,7 +179,7 @@ class Scope:
             opt.expect_call(value, (), opt.FUTURE_CALLS, self.report, "input")
             return None
         ref = opt.name(value, self.report, role)
-        return ref and self.resolve(ref, VECTORS, role, pools=False)
+        return self.resolve(ref, VECTORS, role, pools=False) if ref is not None else None
 
 
 def _declarations(spec: s.Spec) -> dict[str, Span]:

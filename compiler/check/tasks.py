@@ -127,7 +127,10 @@ class TaskRules:
                 f"two tasks learn the label `{ref.text}`",
                 label="label used again",
                 notes=[f"first used at line {first.span.line}"],
-                help="give each task its own label column (copy the column in the data if this is meant)",
+                help=(
+                    "give each task its own label column"
+                    " (copy the column in the data if this is meant)"
+                ),
             )
             return None
         self.labels[ref.text] = ref
@@ -209,7 +212,7 @@ class TaskRules:
     def check_constraint(self, stmt: s.ConstrainStmt) -> None:
         left = self._binary_task(stmt.left)
         right = self._binary_task(stmt.right)
-        weight = 1.0
+        weight: float | None = 1.0
         if stmt.weight is not None:
             weight = opt.real(stmt.weight, self.report, "the constraint weight", 0.0, opt.MAX_REAL)
         if stmt.left.text == stmt.right.text:

@@ -1,4 +1,6 @@
-"""The command-line face: ``mtlc compile|check|explain|graph`` here, ``train|predict|evaluate`` in ``train``.
+"""The command-line face.
+
+``mtlc compile|check|explain|graph`` are here, ``train|predict|evaluate`` in ``train``.
 
 The only part of the compiler that does I/O or sets exit codes (``exits``: 0
 ok, 1 a spec has errors, 2 a usage error such as a bad option or a file that
@@ -14,11 +16,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mtlc.cli import train_flags
 from mtlc.cli.exits import INTERRUPTED, OK, SPEC_ERRORS, USAGE, UsageError
 from mtlc.files import atomic_write, shared_mode
 from mtlc.version import __version__
+
+if TYPE_CHECKING:
+    from mtlc.ir import Model
 
 __all__ = ["main"]
 
@@ -118,7 +124,7 @@ def _read(path: str) -> str:
         raise UsageError(f"cannot read {path}: {error.strerror}") from None
 
 
-def _checked(path: str):
+def _checked(path: str) -> Model | None:
     """The checked IR of the spec at ``path``, or None (its errors printed) if it has errors."""
     from mtlc.api import compile_ir
     from mtlc.diagnostics import SpecError
@@ -176,8 +182,8 @@ def _check(args: argparse.Namespace) -> int:
         for diagnostic in diagnostics:
             print(render_github(diagnostic))
     else:
-        for error in failed:
-            print(str(error), file=sys.stderr)
+        for failure in failed:
+            print(str(failure), file=sys.stderr)
         if len(args.specs) > 1 or not failed:
             ok = len(args.specs) - len(failed)
             print(f"{ok} of {len(args.specs)} specs ok", file=sys.stderr if failed else sys.stdout)

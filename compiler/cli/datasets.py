@@ -22,6 +22,7 @@ import io
 import subprocess
 import sys
 import zipfile
+from functools import partial
 from pathlib import Path
 
 from mtlc.files import atomic_write, cache_root
@@ -42,7 +43,7 @@ class DatasetError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    """``$MTLC_CACHE`` (when set and not empty) or ``~/.cache/mtlc``, as for the grammar's tables."""
+    """``$MTLC_CACHE`` (when set and not empty) or ``~/.cache/mtlc``, as for the grammar tables."""
     return cache_root()
 
 
@@ -91,7 +92,7 @@ def adult_table():
 
 
 def adult_splits(out: Path | None = None) -> dict[str, Path]:
-    """Write (once) and return the Adult train / valid / test files, with spec-style column names."""
+    """Write (once) and return the Adult train/valid/test files, with spec-style column names."""
     out = Path(out or cache_dir() / "adult")
     if _written(out):
         return _paths(out)
@@ -153,7 +154,7 @@ def _write(out: Path, parts: dict) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = _paths(out)
     for name, table in parts.items():
-        atomic_write(paths[name], lambda f, table=table: pq.write_table(table, f))
+        atomic_write(paths[name], partial(pq.write_table, table))
     return paths
 
 

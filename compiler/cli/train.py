@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -53,7 +54,7 @@ def _guarded(command):
     return run
 
 
-def _model(spec: str) -> type:
+def _model(spec: str) -> type[Any]:  # a generated class: its attributes are not known here
     try:
         return load_model(spec)
     except SpecError as error:
@@ -91,12 +92,13 @@ def train(args: argparse.Namespace) -> int:
     if trainer.dist.is_main and trainer.best.get("epoch"):
         best = trainer.best
         print(
-            f"best epoch {best['epoch']} ({best['metric']} {best['value']:.4f}); run saved in {args.out}"
+            f"best epoch {best['epoch']} ({best['metric']} {best['value']:.4f});"
+            f" run saved in {args.out}"
         )
     return OK
 
 
-def _trained(model: type, args: argparse.Namespace) -> Trainer:
+def _trained(model: type[Any], args: argparse.Namespace) -> Trainer:
     """The run's --checkpoint of ``model``, evaluating --batch-size rows at a time."""
     trainer = Trainer.from_run(model, args.run_dir, device=args.device, which=args.checkpoint)
     trainer.config.eval_batch_size = args.batch_size

@@ -7,11 +7,17 @@ Nothing here imports torch: the handlers import the runtime when they run, so
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import TypeVar
 
 __all__ = ["register"]
 
+# What ``ArgumentParser.add_subparsers`` returns.
+_Subparsers = argparse._SubParsersAction
+_Number = TypeVar("_Number", int, float)
 
-def register(subparsers) -> None:
+
+def register(subparsers: _Subparsers[argparse.ArgumentParser]) -> None:
     """Add ``train``, ``predict`` and ``evaluate`` to the ``mtlc`` command's subparsers."""
     _train_parser(subparsers)
     _predict_parser(subparsers)
@@ -25,8 +31,8 @@ def _column(text: str) -> tuple[str, str]:
     return feature, column
 
 
-def _positive(kind):
-    def parse(text: str):
+def _positive(kind: Callable[[str], _Number]) -> Callable[[str], _Number]:
+    def parse(text: str) -> _Number:
         value = kind(text)
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be positive, got {text}")
@@ -40,7 +46,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
 
 
-def _train_parser(subparsers) -> None:
+def _train_parser(subparsers: _Subparsers[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("train", help="train a spec's model on Parquet or CSV data")
     _common(p)
     p.add_argument(
@@ -124,7 +130,7 @@ def _trained_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=_positive(int), default=8192, metavar="N")
 
 
-def _predict_parser(subparsers) -> None:
+def _predict_parser(subparsers: _Subparsers[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("predict", help="predict every task for every row of a data file")
     _trained_run(p)
     p.add_argument(
@@ -133,14 +139,14 @@ def _predict_parser(subparsers) -> None:
     p.set_defaults(run=_run("predict"))
 
 
-def _evaluate_parser(subparsers) -> None:
+def _evaluate_parser(subparsers: _Subparsers[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("evaluate", help="per-task metrics of a trained run on labelled data")
     _trained_run(p)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(run=_run("evaluate"))
 
 
-def _run(name: str):
+def _run(name: str) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
         from mtlc.cli import train  # imports torch and pyarrow: only when a training command runs
 

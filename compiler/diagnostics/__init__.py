@@ -1,4 +1,4 @@
-"""The shared diagnostics, at the bottom of the compiler: what is wrong in a spec, where, how to fix it.
+"""The shared diagnostics, at the compiler's bottom: what is wrong in a spec, where, how to fix it.
 
 Every stage imports this package and nothing imports a stage from it: ``span``
 (where text is), ``codes`` (the catalogue, ``mtlc explain CODE``) and here the
@@ -220,7 +220,10 @@ def render_json(diagnostics: Iterable[Diagnostic]) -> str:
 
 
 def render_github(diagnostics: Diagnostic | Iterable[Diagnostic]) -> str:
-    """GitHub Actions annotation lines (``::error file=F,line=L,...::message``), one per diagnostic."""
+    """GitHub Actions annotation lines, one per diagnostic.
+
+    Each reads ``::error file=F,line=L,...::message``.
+    """
     if isinstance(diagnostics, Diagnostic):
         diagnostics = [diagnostics]
     return "\n".join(_github_line(d) for d in diagnostics)

@@ -120,7 +120,8 @@ CODES: dict[str, Code] = {
     # -- the model as a whole -------------------------------------------------
     "MTL101": Code(
         "missing model statement",
-        "A spec names its model (the generated class) with `model NAME`, usually on its first line.",
+        "A spec names its model (the generated class) with `model NAME`,"
+        " usually on its first line.",
         _MMOE_HEAD,
         'model Small "a small model"\n' + _MMOE_HEAD,
     ),

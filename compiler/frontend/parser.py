@@ -63,10 +63,11 @@ def _table_cache(grammar: str) -> str | bool:
     Building the tables is most of ``mtlc check``'s own work. They go to a
     per-user folder, never the package's (which may be read-only) nor a shared
     temporary folder (the file is a pickle, so only its owner should write
-    it): ``grammar/`` under :func:`mtlc.files.cache_root` (``$MTLC_CACHE``, default ``~/.cache/mtlc``, as for
-    ``mtlc.cli.datasets``). ``MTLC_GRAMMAR_CACHE=0`` turns it off. Lark checks the
-    file against the grammar, its options and its own version before using
-    it, and carries on without it, silently, when it cannot read or write it.
+    it): ``grammar/`` under :func:`mtlc.files.cache_root` (``$MTLC_CACHE``,
+    default ``~/.cache/mtlc``, as for ``mtlc.cli.datasets``).
+    ``MTLC_GRAMMAR_CACHE=0`` turns it off. Lark checks the file against the
+    grammar, its options and its own version before using it, and carries on
+    without it, silently, when it cannot read or write it.
     """
     if os.environ.get("MTLC_GRAMMAR_CACHE", "1") == "0":
         return False
@@ -124,7 +125,7 @@ class _Build(Transformer):
     def _name(self, token: Token) -> s.Name:
         return s.Name(str(token), Span.of_token(self.filename, token))
 
-    def _kind(self, value: s.Value) -> s.Call:
+    def _kind(self, value: s.Name | s.Call) -> s.Call:  # the grammar's `kind`
         if isinstance(value, s.Name):
             return s.Call(value, (), (), value.span, parens=False)
         return value

@@ -10,7 +10,6 @@ decides which calls and options exist.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from mtlc.diagnostics.span import Span
 
@@ -96,7 +95,10 @@ class Keyword:
 
 @dataclass(frozen=True)
 class Call:
-    """``func(args..., key=value...)``, or a bare ``func`` (``dense``, ``fixed``) when ``parens`` is False."""
+    """``func(args..., key=value...)``.
+
+    Or a bare ``func`` (``dense``, ``fixed``) when ``parens`` is False.
+    """
 
     func: Name
     args: tuple[Value, ...]
@@ -105,7 +107,7 @@ class Call:
     parens: bool = True
 
 
-Value = Union[Name, Number, String, List, Call]
+Value = Name | Number | String | List | Call
 
 
 @dataclass(frozen=True)
@@ -201,18 +203,18 @@ class WeightingStmt:
     span: Span
 
 
-Statement = Union[
-    ModelStmt,
-    FeatureStmt,
-    GroupStmt,
-    ExpertStmt,
-    TowerStmt,
-    GateStmt,
-    TransferStmt,
-    TaskStmt,
-    ConstrainStmt,
-    WeightingStmt,
-]
+Statement = (
+    ModelStmt
+    | FeatureStmt
+    | GroupStmt
+    | ExpertStmt
+    | TowerStmt
+    | GateStmt
+    | TransferStmt
+    | TaskStmt
+    | ConstrainStmt
+    | WeightingStmt
+)
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,8 @@ def _bracket(error: BracketError, filename: str, reporter: Reporter) -> None:
         reporter.error(
             "MTL006",
             Span.of_token(filename, token),
-            f"`{token}` does not match the `{opener}` opened at line {opener.line}, column {opener.column}",
+            f"`{token}` does not match the `{opener}` opened at line {opener.line},"
+            f" column {opener.column}",
             label=f"expected `{expected}`",
             help=f"close the `{opener}` with `{expected}` first",
         )
@@ -182,7 +183,14 @@ def _character(
     )
 
 
-def _token(error, open_brackets, lines, filename, lark, reporter) -> None:
+def _token(
+    error: UnexpectedToken,
+    open_brackets: list[Token],
+    lines: list[str],
+    filename: str,
+    lark: Lark,
+    reporter: Reporter,
+) -> None:
     token = error.token
     expected = set(getattr(error, "accepts", None) or error.expected) - {"$END"}
     if token.type == "$END" or (open_brackets and _runs_into_next_statement(token, open_brackets)):
@@ -217,7 +225,10 @@ def _token(error, open_brackets, lines, filename, lark, reporter) -> None:
             span,
             "the statement ends too early",
             label="the line ends here",
-            help=f"expected {_expected(expected)}; a statement continues on the next line only inside ( ) or [ ]",
+            help=(
+                f"expected {_expected(expected)};"
+                " a statement continues on the next line only inside ( ) or [ ]"
+            ),
         )
     elif "COMMA" in expected and token.type in ("NAME", "INT", "FLOAT", "STRING", "LSQB", "MINUS"):
         reporter.error(
@@ -238,7 +249,13 @@ def _token(error, open_brackets, lines, filename, lark, reporter) -> None:
 
 def _runs_into_next_statement(token: Token, open_brackets: list[Token]) -> bool:
     """A statement word on a later line than the innermost open bracket: it was never closed."""
-    return token.line > open_brackets[-1].line and str(token) in STATEMENT_WORDS
+    return _line(token) > _line(open_brackets[-1]) and str(token) in STATEMENT_WORDS
+
+
+def _line(token: Token) -> int:
+    """The token's line: Lark types it as optional, but its lexer and parser always set it."""
+    assert token.line is not None, token
+    return token.line
 
 
 def _unclosed(opener: Token, token: Token, filename: str, reporter: Reporter) -> None:
@@ -269,7 +286,7 @@ def _unknown_statement(token: Token, span: Span, reporter: Reporter) -> None:
 
 def _end_of(line_text: str, token: Token, filename: str) -> Span:
     """A one-character span just after the last visible character of the line."""
-    line = token.line if token.type == "_NL" else max(1, token.line)
+    line = _line(token) if token.type == "_NL" else max(1, _line(token))
     stripped = line_text.split("#", 1)[0].rstrip() if '"' not in line_text else line_text.rstrip()
     return Span.at(filename, line, len(stripped) + 1, 1)
 

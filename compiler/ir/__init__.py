@@ -2,11 +2,12 @@
 
 The checker (``mtlc.check``) builds it from the syntax tree once every name is
 resolved and every rule holds; the back end and the views only read it
-(``facts`` says each node's shape; ``reserved`` the names a generated module
-keeps for itself). Imports only the shared diagnostics (for ``Span``). Nodes are listed
-in declaration order, which is a topological order (a name is used only after
-it is declared). References between nodes are by name: every referenced name is
-guaranteed to exist in ``Model.nodes`` and to be of the kind its field says.
+(``spelling`` says how values are written in a node's text; ``reserved`` the
+names a generated module keeps for itself). Imports only the shared diagnostics
+(for ``Span``). Nodes are listed in declaration order, which is a topological
+order (a name is used only after it is declared). References between nodes are
+by name: every referenced name is guaranteed to exist in ``Model.nodes`` and to
+be of the kind its field says.
 
 Each node class carries its own facts, the one place every later stage reads
 them from: ``inputs()`` (the names it reads), ``shape`` (its output),
@@ -90,7 +91,7 @@ def _relu_mlp(in_dim: int, dims: list[int]) -> int:
 
 
 class _Node(_Frozen):
-    """What every node has: a name, a span, the width of one output vector (per expert for pools)."""
+    """What every node has: a name, a span, the width of one output vector (per expert in pools)."""
 
     kind_word: ClassVar[str]  # the node's kind in a diagnostic's words: "tower", "expert pool"
 

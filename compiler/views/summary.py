@@ -4,8 +4,8 @@
 (the words of the generated docstring), ``node.shape``, and
 ``node.parameters()``, which follows the parameter layouts of ``mtlc.runtime``
 (see ``docs/internals.md``) and is the same at ``-O0`` and ``-O1`` (a batched
-pool or a gate bank holds exactly the weights of the modules it replaces). ``render_text`` and ``render_json`` print
-the result for ``mtlc explain SPEC``.
+pool or a gate bank holds exactly the weights of the modules it replaces).
+``render_text`` and ``render_json`` print the result for ``mtlc explain SPEC``.
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def _free_y(y: float, column: list[_Box]) -> float:
 
 def _route(x1: float, y1: float, x2: float, y2: float, passes: list[list[_Box]]) -> str:
     """A path of cubic curves with level tangents, through the gaps of the columns it passes."""
-    points, x = [], x1
+    points: list[tuple[float, float, float]] = []
     for column in passes:
         left, right = column[0].x - 6, column[0].x + max(b.width for b in column) + 6
         y = _free_y(y1 + (y2 - y1) * (left - x1) / (x2 - x1), column)

@@ -39,7 +39,10 @@ def generate(spec: Path, opt_level: int) -> str:
 
 
 def internals_module() -> str | None:
-    """The module docs/internals.md should quote: LANGUAGE.md's MMoE at -O1 (None without LANGUAGE.md)."""
+    """The module docs/internals.md should quote: LANGUAGE.md's MMoE at -O1.
+
+    None without LANGUAGE.md.
+    """
     from mtlc import compile_spec
     from tests.mtl_sources import language_examples
 

@@ -63,7 +63,10 @@ def refresh_reference() -> bool:
 
 
 def rewrite(show) -> int:
-    """Rewrite the codes section and the stale snapshots, ``show(old, new, name)`` each; how many."""
+    """Rewrite the codes section and the stale snapshots, ``show(old, new, name)`` each.
+
+    Returns how many changed.
+    """
     changed = int(refresh_reference())
     for spec, snapshot in cases():
         new = render(spec)
