@@ -6,7 +6,7 @@ scikit-learn); training lives in the ``trainer``/``data``/... submodules.
 """
 
 from .convert import convert_o0_state_dict
-from .gates import Gate, GateBank, SoftmaxGate
+from .gates import Gate, GateBank, ScaleGate, SoftmaxGate
 from .kernels import gate_mix, gate_softmax_mix, gate_weights, scale_gate
 from .layers import MLP, AITransfer, ExpertPool, Experts, mix, pool_max, pool_mean, pool_sum
 from .spec import Constraint, Feature, Task, Weighting
@@ -20,6 +20,7 @@ __all__ = [
     "Gate",
     "GateBank",
     "MLP",
+    "ScaleGate",
     "SoftmaxGate",
     "Task",
     "Weighting",

@@ -7,7 +7,9 @@ alone is a :class:`Gate` of the same name). The ``-O1`` class says which gates
 each bank computes in its class attribute ``gate_banks = {bank_attr:
 (gate_attr, ...)}``, and which pools each merged
 pool computes (pools of one input and one block) in ``expert_pools =
-{pool_attr: (pool_attr, ...)}``; every other parameter keeps its name.
+{pool_attr: (pool_attr, ...)}``; every other parameter keeps its name. A
+:class:`ScaleGate` is the same module at both levels: its entries, those of
+the :class:`ExpertPool` inside a pool-form one included, pass through.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from .gates import Gate, GateBank, SoftmaxGate
+from .gates import Gate, GateBank, ScaleGate, SoftmaxGate
 from .layers import ExpertPool, Experts
 
 
@@ -48,7 +50,9 @@ def _pool_state(
     mlps = []
     for sub, prefix in zip(subs, prefixes):
         count = len({key.split(".")[1] for key in sub if key.startswith("experts.")})
-        experts = Experts(pool.in_dim, pool.dims, count, pool.activation, pool.dropout, pool.norm)
+        experts = Experts(
+            pool.in_dim, pool.dims, count, pool.activation, pool.dropout, pool.norm, pool.has_bias
+        )
         _load(experts, sub, prefix)
         mlps += list(experts.experts)
     target = copy.deepcopy(pool)
@@ -62,12 +66,26 @@ def _bank_state(
     """A :class:`GateBank`'s state from the states of its gates, in bank order."""
     gates = []
     for size, sub, prefix in zip(bank.sizes, subs, names):
-        gate = SoftmaxGate(bank.in_dim, size, bank.hidden, bank.top, bank.temperature)
+        gate = SoftmaxGate(
+            bank.in_dim,
+            size,
+            bank.hidden,
+            bank.top,
+            bank.temperature,
+            bank.activation,
+            bank.norm,
+            bank.dropout,
+        )
         _load(gate, sub, prefix)
         gates.append(gate)
     target = copy.deepcopy(bank)
     target.load_from_gates(gates)
     return target.state_dict()
+
+
+def _inside(name: str, outer: str) -> bool:
+    """Whether module ``name`` lies strictly inside module ``outer`` (``""``: the root)."""
+    return name.startswith(outer + ".") if outer else name != ""
 
 
 def convert_o0_state_dict(
@@ -93,10 +111,12 @@ def convert_o0_state_dict(
     used: set[str] = set()
     result: dict[str, Tensor] = {}
     modules = dict(model_o1.named_modules())
-    gates = [name for name, module in modules.items() if isinstance(module, GateBank)]
+    # banks and gates convert the pools inside them (a hidden gate's) with them; a scale gate's
+    # pool (its nets' hidden layers) is not a spec's expert pool: its entries pass through
+    gates = [name for name, module in modules.items() if isinstance(module, (GateBank, ScaleGate))]
     for name, module in modules.items():
-        if any(name.startswith(gate + ".") for gate in gates):
-            continue  # inside a bank or gate (a hidden gate's pool): converted with it
+        if any(_inside(name, gate) for gate in gates):
+            continue
         if isinstance(module, ExpertPool):
             members = pools.get(name, (name,))
             state = _pool_state(module, [_sub_state(state_dict, m, used) for m in members], members)

@@ -1,20 +1,21 @@
-"""Softmax gates over expert pools: one gate (``-O0``) and a bank of gates (``-O1``).
+"""Gates: softmax gates over expert pools (one, ``-O0``; a bank, ``-O1``) and sigmoid scale gates.
 
 Shapes: B batch, E experts (of the source tensor), T gates, D expert width.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .kernels import gate_mix, gate_softmax_mix, gate_weights, reference
+from .kernels import gate_mix, gate_softmax_mix, gate_weights, reference, scale_gate
 from .kernels.cpu import _MixSources
 from .kernels.ops import plain_autograd
-from .layers import MLP, ExpertPool
+from .layers import MLP, ExpertPool, _check_options
 
 
 def _check_gate(num_experts: int, top: int | None, temperature: float) -> None:
@@ -32,13 +33,17 @@ class SoftmaxGate(nn.Module):
     Args:
         in_dim: width of the gate's input.
         num_experts: E, the number of experts it weighs.
-        hidden: widths of a ReLU MLP before the logits layer (empty: none).
+        hidden: widths of an MLP before the logits layer (empty: none).
         top: keep only the K largest logits' weights, renormalised (ties:
             the lower expert index is kept). ``None`` keeps all.
         temperature: divides the logits before the softmax.
+        activation, norm, dropout: the hidden MLP's, as :class:`MLP`'s (per
+            hidden layer Linear -> norm -> activation -> dropout); the logits
+            layer has none of them. Without ``hidden`` they do nothing.
 
-    Parameter layout: ``mlp`` (an :class:`MLP` with ``hidden``; ``nn.Identity``
-    when ``hidden`` is empty), ``linear``: ``nn.Linear(hidden[-1] or in_dim, E)``.
+    Parameter layout: ``mlp`` (an ``MLP(in_dim, hidden, activation, dropout,
+    norm)``; ``nn.Identity`` when ``hidden`` is empty), ``linear``:
+    ``nn.Linear(hidden[-1] or in_dim, E)``.
 
     Shapes: ``[B, in_dim] -> [B, E]`` (rows sum to 1). Use :func:`mix` to apply.
     """
@@ -50,14 +55,19 @@ class SoftmaxGate(nn.Module):
         hidden: Sequence[int] = (),
         top: int | None = None,
         temperature: float = 1.0,
+        activation: str = "relu",
+        norm: str = "none",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         _check_gate(num_experts, top, temperature)
+        _check_options(activation, norm, dropout)
         self.num_experts = num_experts
         self.hidden = tuple(hidden)
         self.top = top
         self.temperature = float(temperature)
-        self.mlp = MLP(in_dim, hidden) if hidden else nn.Identity()
+        self.activation, self.norm, self.dropout = activation, norm, float(dropout)
+        self.mlp = MLP(in_dim, hidden, activation, dropout, norm) if hidden else nn.Identity()
         self.linear = nn.Linear(self.hidden[-1] if hidden else in_dim, num_experts)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -74,7 +84,8 @@ class GateBank(nn.Module):
         in_dim: width of the gates' shared input.
         num_experts: E, the experts of the source tensor.
         num_gates: T.
-        hidden, top, temperature: as :class:`SoftmaxGate`, shared by all gates.
+        hidden, top, temperature, activation, norm, dropout: as
+            :class:`SoftmaxGate`, shared by all gates.
         masks: ``None`` (every gate mixes all E experts in order) or one
             sequence per gate of the expert indices it mixes, in the gate's
             own order: its logits, its softmax, its top-k ties follow that order.
@@ -83,8 +94,10 @@ class GateBank(nn.Module):
         without ``hidden``: ``linear``: ``nn.Linear(in_dim, sum(n_t))``; rows
             ``off_t : off_t + n_t`` (``off_t = n_0 + ... + n_{t-1}``) are
             gate t's ``linear``.
-        with ``hidden``: ``mlp``: an :class:`ExpertPool` ``(in_dim, hidden, T)``
-            whose expert t is gate t's ``mlp``; ``linears[t]``: gate t's ``linear``.
+        with ``hidden``: ``mlp``: an :class:`ExpertPool` ``(in_dim, hidden, T,
+            activation, dropout, norm)`` whose expert t is gate t's ``mlp``
+            (norm parameters and statistics, PReLU slopes included);
+            ``linears[t]``: gate t's ``linear``.
     See :meth:`load_from_gates`.
 
     Shapes: ``(x [B, in_dim], *experts [B, E_i, D]) -> [B, T, D]``: the experts
@@ -114,19 +127,24 @@ class GateBank(nn.Module):
         top: int | None = None,
         temperature: float = 1.0,
         masks: Sequence[Sequence[int]] | None = None,
+        activation: str = "relu",
+        norm: str = "none",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         _check_gate(num_experts, top, temperature)
+        _check_options(activation, norm, dropout)
         self.in_dim = in_dim
         self.num_experts = num_experts
         self.num_gates = num_gates
         self.hidden = tuple(hidden)
         self.top = top
         self.temperature = float(temperature)
+        self.activation, self.norm, self.dropout = activation, norm, float(dropout)
         self.masks = None if masks is None else tuple(tuple(int(i) for i in m) for m in masks)
         self.sizes = self._sizes()
         if hidden:
-            self.mlp = ExpertPool(in_dim, hidden, num_gates)
+            self.mlp = ExpertPool(in_dim, hidden, num_gates, activation, dropout, norm)
             self.linears = nn.ModuleList(nn.Linear(self.hidden[-1], n) for n in self.sizes)
         else:
             self.linear = nn.Linear(in_dim, sum(self.sizes))
@@ -211,13 +229,21 @@ class GateBank(nn.Module):
 
     @torch.no_grad()
     def load_from_gates(self, gates: Sequence[SoftmaxGate]) -> None:
-        """Copy T :class:`SoftmaxGate` s (gate t over ``n_t`` experts) into the bank."""
+        """Copy T :class:`SoftmaxGate` s (gate t over ``n_t`` experts) into the bank.
+
+        The gates' hidden MLPs must have the bank's activation, norm and
+        dropout; their norms (affine parameters, running statistics) and
+        PReLU slopes are copied with the Linears.
+        """
         if len(gates) != self.num_gates:
             raise ValueError(f"expected {self.num_gates} gates, got {len(gates)}")
         if [g.num_experts for g in gates] != list(self.sizes) or any(
             g.hidden != self.hidden for g in gates
         ):
             raise ValueError("the gates' sizes or hidden widths differ from the bank's")
+        options = (self.activation, self.norm, self.dropout)
+        if self.hidden and any((g.activation, g.norm, g.dropout) != options for g in gates):
+            raise ValueError("the gates' activation, norm or dropout differ from the bank's")
         if self.hidden:
             self.mlp.load_from_mlps([g.mlp for g in gates])
             for linear, gate in zip(self.linears, gates):
@@ -237,6 +263,7 @@ class Gate(GateBank):
         in_dim, num_experts, hidden, top, temperature: as :class:`SoftmaxGate`.
         mask: ``None`` (the gate mixes all E experts in order) or the expert
             indices it mixes, in its own order.
+        activation, norm, dropout: as :class:`SoftmaxGate`.
 
     Parameter layout: a one-gate :class:`GateBank`'s (without ``hidden``:
     ``linear``, exactly a :class:`SoftmaxGate`'s ``linear``).
@@ -252,10 +279,201 @@ class Gate(GateBank):
         top: int | None = None,
         temperature: float = 1.0,
         mask: Sequence[int] | None = None,
+        activation: str = "relu",
+        norm: str = "none",
+        dropout: float = 0.0,
     ) -> None:
         masks = None if mask is None else (mask,)
-        super().__init__(in_dim, num_experts, 1, hidden, top, temperature, masks)
+        super().__init__(
+            in_dim, num_experts, 1, hidden, top, temperature, masks, activation, norm, dropout
+        )
 
     def forward(self, x: Tensor, *experts: Tensor) -> Tensor:
         """``(x [B, in_dim], *experts [B, E_i, D]) -> [B, D]``."""
         return super().forward(x, *experts).squeeze(1)
+
+
+def _check_scale_gate(
+    in_dim: int, width: int, hidden: Sequence[int], scale: float, num_experts: int | None
+) -> None:
+    if in_dim < 1:
+        raise ValueError(f"a scale gate's input width must be at least 1, got {in_dim}")
+    if width < 1:
+        raise ValueError(f"a scale gate's width must be at least 1, got {width}")
+    if any(h < 1 for h in hidden):
+        raise ValueError(f"hidden widths must be at least 1, got {list(hidden)}")
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"scale must be finite and > 0, got {scale}")
+    if num_experts is not None and num_experts < 1:
+        raise ValueError(f"num_experts must be at least 1 (or None), got {num_experts}")
+
+
+class ScaleGate(nn.Module):
+    """Sigmoid condition gate: ``x * scale * sigmoid(net(cond))``, on a vector or on each expert.
+
+    The gates of POSO (``C * sigmoid(fc2(act(fc1(P))))`` on a layer's output,
+    or on each expert of a pool) and PEPNet's ``GateMLP`` s (EPNet, PPNet).
+    ``net`` is the hidden layers, each Linear -> norm -> activation ->
+    dropout as in :class:`MLP`, then a last Linear to ``width`` with none of
+    them.
+
+    Args:
+        in_dim: width of the condition ``cond``.
+        width: D, the width of what is scaled (and of the net's output).
+        hidden: widths of the net's hidden layers (empty: the net is one Linear).
+        scale: C, finite and > 0: the gate's values lie in ``(0, C)``.
+        activation, norm, dropout: the hidden layers', as :class:`MLP`'s.
+            Without ``hidden`` they do nothing.
+        num_experts: ``None``: scale a vector ``[B, D]``. E: scale each expert
+            of a ``[B, E, D]`` pool, expert e by its own net e (E independent
+            nets reading the same ``cond``).
+
+    Parameter layout (``h = hidden[-1]``, or ``in_dim`` without ``hidden``):
+        vector form: ``mlp``: ``MLP(in_dim, hidden, activation, dropout,
+            norm)``, only with ``hidden`` (else ``None``); ``linear``:
+            ``nn.Linear(h, D)``.
+        pool form: ``mlp``: ``ExpertPool(in_dim, hidden, E, activation,
+            dropout, norm)``, only with ``hidden`` (else ``None``), whose
+            expert e is net e's hidden MLP; ``weight`` ``[E, D, h]`` and
+            ``bias`` ``[E, D]``: ``weight[e]``, ``bias[e]`` are net e's last
+            ``nn.Linear`` (its layout, not transposed).
+    See :meth:`load_from_nets`. A scale gate is the same module at ``-O0``
+    and ``-O1``: :func:`~mtlc.runtime.convert_o0_state_dict` passes its
+    entries through.
+
+    Shapes: ``(cond [B, in_dim], x [B, D]) -> [B, D]``; pool form
+    ``(cond [B, in_dim], x [B, E, D]) -> [B, E, D]``.
+
+    Paths (same function): the pool form's last layers are one matmul
+    (without ``hidden``: of ``cond`` with all E nets' weights; with it: one
+    batched matmul over the nets); the product is the custom op
+    ``mtlc::scale_gate`` (Triton on CUDA); on CPU in eager mode the same
+    math runs as plain autograd
+    (:func:`~mtlc.runtime.kernels.ops.plain_autograd`).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        width: int,
+        hidden: Sequence[int] = (),
+        scale: float = 1.0,
+        activation: str = "relu",
+        norm: str = "none",
+        dropout: float = 0.0,
+        num_experts: int | None = None,
+    ) -> None:
+        super().__init__()
+        _check_scale_gate(in_dim, width, hidden, scale, num_experts)
+        _check_options(activation, norm, dropout)
+        self.in_dim, self.width, self.hidden = in_dim, width, tuple(hidden)
+        self.scale = float(scale)
+        self.activation, self.norm, self.dropout = activation, norm, float(dropout)
+        self.num_experts = num_experts
+        last_in = self.hidden[-1] if hidden else in_dim
+        if num_experts is None:
+            self.mlp = MLP(in_dim, hidden, activation, dropout, norm) if hidden else None
+            self.linear = nn.Linear(last_in, width)
+        else:
+            self.mlp = (
+                ExpertPool(in_dim, hidden, num_experts, activation, dropout, norm)
+                if hidden
+                else None
+            )
+            bound = 1.0 / math.sqrt(last_in)  # nn.Linear's default init, per net
+            self.weight = nn.Parameter(
+                torch.empty(num_experts, width, last_in).uniform_(-bound, bound)
+            )
+            self.bias = nn.Parameter(torch.empty(num_experts, width).uniform_(-bound, bound))
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_dim={self.in_dim}, width={self.width}, scale={self.scale}, "
+            f"num_experts={self.num_experts}"
+        )
+
+    def logits(self, cond: Tensor) -> Tensor:
+        """The nets' outputs before the sigmoid: ``[B, in_dim] -> [B, D]`` or ``[B, E, D]``."""
+        if self.num_experts is None:
+            return self.linear(cond if self.mlp is None else self.mlp(cond))
+        count = self.num_experts
+        if self.mlp is None:  # every net reads cond: one matmul
+            flat = F.linear(cond, self.weight.view(-1, self.in_dim), self.bias.view(-1))
+            return flat.view(cond.shape[0], count, self.width)
+        h = self.mlp(cond)  # [B, E, h]
+        # [E, 1, D] + [E, B, h] @ [E, h, D] -> [E, B, D], seen as [B, E, D]
+        out = torch.baddbmm(self.bias.unsqueeze(1), h.transpose(0, 1), self.weight.transpose(1, 2))
+        return out.transpose(0, 1)
+
+    def forward(self, cond: Tensor, x: Tensor) -> Tensor:
+        """``(cond [B, in_dim], x [B, D] or [B, E, D]) -> x's shape``."""
+        logits = self.logits(cond)
+        if x.shape != logits.shape:
+            raise ValueError(
+                f"x has shape {tuple(x.shape)}; this scale gate's is {tuple(logits.shape)}"
+            )
+        if plain_autograd(x):  # CPU, not compiling: the reference under autograd
+            return reference.scale_gate(x, logits, self.scale)
+        return scale_gate(x, logits, self.scale)
+
+    @torch.no_grad()
+    def load_from_nets(self, nets: Sequence[tuple[MLP | None, nn.Linear]]) -> None:
+        """Copy plain nets in: E pairs ``(hidden MLP or None, last nn.Linear)``, or 1 for a vector.
+
+        Each hidden :class:`MLP` must be ``MLP(in_dim, hidden, activation,
+        dropout, norm)`` (``None`` without ``hidden``), its norms' parameters
+        and statistics and its PReLU slopes included; each Linear
+        ``nn.Linear(hidden[-1] or in_dim, width)`` with a bias. The gate then
+        computes ``scale * sigmoid(linear(mlp(cond))) * x`` with net e on
+        expert e.
+        """
+        count = 1 if self.num_experts is None else self.num_experts
+        if len(nets) != count:
+            raise ValueError(f"expected {count} nets, got {len(nets)}")
+        want = None
+        if self.hidden:
+            with torch.device("meta"):  # only its structure is compared
+                mlp = MLP(self.in_dim, self.hidden, self.activation, self.dropout, self.norm)
+                want = _layer_kinds(mlp)
+        last_in = self.hidden[-1] if self.hidden else self.in_dim
+        for mlp, linear in nets:
+            if (None if mlp is None else _layer_kinds(mlp)) != want:
+                raise ValueError(
+                    "a net's hidden MLP differs from the gate's hidden layers "
+                    f"(hidden={list(self.hidden)}, activation={self.activation!r}, "
+                    f"norm={self.norm!r}, dropout={self.dropout})"
+                )
+            if tuple(linear.weight.shape) != (self.width, last_in) or linear.bias is None:
+                raise ValueError(
+                    f"a net's last Linear must be nn.Linear({last_in}, {self.width}) with a bias, "
+                    f"got weight {tuple(linear.weight.shape)}"
+                    + ("" if linear.bias is not None else " without a bias")
+                )
+        if self.num_experts is None:
+            mlp, linear = nets[0]
+            if mlp is not None:
+                self.mlp.load_state_dict(mlp.state_dict())
+            self.linear.load_state_dict(linear.state_dict())
+            return
+        if self.hidden:
+            self.mlp.load_from_mlps([mlp for mlp, _ in nets])
+        for e, (_, linear) in enumerate(nets):
+            self.weight[e] = linear.weight
+            self.bias[e] = linear.bias
+
+
+def _layer_kinds(mlp: MLP) -> list[tuple]:
+    """What tells two :class:`MLP` s' structures apart: each layer's type and sizes."""
+    kinds = []
+    for module in mlp.layers:
+        if isinstance(module, nn.Linear):
+            kinds.append(
+                (nn.Linear, module.in_features, module.out_features, module.bias is not None)
+            )
+        elif isinstance(module, (nn.BatchNorm1d, nn.LayerNorm, nn.PReLU)):
+            kinds.append((type(module), tuple(module.weight.shape)))
+        elif isinstance(module, nn.Dropout):
+            kinds.append((nn.Dropout, module.p))
+        else:
+            kinds.append((type(module),))
+    return kinds

@@ -73,10 +73,11 @@ class MLP(nn.Module):
             ``prelu`` (one learned slope per layer, ``nn.PReLU()``) or ``none``.
         dropout: drop probability after each activation (0 adds no module).
         norm: ``none``, ``batch`` (``BatchNorm1d``) or ``layer`` (``LayerNorm``).
+        bias: give every ``nn.Linear`` a bias (``False``: none has one).
 
     Parameter layout: one ``nn.Sequential`` named ``layers`` holding, per
-    layer, ``nn.Linear``, then the norm (if any), the activation (none for
-    ``none``), then ``nn.Dropout`` (if ``dropout > 0``).
+    layer, ``nn.Linear`` (``bias=bias``), then the norm (if any), the
+    activation (none for ``none``), then ``nn.Dropout`` (if ``dropout > 0``).
 
     Shapes: ``[B, in_dim] -> [B, dims[-1]]``.
     """
@@ -88,6 +89,7 @@ class MLP(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         norm: str = "none",
+        bias: bool = True,
     ) -> None:
         super().__init__()
         _check_options(activation, norm, dropout)
@@ -96,7 +98,7 @@ class MLP(nn.Module):
         norm_class = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}.get(norm)
         modules: list[nn.Module] = []
         for width_in, width in zip([in_dim, *dims[:-1]], dims):
-            modules.append(nn.Linear(width_in, width))
+            modules.append(nn.Linear(width_in, width, bias=bias))
             modules += _after_linear(
                 None if norm_class is None else norm_class(width), activation, dropout
             )
@@ -110,7 +112,8 @@ class MLP(nn.Module):
 class Experts(nn.Module):
     """``-O0`` expert pool: ``num_experts`` independent :class:`MLP` s, stacked.
 
-    Args: as :class:`MLP`, plus ``num_experts`` (E).
+    Args: as :class:`MLP`, plus ``num_experts`` (E); ``bias`` applies to every
+    expert's every ``nn.Linear``.
 
     Parameter layout: ``experts``, an ``nn.ModuleList`` of E :class:`MLP` s.
 
@@ -125,10 +128,11 @@ class Experts(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         norm: str = "none",
+        bias: bool = True,
     ) -> None:
         super().__init__()
         self.experts = nn.ModuleList(
-            MLP(in_dim, dims, activation, dropout, norm) for _ in range(num_experts)
+            MLP(in_dim, dims, activation, dropout, norm, bias) for _ in range(num_experts)
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -220,11 +224,13 @@ class ExpertPool(nn.Module):
     Args: as :class:`Experts`.
 
     Parameter layout (E experts, widths ``d0 = in_dim, d1, ..., dn = dims``):
-        ``first``: ``nn.Linear(in_dim, E * d1)``; rows ``e*d1:(e+1)*d1`` of its
-            weight and bias are expert e's first ``nn.Linear``.
+        ``first``: ``nn.Linear(in_dim, E * d1, bias=bias)``; rows
+            ``e*d1:(e+1)*d1`` of its weight and bias are expert e's first
+            ``nn.Linear``.
         ``weights[i]``: ``[E, d_{i+1}, d_{i+2}]``, expert e's Linear of layer
             i+1 *transposed* (``x @ W``), for i = 0 .. n-2.
-        ``biases[i]``: ``[E, 1, d_{i+2}]``, the matching biases.
+        ``biases[i]``: ``[E, 1, d_{i+2}]``, the matching biases (an empty
+            list when ``bias`` is ``False``).
         ``post[i]``: ``nn.Sequential`` after layer i: the norm
             (``_PoolBatchNorm``: ``norm`` = ``BatchNorm1d(E * d)``, features
             ordered expert-major; ``_PoolLayerNorm``: ``weight``/``bias``
@@ -240,6 +246,7 @@ class ExpertPool(nn.Module):
     batches under :attr:`per_expert_min_batch` rows), the first layer of all
     experts as one wide matmul and each later layer as one batched matmul over
     the experts; per expert (CPU, from that many rows), see :meth:`_per_expert`.
+    The ``bias`` option is stored as :attr:`has_bias`.
     """
 
     def __init__(
@@ -250,6 +257,7 @@ class ExpertPool(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         norm: str = "none",
+        bias: bool = True,
     ) -> None:
         super().__init__()
         _check_options(activation, norm, dropout)
@@ -257,7 +265,8 @@ class ExpertPool(nn.Module):
             raise ValueError("an expert pool needs at least one layer")
         self.in_dim, self.dims, self.num_experts = in_dim, tuple(dims), num_experts
         self.activation, self.dropout, self.norm = activation, dropout, norm
-        self.first = nn.Linear(in_dim, num_experts * dims[0])
+        self.has_bias = bool(bias)
+        self.first = nn.Linear(in_dim, num_experts * dims[0], bias=bias)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for width_in, width in zip(dims[:-1], dims[1:]):
@@ -265,9 +274,10 @@ class ExpertPool(nn.Module):
             self.weights.append(
                 nn.Parameter(torch.empty(num_experts, width_in, width).uniform_(-bound, bound))
             )
-            self.biases.append(
-                nn.Parameter(torch.empty(num_experts, 1, width).uniform_(-bound, bound))
-            )
+            if bias:
+                self.biases.append(
+                    nn.Parameter(torch.empty(num_experts, 1, width).uniform_(-bound, bound))
+                )
         self.post = nn.ModuleList(
             _pool_post(num_experts, d, activation, dropout, norm) for d in dims
         )
@@ -283,20 +293,25 @@ class ExpertPool(nn.Module):
         if threshold is not None and x.shape[0] >= threshold and x.device.type == "cpu":
             return self._per_expert(x)
         h = self.post[0](self.first(x).view(x.shape[0], self.num_experts, self.dims[0]))
-        for weight, bias, post in zip(self.weights, self.biases, self.post[1:]):
+        for i, (weight, post) in enumerate(zip(self.weights, self.post[1:])):
             # [E, B, d_in] @ [E, d_in, d_out] + [E, 1, d_out] -> [E, B, d_out],
             # seen as [B, E, d_out]
-            h = post(torch.baddbmm(bias, h.transpose(0, 1), weight).transpose(0, 1))
+            if self.has_bias:
+                h = torch.baddbmm(self.biases[i], h.transpose(0, 1), weight)
+            else:
+                h = torch.bmm(h.transpose(0, 1), weight)
+            h = post(h.transpose(0, 1))
         return h
 
     def _per_expert(self, x: Tensor) -> Tensor:
         """The experts one after another, from the batched weights: ``[B, in_dim] -> [B, E, D]``.
 
         On CPU each expert's activations then stay in cache, where the batched
-        path's wide ones do not. ReLU pools without norm or dropout run as one
-        autograd node (:class:`~mtlc.runtime.kernels.cpu._ReluPool`, in eager
-        mode); other pools, and torch.compile/export, module by module, norms
-        per expert from slices of the pool's.
+        path's wide ones do not. ReLU pools with biases and without norm or
+        dropout run as one autograd node
+        (:class:`~mtlc.runtime.kernels.cpu._ReluPool`, in eager mode); other
+        pools (``bias=False`` ones too), and torch.compile/export, module by
+        module, norms per expert from slices of the pool's.
 
         Each weight is split with one ``unbind`` (not sliced per expert), so its
         backward stacks the E gradients once instead of filling E weight-sized
@@ -307,21 +322,26 @@ class ExpertPool(nn.Module):
             self.activation == "relu"
             and self.norm == "none"
             and self.dropout == 0.0
+            and self.has_bias
             and _ReluPool.usable(x)
         ):
             params = [self.first.weight, self.first.bias, *self.weights, *self.biases]
             return _ReluPool.apply(x, count, *params).transpose(0, 1)  # [E, B, D] seen as [B, E, D]
         first_w = self.first.weight.view(count, self.dims[0], self.in_dim).unbind(0)
-        first_b = self.first.bias.view(count, self.dims[0]).unbind(0)
+        no_bias = [None] * count
+        first_b = no_bias if self.first.bias is None else self.first.bias.view(count, -1).unbind(0)
+        biases = self.biases if self.has_bias else [None] * len(self.weights)
         layers = [
-            (w.unbind(0), b.view(count, -1).unbind(0)) for w, b in zip(self.weights, self.biases)
+            (w.unbind(0), no_bias if b is None else b.view(count, -1).unbind(0))
+            for w, b in zip(self.weights, biases)
         ]
         posts = [_split_post(post, count) for post in self.post]
         experts = []
         for e in range(count):
             h = _post_one(posts[0], e, F.linear(x, first_w[e], first_b[e]))
             for (weight, bias), post in zip(layers, posts[1:]):
-                h = _post_one(post, e, torch.addmm(bias[e], h, weight[e]))
+                h = h @ weight[e] if bias[e] is None else torch.addmm(bias[e], h, weight[e])
+                h = _post_one(post, e, h)
             experts.append(h)
         return torch.stack(experts).transpose(0, 1)  # [E, B, D] seen as [B, E, D]
 
@@ -334,12 +354,16 @@ class ExpertPool(nn.Module):
             linears = [m for m in mlp.layers if isinstance(m, nn.Linear)]
             if [lin.out_features for lin in linears] != list(self.dims):
                 raise ValueError("the MLP's widths differ from the pool's")
+            if any((lin.bias is not None) != self.has_bias for lin in linears):
+                raise ValueError(f"the pool has bias={self.has_bias}; an MLP's Linear differs")
             rows = slice(e * self.dims[0], (e + 1) * self.dims[0])
             self.first.weight[rows] = linears[0].weight
-            self.first.bias[rows] = linears[0].bias
-            for weight, bias, linear in zip(self.weights, self.biases, linears[1:]):
+            if self.has_bias:
+                self.first.bias[rows] = linears[0].bias
+            for i, (weight, linear) in enumerate(zip(self.weights, linears[1:])):
                 weight[e] = linear.weight.T
-                bias[e, 0] = linear.bias
+                if self.has_bias:
+                    self.biases[i][e, 0] = linear.bias
             norms = [m for m in mlp.layers if isinstance(m, (nn.BatchNorm1d, nn.LayerNorm))]
             prelus = [m for m in mlp.layers if isinstance(m, nn.PReLU)]
             for post, norm, prelu in zip(

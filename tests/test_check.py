@@ -164,7 +164,8 @@ CHECK_ERRORS = [
     ("tower a = mlp(b, [8])\ntower b = mlp(all, [8])", "MTL205", 8, 15, "not declared yet"),
     ("expert e x4 = mlp(all, [8])\ntower t = mlp(e, [8])", "MTL206", 9, 15, "4 vectors, not one"),
     ("tower t = mlp(ctr, [8])", "MTL206", 8, 15, "a task"),
-    ("group g = [user_id, net]", "MTL206", 8, 21, "a tower"),
+    ("group g = [user_id, ctr]", "MTL206", 8, 21, "a task"),
+    ("group g = [user_id, stopgrad(ctr)]", "MTL206", 8, 30, "a task"),
     # the model as a whole
     ("model Other", "MTL102", 8, 1, "second model"),
     ("weighting fixed\nweighting uncertainty", "MTL104", 9, 1, "second weighting"),
@@ -207,7 +208,11 @@ CHECK_ERRORS = [
     ("tower t = mlp(all, [8], 0.1)", "MTL308", 8, 25, "extra argument"),
     ("feature f : sparse(10, dim=8)", "MTL308", 8, 20, "extra argument"),
     ("tower t = cross(all, layers=3)", "MTL309", 8, 11, "planned, not yet available"),
-    ("tower t = mlp(stopgrad(net), [8])", "MTL309", 8, 15, "planned, not yet available"),
+    ("tower t = mlp(stopgrad(net), [8])", "MTL311", 8, 15, "not here"),
+    ("gate g = sigmoid(all) over [net, user_id]", "MTL312", 8, 28, "2 sources"),
+    ("gate g = softmax(all, dropout=0.1) over [net]", "MTL313", 8, 23, "no hidden layers"),
+    ("task both : binary(label=y, bias=false) = ctr * ctr", "MTL510", 8, 29, "no head"),
+    ("group g = [stopgrad(user_id, net)]", "MTL308", 8, 30, "extra argument"),
     ("gate g = softmax(all) over [net, net]", "MTL310", 8, 34, "repeated"),
     # widths and sizes
     (

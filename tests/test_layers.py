@@ -52,14 +52,19 @@ def test_bad_options_are_rejected_with_a_message():
         rt.GateBank(IN, 3, 2, masks=((0, 1), (1, 1)))
 
 
+def _nondefault(module):
+    """Non-default norm affine values and PReLU slopes, so that copying them is tested."""
+    for m in module.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.LayerNorm, nn.PReLU)):
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+        if isinstance(m, (nn.BatchNorm1d, nn.LayerNorm)):
+            nn.init.uniform_(m.bias, -0.5, 0.5)
+    return module
+
+
 def _o0_o1_pair(dims, num_experts, **options):
-    o0 = rt.Experts(IN, dims, num_experts, **options).double()
+    o0 = _nondefault(rt.Experts(IN, dims, num_experts, **options).double())
     o1 = rt.ExpertPool(IN, dims, num_experts, **options).double()
-    for module in o0.modules():  # non-default affine and slope values, so the mapping is tested
-        if isinstance(module, (nn.BatchNorm1d, nn.LayerNorm, nn.PReLU)):
-            nn.init.uniform_(module.weight, 0.5, 1.5)
-        if isinstance(module, (nn.BatchNorm1d, nn.LayerNorm)):
-            nn.init.uniform_(module.bias, -0.5, 0.5)
     o1.load_from_experts(o0)
     return o0, o1
 
@@ -72,6 +77,9 @@ def _o0_o1_pair(dims, num_experts, **options):
         ([6, 3], {"activation": "prelu", "norm": "batch"}),
         ([6, 3], {"activation": "gelu", "norm": "layer"}),
         ([6, 3], {"activation": "none", "dropout": 0.0}),
+        ([6], {"bias": False}),
+        ([6, 4, 3], {"bias": False}),
+        ([6, 3], {"activation": "prelu", "norm": "batch", "bias": False}),
     ],
 )
 @pytest.mark.parametrize("num_experts", [1, 3])
@@ -185,6 +193,60 @@ def test_expert_pool_parameter_gradients_match_experts(per_expert):
         torch.testing.assert_close(o1.post[0][0].weight.grad[e : e + 1], mlp.layers[1].weight.grad)
 
 
+# --- bias=False ---------------------------------------------------------------
+
+
+def _count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_bias_false_drops_every_bias():
+    mlp = rt.MLP(IN, [6, 3], bias=False)
+    assert all(m.bias is None for m in mlp.layers if isinstance(m, nn.Linear))
+    assert _count(mlp) == IN * 6 + 6 * 3 and _count(rt.MLP(IN, [6, 3])) == _count(mlp) + 6 + 3
+    weights = IN * 6 + 6 * 4 + 4 * 3
+    assert _count(rt.Experts(IN, [6, 4, 3], 2, bias=False)) == 2 * weights
+    pool = rt.ExpertPool(IN, [6, 4, 3], 2, bias=False)
+    assert _count(pool) == 2 * weights and pool.first.bias is None and len(pool.biases) == 0
+    assert not pool.has_bias and rt.ExpertPool(IN, [6], 2).has_bias
+    assert _count(rt.ExpertPool(IN, [6, 4, 3], 2)) == 2 * (weights + 6 + 4 + 3)
+
+
+def test_bias_false_mlp_equals_its_reference():
+    mlp = rt.MLP(IN, [6, 3], activation="tanh", bias=False).double()
+    x = _x(B, IN)
+    first, second = (m.weight for m in mlp.layers if isinstance(m, nn.Linear))
+    torch.testing.assert_close(mlp(x), torch.tanh(torch.tanh(x @ first.T) @ second.T))
+
+
+def test_bias_false_pool_from_a_thousand_rows_takes_the_generic_per_expert_path():
+    o0, o1 = _o0_o1_pair([6, 4, 3], 3, bias=False)
+    assert o1.per_expert_min_batch == 1024  # the default: this batch takes the per-expert path
+    x = _x(1024, IN)
+    y0, y1 = o0(x), o1(x)
+    assert _node(y1) != "_ReluPoolBackward"  # the fused node needs biases
+    torch.testing.assert_close(y1, y0)
+    upstream = torch.randn_like(y0)
+    (y0 * upstream).sum().backward()
+    (y1 * upstream).sum().backward()
+    for e, mlp in enumerate(o0.experts):
+        linears = [m for m in mlp.layers if isinstance(m, nn.Linear)]
+        torch.testing.assert_close(
+            o1.first.weight.grad[e * 6 : (e + 1) * 6], linears[0].weight.grad
+        )
+        for weight, linear in zip(o1.weights, linears[1:]):
+            torch.testing.assert_close(weight.grad[e], linear.weight.grad.T)
+    with_bias = rt.ExpertPool(IN, [6, 3], 2).double()  # with biases: still the fused node
+    assert _node(with_bias(_x(1024, IN))) == "_ReluPoolBackward"
+
+
+def test_pool_refuses_mlps_of_the_other_bias():
+    with pytest.raises(ValueError, match="bias"):
+        rt.ExpertPool(IN, [6], 2, bias=False).load_from_mlps([rt.MLP(IN, [6])] * 2)
+    with pytest.raises(ValueError, match="bias"):
+        rt.ExpertPool(IN, [6], 2).load_from_mlps([rt.MLP(IN, [6], bias=False)] * 2)
+
+
 # --- gates ------------------------------------------------------------------
 
 
@@ -265,6 +327,73 @@ def test_gate_bank_equals_separate_gates(masks, options):
     torch.testing.assert_close(weights.sum(-1), torch.ones(B, num_gates, dtype=torch.float64))
 
 
+GATE_OPTIONS = [
+    {"hidden": [4], "norm": "batch", "activation": "prelu"},
+    {"hidden": [4, 3], "norm": "layer", "activation": "gelu"},
+    {"hidden": [4], "norm": "batch", "activation": "silu", "dropout": 0.5},
+    {"hidden": [4], "activation": "none", "top": 2},
+]
+
+
+@pytest.mark.parametrize("options", GATE_OPTIONS)
+@pytest.mark.parametrize("masks", [None, MASKS])
+@pytest.mark.parametrize("per_expert", [True, False], ids=["cpu-per-expert", "batched"])
+def test_gate_bank_with_hidden_options_equals_separate_gates(options, masks, per_expert):
+    num_gates, num_experts = 3, 5
+    sizes = [len(m) for m in masks] if masks else [num_experts] * num_gates
+    gates = [_nondefault(rt.SoftmaxGate(IN, n, **options).double()) for n in sizes]
+    for gate in gates:  # train mode: batch statistics move off their defaults
+        gate(torch.randn(B, IN, dtype=torch.float64))
+    bank = rt.GateBank(IN, num_experts, num_gates, masks=masks, **options).double()
+    bank.load_from_gates(gates)
+    bank.mlp.per_expert_min_batch = 0 if per_expert else None
+    modes = ["eval"] if options.get("dropout") else ["train", "eval"]  # dropout: eval only
+    for mode in modes:
+        for module in (bank, *gates):
+            module.train(mode == "train")
+        x, experts = _x(B, IN), _x(B, num_experts, 4)
+        columns = masks or [list(range(num_experts))] * num_gates
+        separate = torch.stack(
+            [rt.mix(g(x), experts[:, list(c)]) for g, c in zip(gates, columns)], dim=1
+        )
+        out = bank(x, experts)
+        torch.testing.assert_close(out, separate)
+        upstream = torch.randn_like(out)
+        inputs = (x, experts)
+        expected = torch.autograd.grad((separate * upstream).sum(), inputs)
+        for got, want in zip(torch.autograd.grad((out * upstream).sum(), inputs), expected):
+            torch.testing.assert_close(got, want)
+    if options.get("norm") == "batch":  # the train-mode steps moved both alike
+        pooled = bank.mlp.post[0][0].norm.running_mean
+        torch.testing.assert_close(pooled, torch.cat([g.mlp.layers[1].running_mean for g in gates]))
+
+
+def test_gate_with_hidden_options_equals_its_softmax_gate():
+    options = {"hidden": [4], "norm": "layer", "activation": "prelu"}
+    gate = _nondefault(rt.SoftmaxGate(IN, 2, **options).double())
+    one = rt.Gate(IN, 3, mask=(2, 0), **options).double()
+    one.load_from_gates([gate])
+    assert one.mlp.post[0][1].weight.shape == (1,)  # the gate's PReLU slope
+    x, experts = _x(B, IN), _x(B, 3, 4)
+    out, want = one(x, experts), rt.mix(gate(x), experts[:, [2, 0]])
+    torch.testing.assert_close(out, want)
+    (g1,) = torch.autograd.grad(out.sum(), x)
+    (g0,) = torch.autograd.grad(want.sum(), x)
+    torch.testing.assert_close(g1, g0)
+
+
+def test_gate_hidden_options_default_and_mismatch():
+    gate = rt.SoftmaxGate(IN, 3, hidden=[4])
+    assert [type(m) for m in gate.mlp.layers] == [nn.Linear, nn.ReLU]  # unchanged default
+    with pytest.raises(ValueError, match="unknown norm"):
+        rt.SoftmaxGate(IN, 3, hidden=[4], norm="group")
+    with pytest.raises(ValueError, match="dropout"):
+        rt.GateBank(IN, 3, 2, hidden=[4], dropout=1.0)
+    bank = rt.GateBank(IN, 3, 1, hidden=[4], norm="batch")
+    with pytest.raises(ValueError, match="activation, norm or dropout"):
+        bank.load_from_gates([rt.SoftmaxGate(IN, 3, hidden=[4])])
+
+
 def _pool_output(count, width):
     """``[B, count, width]`` seen from an ``[count, B, width]`` buffer, as ExpertPool returns it."""
     return torch.randn(count, B, width, dtype=torch.float64).transpose(0, 1).requires_grad_()
@@ -305,6 +434,148 @@ def test_gate_bank_ties_follow_each_gate_own_order():
     weights = bank.weights(torch.randn(B, IN))
     assert torch.equal(weights[0, 0], torch.tensor([0.0, 0.0, 1.0]))  # gate 0's first is expert 2
     assert torch.equal(weights[0, 1], torch.tensor([1.0, 0.0, 0.0]))
+
+
+# --- scale gates --------------------------------------------------------------
+
+
+def _nets(count, width, hidden=(), activation="relu", norm="none", dropout=0.0):
+    """``count`` plain nets ``(MLP or None, nn.Linear)``, trained one step (statistics moved)."""
+    nets = []
+    for _ in range(count):
+        mlp = (
+            _nondefault(rt.MLP(IN, hidden, activation, dropout, norm).double()) if hidden else None
+        )
+        linear = nn.Linear(hidden[-1] if hidden else IN, width).double()
+        if mlp is not None:
+            mlp(torch.randn(B, IN, dtype=torch.float64))
+        nets.append((mlp, linear))
+    return nets
+
+
+def _scaled(nets, scale, cond, x):
+    """The plain reference: ``scale * sigmoid(linear(mlp(cond))) * x``, net e on expert e."""
+
+    def one(mlp, linear, x):
+        return scale * torch.sigmoid(linear(cond if mlp is None else mlp(cond))) * x
+
+    if x.dim() == 2:
+        return one(*nets[0], x)
+    return torch.stack([one(mlp, linear, x[:, e]) for e, (mlp, linear) in enumerate(nets)], dim=1)
+
+
+SCALE_OPTIONS = [
+    {},
+    {"hidden": [5]},
+    {"hidden": [5, 4], "activation": "prelu", "norm": "batch"},
+    {"hidden": [5], "activation": "gelu", "norm": "layer", "dropout": 0.3},
+]
+
+
+@pytest.mark.parametrize("options", SCALE_OPTIONS)
+@pytest.mark.parametrize("num_experts", [None, 1, 3], ids=["vector", "pool1", "pool3"])
+@pytest.mark.parametrize("op", [False, True], ids=["eager", "custom-op"])
+def test_scale_gate_equals_its_nets(options, num_experts, op, monkeypatch):
+    if op:  # the custom op's path (CUDA or compiled), on CPU: its reference under the op
+        monkeypatch.setattr(rt.gates, "plain_autograd", lambda tensor: False)
+    width, scale = 4, 2.0
+    nets = _nets(num_experts or 1, width, **options)
+    gate = rt.ScaleGate(IN, width, scale=scale, num_experts=num_experts, **options).double()
+    gate.load_from_nets(nets)
+    mlps = [mlp for mlp, _ in nets if mlp is not None]
+    modes = ["eval"] if options.get("dropout") else ["train", "eval"]
+    for mode in modes:
+        for module in (gate, *mlps):
+            module.train(mode == "train")
+        cond = _x(B, IN)
+        x = _x(B, width) if num_experts is None else _pool_output(num_experts, width)
+        out, want = gate(cond, x), _scaled(nets, scale, cond, x)
+        assert out.shape == x.shape
+        assert ("mtlc_scale_gate" in out.grad_fn.name()) == op
+        torch.testing.assert_close(out, want)
+        upstream = torch.randn_like(out)
+        linears = [linear for _, linear in nets]
+        firsts = [mlp.layers[0].weight for mlp in mlps]  # each net's first Linear
+        wanted = (cond, x, *(lin.weight for lin in linears), *(lin.bias for lin in linears))
+        expected = torch.autograd.grad((want * upstream).sum(), (*wanted, *firsts))
+        expected_firsts = expected[len(wanted) :]
+        if num_experts is None:
+            last = (gate.linear.weight, gate.linear.bias)
+            first = [gate.mlp.layers[0].weight] if mlps else []
+        else:  # the batched last layers: weight[e], bias[e] are net e's Linear
+            last = (gate.weight, gate.bias)
+            first = [gate.mlp.first.weight] if mlps else []
+        got = torch.autograd.grad((out * upstream).sum(), (cond, x, *last, *first))
+        count = len(nets)
+        torch.testing.assert_close(got[0], expected[0])
+        torch.testing.assert_close(got[1], expected[1])
+        torch.testing.assert_close(got[2], torch.stack(expected[2 : 2 + count]).view_as(got[2]))
+        torch.testing.assert_close(
+            got[3], torch.stack(expected[2 + count : len(wanted)]).view_as(got[3])
+        )
+        if mlps:  # rows e*h:(e+1)*h of the pool's first Linear are net e's
+            torch.testing.assert_close(got[4], torch.cat(expected_firsts))
+
+
+def test_scale_gate_pool_per_expert_path_and_layout():
+    nets = _nets(3, 4, hidden=[5], norm="batch")
+    gate = rt.ScaleGate(IN, 4, hidden=[5], scale=1.5, norm="batch", num_experts=3).double()
+    gate.load_from_nets(nets)
+    gate.mlp.per_expert_min_batch = 0  # the pool's CPU per-expert path
+    assert gate.weight.shape == (3, 4, 5) and gate.bias.shape == (3, 4)
+    assert isinstance(gate.mlp, rt.ExpertPool) and gate.mlp.num_experts == 3
+    for module in (gate, *(mlp for mlp, _ in nets)):
+        module.eval()
+    cond, x = _x(B, IN), _x(B, 3, 4)
+    torch.testing.assert_close(gate(cond, x), _scaled(nets, 1.5, cond, x))
+    vector = rt.ScaleGate(IN, 4, hidden=[5])
+    assert isinstance(vector.mlp, rt.MLP) and vector.linear.weight.shape == (4, 5)
+    assert rt.ScaleGate(IN, 4).mlp is None and rt.ScaleGate(IN, 4, num_experts=2).mlp is None
+    assert set(rt.ScaleGate(IN, 4, num_experts=2).state_dict()) == {"weight", "bias"}
+
+
+@pytest.mark.parametrize(
+    "options, num_experts",
+    [({}, None), ({"hidden": [3]}, None), ({}, 2), ({"hidden": [3], "activation": "tanh"}, 2)],
+)
+def test_scale_gate_gradcheck(options, num_experts):
+    gate = rt.ScaleGate(3, 2, scale=2.5, num_experts=num_experts, **options).double()
+    cond = _x(2, 3)
+    x = _x(2, 2) if num_experts is None else _x(2, num_experts, 2)
+    inputs = (cond, x, *gate.parameters())
+    assert torch.autograd.gradcheck(lambda c, x, *_: gate(c, x), inputs)
+
+
+def test_scale_gate_values_lie_between_zero_and_scale():
+    gate = rt.ScaleGate(IN, 4, hidden=[5], scale=2.0, num_experts=2)
+    scaled = gate(torch.randn(B, IN) * 100, torch.ones(B, 2, 4))
+    assert ((scaled >= 0) & (scaled <= 2.0)).all()
+
+
+def test_scale_gate_rejects_bad_arguments_and_nets():
+    for kwargs, message in [
+        ({"scale": 0.0}, "scale"),
+        ({"scale": float("inf")}, "scale"),
+        ({"width": 0}, "width"),
+        ({"num_experts": 0}, "num_experts"),
+        ({"hidden": [0]}, "hidden"),
+        ({"activation": "swish"}, "unknown activation"),
+        ({"norm": "group"}, "unknown norm"),
+        ({"dropout": -0.1}, "dropout"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            rt.ScaleGate(**{"in_dim": IN, "width": 4, **kwargs})
+    pool = rt.ScaleGate(IN, 4, hidden=[5], norm="batch", num_experts=2)
+    with pytest.raises(ValueError, match="expected 2 nets"):
+        pool.load_from_nets(_nets(3, 4, hidden=[5], norm="batch"))
+    with pytest.raises(ValueError, match="hidden MLP differs"):
+        pool.load_from_nets([(None, nn.Linear(5, 4))] * 2)
+    with pytest.raises(ValueError, match="hidden MLP differs"):
+        pool.load_from_nets([(rt.MLP(IN, [5]), nn.Linear(5, 4))] * 2)  # no norm
+    with pytest.raises(ValueError, match="last Linear"):
+        pool.load_from_nets([(rt.MLP(IN, [5], norm="batch"), nn.Linear(5, 3))] * 2)
+    with pytest.raises(ValueError, match="shape"):
+        pool(torch.randn(B, IN), torch.randn(B, 4))
 
 
 # --- AITM transfer ------------------------------------------------------------
@@ -425,6 +696,52 @@ def test_convert_o0_state_dict_gives_the_same_model():
     o0(torch.randn(B, IN, dtype=torch.float64))  # move batch-norm statistics off their defaults
     o0.eval(), o1.eval()
     o1.load_state_dict(rt.convert_o0_state_dict(o0.state_dict(), o1))
+    x = _x(B, IN)
+    torch.testing.assert_close(o1(x), o0(x))
+    (g1,) = torch.autograd.grad(o1(x).sum(), x)
+    (g0,) = torch.autograd.grad(o0(x).sum(), x)
+    torch.testing.assert_close(g1, g0)
+
+
+class _OptionsO0(nn.Module):
+    """-O0: two gates with a BatchNorm/PReLU hidden MLP, a pool-form scale gate on the experts."""
+
+    gate_options = {"hidden": [5], "norm": "batch", "activation": "prelu", "dropout": 0.2}
+
+    def __init__(self):
+        super().__init__()
+        self.experts = rt.Experts(IN, [6, 4], 3, bias=False)
+        self.g_a = _nondefault(rt.SoftmaxGate(IN, 3, **self.gate_options))
+        self.g_b = _nondefault(rt.SoftmaxGate(IN, 3, **self.gate_options))
+        self.scaler = _nondefault(rt.ScaleGate(IN, 4, [5], 2.0, norm="batch", num_experts=3))
+
+    def forward(self, x):
+        experts = self.scaler(x, self.experts(x))
+        return torch.stack([rt.mix(self.g_a(x), experts), rt.mix(self.g_b(x), experts)], dim=1)
+
+
+class _OptionsO1(nn.Module):
+    gate_banks = {"bank": ("g_a", "g_b")}
+
+    def __init__(self):
+        super().__init__()
+        self.experts = rt.ExpertPool(IN, [6, 4], 3, bias=False)
+        self.bank = rt.GateBank(IN, 3, 2, **_OptionsO0.gate_options)
+        self.scaler = rt.ScaleGate(IN, 4, [5], 2.0, norm="batch", num_experts=3)
+
+    def forward(self, x):
+        return self.bank(x, self.scaler(x, self.experts(x)))
+
+
+def test_convert_o0_state_dict_maps_gate_options_and_passes_scale_gates_through():
+    o0, o1 = _OptionsO0().double(), _OptionsO1().double()
+    o0(torch.randn(B, IN, dtype=torch.float64))  # move batch-norm statistics off their defaults
+    o0.eval(), o1.eval()
+    state = rt.convert_o0_state_dict(o0.state_dict(), o1)
+    for key, value in o0.state_dict().items():
+        if key.startswith("scaler."):  # the same module at -O0 and -O1: unchanged
+            assert torch.equal(state[key], value)
+    o1.load_state_dict(state)
     x = _x(B, IN)
     torch.testing.assert_close(o1(x), o0(x))
     (g1,) = torch.autograd.grad(o1(x).sum(), x)

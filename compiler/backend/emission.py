@@ -40,6 +40,7 @@ from mtlc.backend.plan import (
     Output,
     Plan,
     Prediction,
+    ScaleGateModule,
     Split,
     TransferModule,
 )
@@ -138,6 +139,20 @@ def _block_args(block: Block) -> list[str]:
         args.append(f"dropout={number(block.dropout)}")
     if block.norm is not ir.Norm.none:
         args.append(f"norm={quote(block.norm.value)}")
+    if not block.bias:
+        args.append("bias=False")
+    return args
+
+
+def _layer_options(activation: ir.Activation, norm: ir.Norm, dropout: float) -> list[str]:
+    """The options of a gate's hidden layers, defaults left out."""
+    args = []
+    if activation is not ir.Activation.relu:
+        args.append(f"activation={quote(activation.value)}")
+    if norm is not ir.Norm.none:
+        args.append(f"norm={quote(norm.value)}")
+    if dropout:
+        args.append(f"dropout={number(dropout)}")
     return args
 
 
@@ -173,6 +188,7 @@ def _gate(gate: GateModule) -> tuple[str, tuple[str, ...]]:
         args.append(f"num_gates={integer(gate.num_gates)}")
     if gate.hidden:
         args.append(f"hidden={_dims(gate.hidden)}")
+    args += _layer_options(gate.activation, gate.norm, gate.dropout)
     if gate.top is not None:
         args.append(f"top={integer(gate.top)}")
     if gate.temperature != 1.0:
@@ -196,13 +212,26 @@ def _mixes(bank: GateModule) -> tuple[str, ...]:
     return tuple(f"{name} mixes {' + '.join(nodes)}" for name, nodes in bank.mixes)
 
 
+def _scale_gate(gate: ScaleGateModule) -> tuple[str, tuple[str, ...]]:
+    args = [integer(gate.in_dim), integer(gate.width)]
+    if gate.hidden:
+        args.append(f"hidden={_dims(gate.hidden)}")
+    if gate.scale != 1.0:
+        args.append(f"scale={number(gate.scale)}")
+    args += _layer_options(gate.activation, gate.norm, gate.dropout)
+    if gate.num_experts is not None:
+        args.append(f"num_experts={integer(gate.num_experts)}")
+    return f"rt.ScaleGate({', '.join(args)})", ()
+
+
 def _transfer(module: TransferModule) -> tuple[str, tuple[str, ...]]:
     bias = ", qkv_bias=True" if module.qkv_bias else ""
     return f"rt.AITransfer({integer(module.dim)}{bias})", ()
 
 
 def _linear(module: HeadModule) -> tuple[str, tuple[str, ...]]:
-    return f"nn.Linear({integer(module.in_dim)}, {integer(module.out_dim)})", ()
+    bias = "" if module.bias else ", bias=False"
+    return f"nn.Linear({integer(module.in_dim)}, {integer(module.out_dim)}{bias})", ()
 
 
 INIT: dict[type, Callable[[Any], tuple[str, tuple[str, ...]]]] = {
@@ -210,6 +239,7 @@ INIT: dict[type, Callable[[Any], tuple[str, tuple[str, ...]]]] = {
     MlpModule: _mlp,
     ExpertsModule: _experts,
     GateModule: _gate,
+    ScaleGateModule: _scale_gate,
     TransferModule: _transfer,
     HeadModule: _linear,
 }

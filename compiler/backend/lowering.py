@@ -44,6 +44,7 @@ from mtlc.backend.plan import (
     Output,
     Plan,
     Prediction,
+    ScaleGateModule,
     Split,
     Step,
     TransferModule,
@@ -73,6 +74,7 @@ def _block(mlp: ir.Mlp) -> Block:
         activation=mlp.activation,
         dropout=mlp.dropout,
         norm=mlp.norm,
+        bias=mlp.bias,
     )
 
 
@@ -95,7 +97,7 @@ class _Lowering:
         self.opt_level = opt_level
         self.name = safe_names(model)
         self.nodes = {node.name: node for node in model.nodes}
-        self.pool_names = {pool.name for pool in model.of_kind(ir.Expert)}
+        self.pool_names = {node.name for node in model.nodes if node.is_pool}
         self.modules: list[Module] = []
         self.steps: list[Step] = []
         self.heads: list[Head] = []
@@ -153,7 +155,16 @@ class _Lowering:
                     closed.append(open_banks.pop(key))
             gate = gates.get(node.name)
             if gate is not None:
-                key = (gate.input, gate.width, gate.top, gate.temperature, tuple(gate.hidden))
+                key = (
+                    gate.input,
+                    gate.width,
+                    gate.top,
+                    gate.temperature,
+                    tuple(gate.hidden),
+                    gate.activation,
+                    gate.norm,
+                    gate.dropout,
+                )
                 open_banks.setdefault(key, _OpenBank(gate.input, [])).gates.append(gate)
         closed.extend(open_banks.values())
         order = {gate: i for i, gate in enumerate(gates)}
@@ -165,11 +176,12 @@ class _Lowering:
     def _gate_bank(self, gates: list[ir.Gate]) -> None:
         sources, whole = self._bank_layout(gates)
         offset, start = 0, {}
-        for source in sources:
-            start[source.name] = offset
+        for source in sources:  # a source read through stopgrad is a source of its own
+            start[source.name, source.stop] = offset
             offset += source.count
         sliced = tuple(
-            tuple(start[s.name] + i for s in gate.sources for i in range(s.count)) for gate in gates
+            tuple(start[s.name, s.stop] + i for s in gate.sources for i in range(s.count))
+            for gate in gates
         )
         masks = None if all(mask == tuple(range(offset)) for mask in sliced) else sliced
         first = gates[0]
@@ -187,7 +199,10 @@ class _Lowering:
                 masks=masks,
                 banked=True,
                 lines=lines,
-                mixes=tuple((self.name[g.name], tuple(s.name for s in g.sources)) for g in gates),
+                mixes=tuple((self.name[g.name], tuple(_read(s) for s in g.sources)) for g in gates),
+                activation=first.activation,
+                norm=first.norm,
+                dropout=first.dropout,
             )
         )
         if len(gates) > 1:
@@ -197,7 +212,7 @@ class _Lowering:
                 locals=tuple(self.name[gate.name] for gate in gates),
                 attr=attr,
                 input=self._vector(first.input),
-                experts=(whole,) if whole else tuple(self._pool(s.name) for s in sources),
+                experts=(whole,) if whole else tuple(self._source(s) for s in sources),
                 banked=True,
                 shape=first.shape,
                 lines=lines,
@@ -215,11 +230,12 @@ class _Lowering:
         if key not in self.bank_sources:  # asked by the pool planning, then by the bank itself
             union = _bank_sources(gates)
             wanted = {source.name for source in union}
+            stopped = any(source.stop for source in union)  # a merged pool is read live
             self.bank_sources[key] = next(
                 (
                     ([ir.GateSource(name=n, count=self.nodes[n].vectors) for n in names], local)
                     for names, local in self.merged_local.items()
-                    if wanted <= set(names)
+                    if wanted <= set(names) and not stopped
                 ),
                 (union, None),
             )
@@ -281,7 +297,10 @@ class _Lowering:
         self.steps.append(DenseInput(name, node.name, node.dim, node.shape, (node.span.line,)))
 
     def group(self, node: ir.Group) -> None:
-        parts = tuple(self._vector(member) for member in node.members)
+        parts = tuple(
+            self._vector(member) + (".detach()" if i in node.stopped else "")
+            for i, member in enumerate(node.members)
+        )
         self.steps.append(Concat(self.name[node.name], parts, node.shape, (node.span.line,)))
 
     def tower(self, node: ir.Tower) -> None:
@@ -314,9 +333,12 @@ class _Lowering:
                 masks=None,
                 banked=False,
                 lines=lines,
+                activation=gate.activation,
+                norm=gate.norm,
+                dropout=gate.dropout,
             )
         )
-        experts = tuple(self._pool(source.name) for source in gate.sources)
+        experts = tuple(self._source(source) for source in gate.sources)
         self.steps.append(
             Mixture(
                 locals=(name,),
@@ -329,6 +351,27 @@ class _Lowering:
             )
         )
 
+    def scale_gate(self, gate: ir.ScaleGate) -> None:
+        """A sigmoid gate: the same module at -O0 and -O1."""
+        name, lines = self.name[gate.name], (gate.span.line,)
+        self.modules.append(
+            ScaleGateModule(
+                attr=name,
+                in_dim=gate.input_width,
+                width=gate.width,
+                hidden=tuple(gate.hidden),
+                scale=gate.scale,
+                activation=gate.activation,
+                norm=gate.norm,
+                dropout=gate.dropout,
+                num_experts=gate.count if gate.pool else None,
+                lines=lines,
+            )
+        )
+        read = self._pool(gate.source) if gate.pool else self._vector(gate.source)
+        source = read + (".detach()" if gate.source_stop else "")
+        self.steps.append(Call(name, name, (self._vector(gate.input), source), gate.shape, lines))
+
     def transfer(self, node: ir.Transfer) -> None:
         name, lines = self.name[node.name], (node.span.line,)
         self.modules.append(TransferModule(name, node.width, node.qkv_bias, lines))
@@ -340,7 +383,9 @@ class _Lowering:
         if node.input is None:
             return
         name, lines = self.name[node.name], (node.span.line,)
-        self.modules.append(HeadModule(name, node.input_width or 0, node.logits, lines))
+        self.modules.append(
+            HeadModule(name, node.input_width or 0, node.logits, lines, bias=node.bias)
+        )
         classes = node.classes if node.kind is ir.TaskKind.multiclass else None
         self.heads.append(
             Head(node.name, name, self._vector(node.input), classes, node.shape, lines)
@@ -360,6 +405,10 @@ class _Lowering:
             return self.name[name]
         return f"{self.name[name]}.unsqueeze(1)"
 
+    def _source(self, source: ir.GateSource) -> str:
+        """A gate source as a pool, detached if the gate reads it through stopgrad."""
+        return self._pool(source.name) + (".detach()" if source.stop else "")
+
     def _prediction(self, task: ir.Task) -> Prediction:
         local = self.name[task.name]
         if task.factors:
@@ -377,14 +426,21 @@ LOWER: dict[type, Callable[[_Lowering, Any], None]] = {
     ir.Expert: _Lowering.expert,
     ir.Tower: _Lowering.tower,
     ir.Gate: _Lowering.gate,
+    ir.ScaleGate: _Lowering.scale_gate,
     ir.Transfer: _Lowering.transfer,
     ir.Task: _Lowering.task,
 }
 
 
 def _bank_sources(gates: list[ir.Gate]) -> list[ir.GateSource]:
-    """The union of the gates' sources, in order of first appearance."""
+    """The union of the gates' sources (``x`` and ``stopgrad(x)`` apart), in order of first
+    appearance."""
     sources: list[ir.GateSource] = []
     for gate in gates:
-        sources += [s for s in gate.sources if s.name not in {t.name for t in sources}]
+        seen = {(t.name, t.stop) for t in sources}
+        sources += [s for s in gate.sources if (s.name, s.stop) not in seen]
     return sources
+
+
+def _read(source: ir.GateSource) -> str:
+    return f"stopgrad({source.name})" if source.stop else source.name

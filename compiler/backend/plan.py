@@ -25,6 +25,7 @@ class Block:
     activation: ir.Activation
     dropout: float
     norm: ir.Norm
+    bias: bool = True
 
 
 # -- modules built in __init__ --------------------------------------------------
@@ -75,6 +76,25 @@ class GateModule:
     banked: bool
     lines: tuple[int, ...]
     mixes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    activation: ir.Activation = ir.Activation.relu  # of the hidden layers
+    norm: ir.Norm = ir.Norm.none
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class ScaleGateModule:
+    """``rt.ScaleGate``: a sigmoid gate over a vector, or over each expert of a pool."""
+
+    attr: str
+    in_dim: int
+    width: int
+    hidden: tuple[int, ...]
+    scale: float
+    activation: ir.Activation
+    norm: ir.Norm
+    dropout: float
+    num_experts: int | None  # the pool's experts; None for a vector
+    lines: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -91,9 +111,18 @@ class HeadModule:
     in_dim: int
     out_dim: int
     lines: tuple[int, ...]
+    bias: bool = True
 
 
-Module = Embedding | MlpModule | ExpertsModule | GateModule | TransferModule | HeadModule
+Module = (
+    Embedding
+    | MlpModule
+    | ExpertsModule
+    | GateModule
+    | ScaleGateModule
+    | TransferModule
+    | HeadModule
+)
 
 
 # -- steps of forward_logits ----------------------------------------------------

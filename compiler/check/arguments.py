@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from mtlc import ir
 from mtlc.diagnostics import Reporter, closest, similar
 from mtlc.frontend import syntax as s
 
@@ -34,6 +35,7 @@ __all__ = [
     "boolean",
     "name",
     "int_list",
+    "options_of_layers",
 ]
 
 MAX_VOCAB = 2**31 - 1  # ids are int64, but tables this size do not fit in memory anyway
@@ -56,7 +58,6 @@ FUTURE_CALLS = (
     "poso",
     "cross_stitch",
     "snr",
-    "stopgrad",
     "condition",
 )
 
@@ -297,6 +298,20 @@ def name(value: s.Value, r: Reporter, what: str) -> s.Name | None:
         "MTL304", value.span, f"{what} must be a name, not {describe(value)}", label="not a name"
     )
     return None
+
+
+def options_of_layers(options: dict[str, s.Keyword], r: Reporter) -> dict[str, object]:
+    """``activation=``, ``norm=`` and ``dropout=`` of an mlp's (or a gate's hidden) layers, read."""
+    fields: dict[str, object] = {}
+    if "activation" in options:
+        fields["activation"] = choice(
+            options["activation"].value, r, "activation", [a.value for a in ir.Activation]
+        )
+    if "norm" in options:
+        fields["norm"] = choice(options["norm"].value, r, "norm", [n.value for n in ir.Norm])
+    if "dropout" in options:
+        fields["dropout"] = real(options["dropout"].value, r, "dropout", 0.0, 1.0, high_open=True)
+    return fields
 
 
 def int_list(

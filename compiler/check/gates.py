@@ -1,4 +1,4 @@
-"""Checking ``gate`` statements: the gate call, its sources, their widths.
+"""Checking ``gate`` statements: softmax gates (mix their sources) and sigmoid gates (scale one).
 
 Part of ``mtlc.check``: ``check_gate(scope, stmt)`` declares the gate and
 records its IR node in the scope, or records that it failed after reporting
@@ -14,36 +14,39 @@ from mtlc.frontend import syntax as s
 
 __all__ = ["check_gate"]
 
+_LAYER_OPTIONS = ("activation", "norm", "dropout")  # of a gate's hidden layers
+
 
 def check_gate(scope: Scope, stmt: s.GateStmt) -> None:
-    """``gate NAME = softmax(INPUT, ...) over [SOURCE, ...]``."""
+    """``gate NAME = softmax(INPUT, ...) over [SOURCES]``, or ``sigmoid(COND, ...) over [X]``."""
     scope.declare(stmt.name)
-    scope.add(stmt.name, _gate(scope, stmt))
-
-
-def _gate(scope: Scope, stmt: s.GateStmt) -> ir.Gate | None:
-    """The IR node of the gate, or None after reporting."""
-    r = scope.report
-    call = opt.expect_call(stmt.gate, ("softmax",), opt.FUTURE_CALLS, r, "gate")
+    call = opt.expect_call(
+        stmt.gate, ("softmax", "sigmoid"), opt.FUTURE_CALLS, scope.report, "gate"
+    )
     sources = _sources(scope, stmt.sources)
-    if call is None:
-        return None
+    node: ir.Node | None = None
+    if call is not None and call.func.text == "sigmoid":
+        node = _sigmoid(scope, stmt, call, sources)
+    elif call is not None:
+        node = _softmax(scope, stmt, call, sources)
+    scope.add(stmt.name, node)
+
+
+def _softmax(
+    scope: Scope,
+    stmt: s.GateStmt,
+    call: s.Call,
+    sources: list[tuple[ir.GateSource, ir.Node]] | None,
+) -> ir.Gate | None:
+    """The IR node of a softmax gate, or None after reporting."""
+    r = scope.report
     (input_value,) = opt.read_positionals(call, ["input"], r)
-    options = opt.read_keywords(call, ("top", "temperature", "hidden"), r)
+    options = opt.read_keywords(call, ("top", "temperature", "hidden", *_LAYER_OPTIONS), r)
     node = scope.input(input_value, "the input of a gate")
-    fields: dict[str, object] = {}
+    fields = _hidden(scope, call, options)
     if "temperature" in options:
         fields["temperature"] = opt.real(
             options["temperature"].value, r, "temperature", 0.0, opt.MAX_REAL, low_open=True
-        )
-    if "hidden" in options:
-        fields["hidden"] = opt.int_list(
-            options["hidden"].value,
-            r,
-            "the hidden widths of a gate",
-            1,
-            opt.MAX_WIDTH,
-            allow_empty=True,
         )
     if sources is None:
         if "top" in options:  # still check its type
@@ -75,6 +78,76 @@ def _gate(scope: Scope, stmt: s.GateStmt) -> ir.Gate | None:
     )
 
 
+def _sigmoid(
+    scope: Scope,
+    stmt: s.GateStmt,
+    call: s.Call,
+    sources: list[tuple[ir.GateSource, ir.Node]] | None,
+) -> ir.ScaleGate | None:
+    """The IR node of a sigmoid gate (``source * scale * sigmoid(net(cond))``), or None."""
+    r = scope.report
+    (input_value,) = opt.read_positionals(call, ["condition"], r)
+    options = opt.read_keywords(call, ("hidden", "scale", *_LAYER_OPTIONS), r)
+    node = scope.input(input_value, "the condition of a sigmoid gate")
+    fields = _hidden(scope, call, options)
+    if "scale" in options:
+        fields["scale"] = opt.real(
+            options["scale"].value, r, "`scale`", 0.0, opt.MAX_REAL, low_open=True
+        )
+    if sources is not None and len(sources) != 1:
+        r.error(
+            "MTL312",
+            stmt.sources.span,
+            f"a sigmoid gate scales one source, not {len(sources)}",
+            label=f"{len(sources)} sources",
+            help="write one sigmoid gate per source, or group the sources first",
+        )
+        return None
+    if sources is None or node is None or any(value is None for value in fields.values()):
+        return None
+    ((source, read),) = sources
+    return ir.ScaleGate(
+        name=stmt.name.text,
+        span=stmt.span,
+        width=read.width,
+        input=node.name,
+        input_width=node.width,
+        source=source.name,
+        source_stop=source.stop,
+        pool=read.is_pool,
+        count=source.count,
+        **fields,
+    )
+
+
+def _hidden(scope: Scope, call: s.Call, options: dict[str, s.Keyword]) -> dict[str, object]:
+    """``hidden=[...]`` and the options of the hidden layers (which need hidden layers)."""
+    r = scope.report
+    fields: dict[str, object] = {}
+    if "hidden" in options:
+        fields["hidden"] = opt.int_list(
+            options["hidden"].value,
+            r,
+            "the hidden widths of a gate",
+            1,
+            opt.MAX_WIDTH,
+            allow_empty=True,
+        )
+    layers = opt.options_of_layers(options, r)
+    if layers and not fields.get("hidden") and "hidden" not in options:
+        first = next(options[key] for key in _LAYER_OPTIONS if key in options)
+        r.error(
+            "MTL313",
+            first.name.span,
+            f"`{first.name.text}` applies to a gate's hidden layers; "
+            f"this `{call.func.text}` has none",
+            label="no hidden layers",
+            help=f"add `hidden=[WIDTH, ...]`, or drop `{first.name.text}`",
+        )
+        return {"hidden": None}
+    return {**fields, **layers}
+
+
 def _sources(scope: Scope, listed: s.List) -> list[tuple[ir.GateSource, ir.Node]] | None:
     """The gate's sources with their nodes, checked for kind, repetition and one common width."""
     r = scope.report
@@ -91,8 +164,7 @@ def _sources(scope: Scope, listed: s.List) -> list[tuple[ir.GateSource, ir.Node]
     seen: dict[str, s.Name] = {}
     ok = True
     for item in listed.items:
-        ref = opt.name(item, r, "a gate source")
-        node = scope.resolve(ref, VECTORS, "a gate source") if ref is not None else None
+        ref, node, stop = scope.read(item, VECTORS, "a gate source")
         if ref is not None and ref.text in seen:
             r.error(
                 "MTL310",
@@ -108,7 +180,7 @@ def _sources(scope: Scope, listed: s.List) -> list[tuple[ir.GateSource, ir.Node]
         if ref is None or node is None:  # (no node without a name)
             ok = False
             continue
-        found.append((ir.GateSource(name=node.name, count=getattr(node, "count", 1)), node))
+        found.append((ir.GateSource(name=node.name, count=node.vectors, stop=stop), node))
         first = found[0][1]
         if node.width != first.width:
             r.error(

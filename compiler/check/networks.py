@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from mtlc import ir
 from mtlc.check import arguments as opt
-from mtlc.check.scope import FEATURES, Scope
+from mtlc.check.scope import VECTORS, Scope
 from mtlc.diagnostics import Span
 from mtlc.frontend import syntax as s
 
@@ -17,10 +17,12 @@ __all__ = ["check_group", "check_expert", "check_tower", "check_transfer", "read
 
 
 def check_group(scope: Scope, stmt: s.GroupStmt) -> None:
-    """``group NAME = [MEMBER, ...]``: features and groups, concatenated."""
+    """``group NAME = [MEMBER, ...]``: vectors (features, groups, towers, gates...), concatenated;
+    a member may be read through ``stopgrad``."""
     scope.declare(stmt.name)
     report = scope.report
     members: list[ir.Node] = []
+    stopped: list[int] = []
     ok = True
     if not stmt.members.items:
         report.error(
@@ -28,19 +30,22 @@ def check_group(scope: Scope, stmt: s.GroupStmt) -> None:
         )
         ok = False
     for item in stmt.members.items:
-        ref = opt.name(item, report, "a group member")
-        node = None
-        if ref is not None:
-            node = scope.resolve(ref, (*FEATURES, ir.Group), "a group member")
+        _, node, stop = scope.read(item, VECTORS, "a group member", pools=False)
         if node is None:
             ok = False
-        else:
-            members.append(node)
+            continue
+        if stop:
+            stopped.append(len(members))
+        members.append(node)
     node = None
     if ok:
         width = sum(member.width for member in members)
         node = ir.Group(
-            name=stmt.name.text, span=stmt.span, width=width, members=[m.name for m in members]
+            name=stmt.name.text,
+            span=stmt.span,
+            width=width,
+            members=[m.name for m in members],
+            stopped=stopped,
         )
     scope.add(stmt.name, node)
 
@@ -71,28 +76,18 @@ def check_tower(scope: Scope, stmt: s.TowerStmt) -> None:
 
 
 def read_mlp(scope: Scope, value: s.Value) -> ir.Mlp | None:
-    """``mlp(INPUT, [D, ...], activation=, dropout=, norm=)`` as an ``ir.Mlp``."""
+    """``mlp(INPUT, [D, ...], activation=, dropout=, norm=, bias=)`` as an ``ir.Mlp``."""
     report = scope.report
     call = opt.expect_call(value, ("mlp",), opt.FUTURE_CALLS, report, "block")
     if call is None:
         return None
     source, dims_value = opt.read_positionals(call, ["input", "widths"], report)
-    options = opt.read_keywords(call, ("activation", "dropout", "norm"), report)
+    options = opt.read_keywords(call, ("activation", "dropout", "norm", "bias"), report)
     node = scope.input(source, "the input of an mlp")
     dims = dims_value and opt.int_list(dims_value, report, "the widths of an mlp", 1, opt.MAX_WIDTH)
-    fields: dict[str, object] = {}
-    if "activation" in options:
-        fields["activation"] = opt.choice(
-            options["activation"].value, report, "activation", [a.value for a in ir.Activation]
-        )
-    if "norm" in options:
-        fields["norm"] = opt.choice(
-            options["norm"].value, report, "norm", [n.value for n in ir.Norm]
-        )
-    if "dropout" in options:
-        fields["dropout"] = opt.real(
-            options["dropout"].value, report, "dropout", 0.0, 1.0, high_open=True
-        )
+    fields = opt.options_of_layers(options, report)
+    if "bias" in options:
+        fields["bias"] = opt.boolean(options["bias"].value, report, "`bias` of `mlp`")
     ok = all(v is not None for v in fields.values())
     if node is None or not dims or not ok:
         return None

@@ -39,7 +39,7 @@ NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")  # the form of a node name
 
 FEATURES = ir.FEATURES
 # Kinds that yield one vector per example (pools of one expert included).
-VECTORS = (*FEATURES, ir.Group, ir.Tower, ir.Gate, ir.Transfer, ir.Expert)
+VECTORS = (*FEATURES, ir.Group, ir.Tower, ir.Gate, ir.ScaleGate, ir.Transfer, ir.Expert)
 
 _N = TypeVar("_N", bound=ir.Node)  # the kinds a lookup allows
 
@@ -171,9 +171,38 @@ class Scope:
             "MTL203", ref.span, f"unknown {noun} `{ref.text}`", label="not declared", help=help
         )
 
+    def read(
+        self, value: s.Value, allowed: tuple[type[_N], ...], role: str, *, pools: bool = True
+    ) -> tuple[s.Name | None, _N | None, bool]:
+        """A name, or ``stopgrad(NAME)``, where a group member or a gate source is read.
+
+        Returns the name as written, its node (None after reporting), and whether
+        the gradient stops there.
+        """
+        stop = isinstance(value, s.Call) and value.func.text == "stopgrad"
+        if isinstance(value, s.Call) and stop:
+            (inner,) = opt.read_positionals(value, ["name"], self.report)
+            opt.read_keywords(value, (), self.report)
+            if inner is None:
+                return None, None, True
+            value = inner
+        ref = opt.name(value, self.report, role)
+        if ref is None:
+            return None, None, stop
+        return ref, self.resolve(ref, allowed, role, pools=pools), stop
+
     def input(self, value: s.Value | None, role: str) -> ir.Node | None:
         """A node that yields one vector per example (not a task, not a pool of several experts)."""
         if value is None:
+            return None
+        if isinstance(value, s.Call) and value.func.text == "stopgrad":
+            self.report.error(
+                "MTL311",
+                value.func.span,
+                f"`stopgrad` cannot wrap {role}",
+                label="not here",
+                help="stop the gradient in a group and read that: `group g = [stopgrad(x)]`",
+            )
             return None
         if isinstance(value, s.Call) and value.func.text in opt.FUTURE_CALLS:
             opt.expect_call(value, (), opt.FUTURE_CALLS, self.report, "input")
@@ -197,6 +226,4 @@ def _kind_help(node: ir.Node, role: str) -> str | None:
         return (
             "a task is an output; to multiply task probabilities write `task NAME : binary = a * b`"
         )
-    if role == "a group member":
-        return "a group collects features and groups; use the node directly as an input instead"
     return None

@@ -23,9 +23,9 @@ LOSSES = {
 }
 DEFAULT_LOSS = {kind: losses[0] for kind, losses in LOSSES.items()}
 _OPTIONS = {
-    TaskKind.binary: ("label", "weight", "loss"),
-    TaskKind.regression: ("label", "weight", "loss"),
-    TaskKind.multiclass: ("classes", "label", "weight", "loss"),
+    TaskKind.binary: ("label", "weight", "loss", "bias"),
+    TaskKind.regression: ("label", "weight", "loss", "bias"),
+    TaskKind.multiclass: ("classes", "label", "weight", "loss", "bias"),
 }
 
 
@@ -100,6 +100,17 @@ class TaskRules:
                     help="write `multiclass(classes=N, label=COLUMN)`",
                 )
                 fields["classes"] = None
+        if "bias" in options and len(stmt.body) > 1:
+            self.report.error(
+                "MTL510",
+                options["bias"].name.span,
+                "`bias` has no effect on a product of tasks: it has no head",
+                label="no head",
+                help="drop `bias`",
+            )
+            fields["bias"] = None
+        elif "bias" in options:
+            fields["bias"] = opt.boolean(options["bias"].value, self.report, "`bias` of a task")
         body = self._product(stmt, kind) if len(stmt.body) > 1 else self._head(stmt.body[0])
         if body is None or any(value is None for value in fields.values()):
             return None

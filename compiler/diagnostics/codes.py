@@ -189,7 +189,7 @@ CODES: dict[str, Code] = {
         "wrong kind of node",
         "The name refers to a node of a kind that cannot be used here: an input is a "
         "group, feature, tower, gate, transfer or a single expert (not a pool of several, "
-        "not a task); a group collects features and groups; a gate mixes expert pools "
+        "not a task); a group collects such vectors; a gate mixes (or scales) expert pools "
         "and vector nodes; a `table=` names a feature.",
         "expert e x4 = mlp(all, [8])\ntower t = mlp(e, [8])",
         "expert e x4 = mlp(all, [8])\ngate g = softmax(all) over [e]\ntower t = mlp(g, [8])",
@@ -198,7 +198,7 @@ CODES: dict[str, Code] = {
     "MTL301": Code(
         "unknown call",
         "Blocks, gates, transfers, feature kinds, task kinds and weightings are each one "
-        "of a fixed set: `mlp`; `softmax`; `ait`; `sparse`, `sequence`, `dense`; "
+        "of a fixed set: `mlp`; `softmax`, `sigmoid`; `ait`; `sparse`, `sequence`, `dense`; "
         "`binary`, `regression`, `multiclass`; `fixed`, `uncertainty`, `gradnorm`.",
         "tower t = mpl(all, [64])",
         "tower t = mlp(all, [64])",
@@ -262,6 +262,28 @@ CODES: dict[str, Code] = {
         "A gate lists each of its sources once.",
         "gate g = softmax(all) over [shared, shared]",
         "gate g = softmax(all) over [shared, ctr_experts]",
+    ),
+    "MTL311": Code(
+        "`stopgrad` where it cannot be",
+        "`stopgrad(x)` reads `x` without letting gradient flow back into it. It may wrap a "
+        "group member or a gate source; to stop the gradient into any other input, put it "
+        "in a group and read the group.",
+        "tower t = mlp(stopgrad(all), [8])",
+        "group frozen = [stopgrad(all)]\ntower t = mlp(frozen, [8])",
+    ),
+    "MTL312": Code(
+        "a sigmoid gate over several sources",
+        "A sigmoid gate scales one source (a vector, or each expert of a pool) by "
+        "`scale * sigmoid(net(condition))`; it does not mix sources as a softmax gate does.",
+        "tower a = mlp(all, [8])\ngate g = sigmoid(all) over [net, a]",
+        "gate g = sigmoid(all) over [net]",
+    ),
+    "MTL313": Code(
+        "options of hidden layers a gate does not have",
+        "`activation`, `norm` and `dropout` of a gate apply to its hidden layers (`hidden=[...]`); "
+        "a gate without hidden layers is one Linear and has none of them.",
+        "gate g = sigmoid(all, activation=gelu) over [net]",
+        "gate g = sigmoid(all, hidden=[16], activation=gelu) over [net]",
     ),
     # -- widths and sizes -----------------------------------------------------
     "MTL401": Code(
@@ -356,6 +378,13 @@ CODES: dict[str, Code] = {
         "`constrain a <= a` is always satisfied; name two different tasks.",
         "constrain ctr <= ctr",
         "constrain cvr <= ctr",
+    ),
+    "MTL510": Code(
+        "head option of a product task",
+        "A product of tasks (`binary = a * b`) has no head of its own, so `bias` means nothing "
+        "there.",
+        "task cvr : binary = net\ntask both : binary(label=y, bias=false) = ctr * cvr",
+        "task cvr : binary = net\ntask both : binary(label=y) = ctr * cvr",
     ),
 }
 

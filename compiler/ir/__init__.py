@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mtlc.diagnostics.span import Span
 from mtlc.ir.spelling import integer, number, widths
 
-IR_VERSION = 1
+IR_VERSION = 2
 
 
 class _Frozen(BaseModel):
@@ -85,9 +85,33 @@ def _linear(in_dim: int, out_dim: int, bias: bool = True) -> int:
     return in_dim * out_dim + (out_dim if bias else 0)
 
 
-def _relu_mlp(in_dim: int, dims: list[int]) -> int:
-    """A plain ``rt.MLP`` (ReLU, no norm): a Linear per layer."""
-    return sum(_linear(a, b) for a, b in zip([in_dim, *dims[:-1]], dims))
+def _mlp(
+    in_dim: int, dims: list[int], norm: Norm, activation: Activation, bias: bool = True
+) -> int:
+    """``rt.MLP``: per layer a Linear, a norm (batch or layer: 2 per unit), a PReLU slope."""
+    total = 0
+    for width_in, width in zip([in_dim, *dims[:-1]], dims):
+        total += _linear(width_in, width, bias)
+        total += 2 * width if norm is not Norm.none else 0
+        total += 1 if activation is Activation.prelu else 0
+    return total
+
+
+def _read(name: str, stop: bool) -> str:
+    """A name as the spec reads it: ``stopgrad(x)`` when no gradient flows back into it."""
+    return f"stopgrad({name})" if stop else name
+
+
+def _hidden_options(activation: Activation, norm: Norm, dropout: float) -> str:
+    """A gate's options for its hidden layers, as written (defaults left out)."""
+    options = ""
+    if activation is not Activation.relu:
+        options += f", activation={activation.value}"
+    if norm is not Norm.none:
+        options += f", norm={norm.value}"
+    if dropout:
+        options += f", dropout={number(dropout)}"
+    return options
 
 
 class _Node(_Frozen):
@@ -107,6 +131,11 @@ class _Node(_Frozen):
     def vectors(self) -> int:
         """Output vectors per example: a pool's experts, else 1."""
         return 1
+
+    @property
+    def is_pool(self) -> bool:
+        """Whether the output is a pool of experts, ``[B, E, D]`` (even of one)."""
+        return False
 
     @property
     def shape(self) -> str:
@@ -191,13 +220,14 @@ class Group(_Node):
     kind_word: ClassVar[str] = "group"
 
     op: Literal["group"] = "group"
-    members: list[str]  # features or groups, concatenated in order
+    members: list[str]  # nodes of one vector each, concatenated in order
+    stopped: list[int] = Field(default_factory=list)  # members read through stopgrad, by position
 
     def inputs(self) -> list[str]:
         return list(self.members)
 
     def text(self) -> str:
-        members = self.members
+        members = [_read(name, i in self.stopped) for i, name in enumerate(self.members)]
         if len(members) > 6:  # the middle elided: a wide input reads on one line
             return f"group [{', '.join(members[:3])}, ..., {members[-1]}] ({len(members)} members)"
         return f"group [{', '.join(members)}]"
@@ -218,16 +248,12 @@ class Mlp(_Frozen):
     activation: Activation = Activation.relu
     dropout: float = 0.0
     norm: Norm = Norm.none
+    bias: bool = True  # ``bias=false``: Linear layers without a bias
     span: Span
 
     def parameters(self) -> int:
         """``rt.MLP``: per layer a Linear, a norm (batch or layer: 2 per unit), a PReLU slope."""
-        total = 0
-        for width_in, width in zip([self.input_width, *self.dims[:-1]], self.dims):
-            total += _linear(width_in, width)
-            total += 2 * width if self.norm is not Norm.none else 0
-            total += 1 if self.activation is Activation.prelu else 0
-        return total
+        return _mlp(self.input_width, self.dims, self.norm, self.activation, self.bias)
 
     def text(self) -> str:
         options = ""
@@ -237,6 +263,8 @@ class Mlp(_Frozen):
             options += f", dropout={number(self.dropout)}"
         if self.norm is not Norm.none:
             options += f", norm={self.norm.value}"
+        if not self.bias:
+            options += ", bias=false"
         return f"mlp({self.input}, {widths(self.dims)}{options})"
 
 
@@ -255,6 +283,10 @@ class Expert(_Node):
     @property
     def vectors(self) -> int:
         return self.count
+
+    @property
+    def is_pool(self) -> bool:
+        return True
 
     @property
     def shape(self) -> str:
@@ -292,6 +324,7 @@ class Tower(_Node):
 class GateSource(_Frozen):
     name: str
     count: int  # experts this source contributes (1 for a vector node)
+    stop: bool = False  # read through stopgrad: no gradient flows back into it
 
 
 class Gate(_Node):
@@ -307,6 +340,10 @@ class Gate(_Node):
     top: int | None = None
     temperature: float = 1.0
     hidden: list[int] = Field(default_factory=list)
+    # the hidden layers' options, as mlp's (only with hidden layers)
+    activation: Activation = Activation.relu
+    norm: Norm = Norm.none
+    dropout: float = 0.0
 
     def inputs(self) -> list[str]:
         return [self.input] + [source.name for source in self.sources]
@@ -314,7 +351,8 @@ class Gate(_Node):
     def parameters(self) -> int:
         """A ReLU MLP of the ``hidden`` widths, then a Linear to one logit per expert."""
         last = self.hidden[-1] if self.hidden else self.input_width
-        return _relu_mlp(self.input_width, self.hidden) + _linear(last, self.num_experts)
+        hidden = _mlp(self.input_width, self.hidden, self.norm, self.activation)
+        return hidden + _linear(last, self.num_experts)
 
     def text(self) -> str:
         options = ""
@@ -324,11 +362,68 @@ class Gate(_Node):
             options += f", temperature={number(self.temperature)}"
         if self.hidden:
             options += f", hidden={widths(self.hidden)}"
-        sources = ", ".join(source.name for source in self.sources)
+        options += _hidden_options(self.activation, self.norm, self.dropout)
+        sources = ", ".join(_read(source.name, source.stop) for source in self.sources)
         return f"gate softmax({self.input}{options}) over [{sources}]"
 
     def brief(self) -> str:
         return f"softmax over {self.num_experts}"
+
+
+class ScaleGate(_Node):
+    """A sigmoid gate: ``source * scale * sigmoid(net(input))``, elementwise (POSO, PEPNet).
+
+    ``net`` is an MLP of the ``hidden`` widths, then a Linear to the source's
+    width. Over an expert pool (``pool``), each of its ``count`` experts has
+    its own net, and the output is a pool too.
+    """
+
+    kind_word: ClassVar[str] = "sigmoid gate"
+
+    op: Literal["scale"] = "scale"
+    input: str  # the condition
+    input_width: int
+    source: str
+    source_stop: bool = False
+    pool: bool = False  # the source is an expert pool: the output is one
+    count: int = 1  # the pool's experts (1 for a vector)
+    hidden: list[int] = Field(default_factory=list)
+    scale: float = 1.0
+    activation: Activation = Activation.relu
+    norm: Norm = Norm.none
+    dropout: float = 0.0
+
+    def inputs(self) -> list[str]:
+        return [self.input, self.source]
+
+    @property
+    def vectors(self) -> int:
+        return self.count
+
+    @property
+    def is_pool(self) -> bool:
+        return self.pool
+
+    @property
+    def shape(self) -> str:
+        return f"[B, {self.count}, {self.width}]" if self.pool else f"[B, {self.width}]"
+
+    def parameters(self) -> int:
+        """Per expert (or once): the hidden MLP, then a Linear to the source's width."""
+        last = self.hidden[-1] if self.hidden else self.input_width
+        net = _mlp(self.input_width, self.hidden, self.norm, self.activation)
+        return self.count * (net + _linear(last, self.width))
+
+    def text(self) -> str:
+        options = f", hidden={widths(self.hidden)}" if self.hidden else ""
+        if self.scale != 1.0:
+            options += f", scale={number(self.scale)}"
+        options += _hidden_options(self.activation, self.norm, self.dropout)
+        source = _read(self.source, self.source_stop)
+        return f"gate sigmoid({self.input}{options}) over [{source}]"
+
+    def brief(self) -> str:
+        return f"sigmoid x{number(self.scale)}"
 
 
 class Transfer(_Node):
@@ -376,6 +471,7 @@ class Task(_Node):
     input: str | None = None
     input_width: int | None = None
     factors: list[str] = Field(default_factory=list)
+    bias: bool = True  # ``bias=false``: the head's Linear has no bias
 
     def inputs(self) -> list[str]:
         return [self.input] if self.input else list(self.factors)
@@ -391,7 +487,9 @@ class Task(_Node):
 
     def parameters(self) -> int:
         """The head: a Linear from the input to the logits (a product task has none)."""
-        return _linear(self.input_width or 0, self.logits) if self.input is not None else 0
+        if self.input is None:
+            return 0
+        return _linear(self.input_width or 0, self.logits, self.bias)
 
     def text(self) -> str:
         options = []
@@ -399,6 +497,8 @@ class Task(_Node):
             options.append(f"classes={self.classes}")
         if self.label is not None:
             options.append(f"label={self.label}")
+        if not self.bias:
+            options.append("bias=false")
         kind = self.kind.value + (f"({', '.join(options)})" if options else "")
         if self.factors:
             return f"{kind} = {' * '.join(self.factors)}"
@@ -416,6 +516,7 @@ Node = Annotated[
     | Expert
     | Tower
     | Gate
+    | ScaleGate
     | Transfer
     | Task,
     Field(discriminator="op"),
@@ -429,6 +530,7 @@ NODE_KINDS: tuple[type[_Node], ...] = (
     Expert,
     Tower,
     Gate,
+    ScaleGate,
     Transfer,
     Task,
 )

@@ -49,6 +49,7 @@ FAMILY: dict[type, str] = {
     ir.Expert: "expert",
     ir.Tower: "tower",
     ir.Gate: "gate",
+    ir.ScaleGate: "gate",
     ir.Transfer: "transfer",
     ir.Task: "task",
 }
@@ -77,7 +78,7 @@ def _style(node: ir.Node, index: int) -> str:
     """How the edge into ``node`` from its ``index``-th input is drawn."""
     if isinstance(node, ir.Task) and node.factors:
         return "product"
-    return "input" if isinstance(node, ir.Gate) and index == 0 else "data"
+    return "input" if isinstance(node, ir.Gate | ir.ScaleGate) and index == 0 else "data"
 
 
 def columns(model: ir.Model) -> dict[str, int]:

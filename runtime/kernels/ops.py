@@ -180,9 +180,9 @@ gate_softmax_mix.register_autograd(_gate_softmax_mix_grad, setup_context=_gate_s
 def scale_gate(h: Tensor, z: Tensor, scale: float) -> Tensor:
     """Elementwise ``scale * sigmoid(z) * h``; ``h`` and ``z`` of one shape, e.g. ``[B, D]``.
 
-    Ships for the scale gates of POSO and PEPNet (issue 10: ``C * sigmoid(.)``
-    times a layer's or an embedding's output), which will use it; no
-    construct of the language calls it yet.
+    The product of ``ScaleGate`` (:class:`mtlc.runtime.ScaleGate`), the
+    condition gates of POSO and PEPNet (issue 10: ``C * sigmoid(.)`` times a
+    layer's output or each expert of a pool, ``[B, D]`` or ``[B, E, D]``).
     """
     if _use_triton(h):
         return _triton().scale_gate_forward(h, z, scale)

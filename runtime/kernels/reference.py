@@ -97,16 +97,16 @@ def gate_softmax_mix_backward(
 
 
 def scale_gate(h: Tensor, z: Tensor, scale: float) -> Tensor:
-    """Elementwise ``scale * sigmoid(z) * h``, ``[B, D]`` each.
+    """Elementwise ``scale * sigmoid(z) * h``, of one shape (``[B, D]`` or ``[B, E, D]``).
 
-    For the scale gates of POSO and PEPNet (issue 10), which will use it; no
-    construct calls it yet.
+    ``ScaleGate``'s product (the condition gates of POSO and PEPNet, issue
+    10); it runs this under autograd on CPU in eager mode.
     """
     return scale * torch.sigmoid(z) * h
 
 
 def scale_gate_backward(grad: Tensor, h: Tensor, z: Tensor, scale: float) -> tuple[Tensor, Tensor]:
-    """Gradients of :func:`scale_gate`: ``(grad_h, grad_z)``, each ``[B, D]``.
+    """Gradients of :func:`scale_gate`: ``(grad_h, grad_z)``, each of ``h``'s shape.
 
     With ``s = sigmoid(z)``: ``d/dh = scale * s`` and ``d/dz = scale * h * s * (1 - s)``.
     """
