@@ -11,6 +11,8 @@ weights here are already in the spec's parametrisation.
 from __future__ import annotations
 
 import keyword
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -53,15 +55,21 @@ class Block:
     dropout: float = 0.0
     norm: str = "none"
     layers: list[Layer] = field(default_factory=list)
+    bias: bool = True
 
-    def text(self, source: str) -> str:
-        """The block as spec text reading ``source``."""
+    def options(self) -> str:
+        """The layers' options as spec text (``, activation=...``; empty for the defaults)."""
         options = "" if self.activation == "relu" else f", activation={self.activation}"
         if self.dropout:
             options += f", dropout={self.dropout!r}"
         if self.norm != "none":
             options += f", norm={self.norm}"
-        return f"mlp({source}, {self.dims}{options})"
+        return options
+
+    def text(self, source: str) -> str:
+        """The block as spec text reading ``source``."""
+        bias = "" if self.bias else ", bias=false"
+        return f"mlp({source}, {self.dims}{self.options()}{bias})"
 
 
 @dataclass
@@ -70,6 +78,24 @@ class Linear:
 
     weight: Tensor
     bias: Tensor
+
+
+@dataclass
+class Net:
+    """A gate's network: hidden layers (a ``Block``; None without any), then a ``Linear``.
+
+    The weights of a softmax gate with ``hidden=[...]`` and of one sigmoid
+    (scale) gate; a sigmoid gate over a pool of E experts holds a list of E.
+    """
+
+    hidden: Block | None
+    out: Linear
+
+    def options(self) -> str:
+        """``, hidden=[...]`` and the hidden layers' options as spec text (empty without any)."""
+        if self.hidden is None:
+            return ""
+        return f", hidden={self.hidden.dims}{self.hidden.options()}"
 
 
 @dataclass
@@ -88,7 +114,8 @@ class Conversion:
 
     ``weights`` values: a ``Tensor`` (an embedding table), a ``Block`` (a
     tower), a list of ``Block`` (an expert pool), a ``Linear`` (a gate or a
-    task head) or a ``Transfer``.
+    task head), a ``Net`` (a softmax gate with hidden layers, or a sigmoid
+    gate), a list of ``Net`` (a sigmoid gate over a pool) or a ``Transfer``.
     """
 
     spec: str
@@ -120,8 +147,10 @@ def read_mlp(
     block = Block(dims=[])
     names: list[str] = []  # activation of each layer
     dropouts: set[float] = set()
+    biases: set[bool] = set()
     for module in modules:
         if isinstance(module, nn.Linear):
+            biases.add(module.bias is not None)
             block.layers.append(Layer(module.weight.detach(), _bias(module)))
             block.dims.append(module.out_features)
             names.append("none")
@@ -146,10 +175,45 @@ def read_mlp(
     for what, values in (("activation", set(names)), ("dropout", dropouts), ("norm", norms)):
         if len(values) > 1:
             raise ConversionError(f"{where}: layers differ in {what} ({sorted(map(str, values))})")
+    # bias=false where no layer has a bias; a missing bias among others reads as zeros
+    block.bias = biases != {False}
     block.activation = names[0] if names else "relu"
     block.dropout = dropouts.pop() if dropouts else 0.0
     block.norm = norms.pop() if norms else "none"
     return block, out
+
+
+def read_net(sequential: nn.Sequential, *, where: str, sigmoid: bool = False) -> Net:
+    """A peer MLP with an output layer as a gate's ``Net``.
+
+    Args:
+        sequential: ``[Linear, norm?, activation, Dropout?]*`` then ``Linear``
+            (and ``Sigmoid`` when ``sigmoid``: the sigmoid gate's own).
+        sigmoid: whether the peer ends in the sigmoid that the gate applies itself.
+    """
+    modules = list(sequential)
+    if sigmoid:
+        if len(modules) < 2 or not isinstance(modules[-1], nn.Sigmoid):
+            raise ConversionError(f"{where}: expected the gate's MLP to end in a Sigmoid")
+        modules.pop()
+    elif modules and not isinstance(modules[-1], nn.Linear):
+        raise ConversionError(
+            f"{where}: an output activation ({type(modules[-1]).__name__}) before the gate's "
+            "softmax has no counterpart in mtlc; use output_activation='none'"
+        )
+    block, out = read_mlp(nn.Sequential(*modules), output=True, where=where)
+    if not block.bias:
+        raise ConversionError(f"{where}: a gate's hidden layers without bias have no counterpart")
+    return Net(block if block.dims else None, linear(out))
+
+
+def activation_of(module: nn.Module, where: str) -> str:
+    """The language's name of a peer activation module, or a ConversionError."""
+    if type(module) not in ACTIVATIONS:
+        raise ConversionError(
+            f"{where}: activation {type(module).__name__} has no counterpart in mtlc"
+        )
+    return _activation(module, where)
 
 
 def _norm_name(norm: nn.Module | None) -> str:
@@ -221,6 +285,7 @@ class SpecWriter:
     def __init__(self, model_name: str, description: str) -> None:
         self.lines = [f'model {model_name} "{description}"', ""]
         self.taken: set[str] = set()
+        self._together = False
 
     def claim(self, name: str, what: str) -> str:
         """Reserve a name that comes from the peer (a feature or a task); it must be free."""
@@ -245,10 +310,20 @@ class SpecWriter:
         Experts and gates count as one kind.
         """
         last = self.lines[-1] if self.lines else ""
-        if line and last and _section(line) != _section(last):
+        if line and last and not self._together and _section(line) != _section(last):
             self.lines.append("")
         if line or last:
             self.lines.append(line)
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """Statements added inside are one paragraph (a task's chain of towers and gates)."""
+        self.add("")
+        self._together = True
+        try:
+            yield
+        finally:
+            self._together = False
 
     def text(self) -> str:
         return "\n".join(self.lines).rstrip() + "\n"
@@ -298,3 +373,15 @@ def fold_block_input(block: Block, segments: list[Segment] | None) -> Block:
         folded = fold_input(Linear(first.weight, first.bias), segments)
         first.weight, first.bias = folded.weight, folded.bias
     return block
+
+
+def fold_net_input(net: Net, segments: list[Segment] | None) -> Net:
+    """``net`` with its first Linear (the hidden block's, else ``out``) folded by ``fold_input``."""
+    if net.hidden is not None:
+        return Net(fold_block_input(net.hidden, segments), net.out)
+    return Net(None, fold_input(net.out, segments))
+
+
+def projects(segments: list[Segment] | None) -> bool:
+    """Whether a Linear reading these segments gains a bias by the projection fold."""
+    return segments is not None and any(s.projection is not None for s in segments)

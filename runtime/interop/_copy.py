@@ -2,8 +2,8 @@
 
 The weights go into a fresh ``-O0`` model compiled from the conversion's
 spec, whose layout is one plain module per spec node (``rt.MLP``,
-``rt.Experts``, ``rt.SoftmaxGate``, ``rt.AITransfer``, ``nn.Linear``,
-``nn.Embedding``); its state_dict is then mapped onto the target by
+``rt.Experts``, ``rt.SoftmaxGate``, ``rt.ScaleGate``, ``rt.AITransfer``,
+``nn.Linear``, ``nn.Embedding``); its state_dict is then mapped onto the target by
 ``rt.convert_o0_state_dict`` when the target is an ``-O1`` model, and copied
 in with every key and shape checked first, so a mismatch changes nothing.
 """
@@ -17,8 +17,15 @@ from mtlc.api import compile_ir, load_source
 from mtlc.backend.identifiers import safe_names
 from mtlc.diagnostics import SpecError
 from mtlc.runtime.convert import convert_o0_state_dict
-from mtlc.runtime.gates import SoftmaxGate
-from mtlc.runtime.interop._common import Block, Conversion, ConversionError, Linear, Transfer
+from mtlc.runtime.gates import ScaleGate, SoftmaxGate
+from mtlc.runtime.interop._common import (
+    Block,
+    Conversion,
+    ConversionError,
+    Linear,
+    Net,
+    Transfer,
+)
 from mtlc.runtime.layers import MLP, AITransfer, Experts
 
 
@@ -89,6 +96,10 @@ def _fill(module: nn.Module, weights: object, node: str) -> None:
         _copy(module.weight, weights, f"{node}.weight")
     elif isinstance(weights, Block):
         _fill_mlp(module, weights, node)
+    elif isinstance(weights, Net):
+        _fill_net(module, weights, node)
+    elif isinstance(weights, list) and weights and isinstance(weights[0], Net):
+        _fill_scale_pool(_expect(module, ScaleGate, node), weights, node)
     elif isinstance(weights, list):
         experts = _expect(module, Experts, node).experts
         if len(experts) != len(weights):
@@ -103,6 +114,51 @@ def _fill(module: nn.Module, weights: object, node: str) -> None:
             _fill_linear(getattr(transfer, part), getattr(weights, part), f"{node}.{part}")
     else:  # pragma: no cover - the converters build only the kinds above
         raise TypeError(f"{node}: unknown weights {type(weights).__name__}")
+
+
+def _fill_net(module: nn.Module, net: Net, node: str) -> None:
+    """A softmax gate's or a (vector) sigmoid gate's hidden MLP and last Linear."""
+    if not isinstance(module, (SoftmaxGate, ScaleGate)) or (
+        isinstance(module, ScaleGate) and module.num_experts is not None
+    ):
+        raise ConversionError(
+            f"{node}: expected an rt.SoftmaxGate or a vector rt.ScaleGate, "
+            f"found {type(module).__name__}"
+        )
+    _check_hidden(module.hidden, net, node)
+    if net.hidden is not None:
+        _fill_mlp(module.mlp, net.hidden, f"{node}.mlp")
+    _fill_linear(module.linear, net.out, f"{node}.linear")
+
+
+def _fill_scale_pool(gate: ScaleGate, nets: list[Net], node: str) -> None:
+    """A sigmoid gate over a pool: net e scales expert e."""
+    if gate.num_experts != len(nets):
+        raise ConversionError(
+            f"{node}: a sigmoid gate over {gate.num_experts} experts, the peer has {len(nets)} nets"
+        )
+    plain = []
+    for e, net in enumerate(nets):
+        _check_hidden(gate.hidden, net, f"{node}.{e}")
+        mlp = None
+        if net.hidden is not None:
+            mlp = MLP(gate.in_dim, gate.hidden, gate.activation, gate.dropout, gate.norm)
+            _fill_mlp(mlp, net.hidden, f"{node}.{e}.mlp")
+        linear = nn.Linear(gate.hidden[-1] if gate.hidden else gate.in_dim, gate.width)
+        _fill_linear(linear, net.out, f"{node}.{e}.linear")
+        plain.append((mlp, linear))
+    try:
+        gate.load_from_nets(plain)
+    except ValueError as error:
+        raise ConversionError(f"{node}: {error}") from None
+
+
+def _check_hidden(hidden: tuple[int, ...], net: Net, node: str) -> None:
+    theirs = () if net.hidden is None else tuple(net.hidden.dims)
+    if tuple(hidden) != theirs:
+        raise ConversionError(
+            f"{node}: mtlc's gate has hidden layers {list(hidden)}, the peer's {list(theirs)}"
+        )
 
 
 def _fill_mlp(mlp: nn.Module, block: Block, node: str) -> None:

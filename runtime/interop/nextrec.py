@@ -5,17 +5,40 @@
     model = Model()
     load_weights(model, nextrec_model)         # same predictions, to float rounding
 
-Supported: ``ShareBottom``, ``MMOE``, ``PLE``, ``ESMM`` and ``AITM`` from
-``nextrec.models.multitask``. Feature names and target names are kept (a task
-is named as its target column). What NextRec computes that the spec cannot say
-is folded exactly here: the prediction layer's per-task bias is added to the
-head's bias, a linear dense projection is multiplied into every Linear that
-reads the features, and the shared gate of PLE's last level (whose output
-NextRec never uses) is dropped. Anything else raises ``ConversionError``
-naming the module; nothing is approximated. See docs/nextrec.md.
+Supported, from ``nextrec.models.multitask``: ``ShareBottom``, ``MMOE``,
+``PLE``, ``ESMM``, ``AITM``, ``HMOE``, ``POSO`` (``architecture="mlp"`` and
+``"mmoe"``) and ``PEPNet``. Feature names and target names are kept (a task
+is named as its target column). What NextRec computes that the spec cannot
+say is folded exactly here:
+
+- the prediction layer's per-task bias is added to the head's bias (HMoE's
+  and PEPNet's bias-free last Linears get it as their only bias);
+- a linear dense projection is multiplied into every Linear that reads the
+  features (a gate's first Linear included; a POSO layer without bias that
+  reads a projected feature gets the projection's bias); PEPNet, whose EPNet
+  multiplies the projected values elementwise, reads each projection as
+  towers instead (``mlp(x, [d], activation=none)``, after an ``mlp`` for an
+  mlp projection);
+- the shared gate of PLE's last level (whose output NextRec never uses) is
+  dropped.
+
+Models as specs: HMoE's per-task fusion is ``softmax(all, hidden=...) over
+[f_1, stopgrad(f_2), ...]`` (the task's own tower live); a POSO-MLP layer is
+``mlp(..., [d])`` then ``sigmoid(pc, hidden=[H], scale=C) over [it]``
+(NextRec's dropout after the gate is the mlp's dropout before it: the same
+in eval, the same distribution in training); POSO-MMoE gates each expert
+with ``sigmoid(...) over [pool]``; PEPNet's EPNet and PPNet gates are
+sigmoid gates on ``stopgrad`` groups, in NextRec's concatenation orders.
+
+Anything else raises ``ConversionError`` naming the module (for example
+POSO's ``gate_use_softmax=False``, an ``output_activation`` before a softmax
+gate, an activation or a pooling mtlc lacks); nothing is approximated. See
+docs/nextrec.md.
 """
 
 from __future__ import annotations
+
+import math
 
 from torch import nn
 
@@ -24,27 +47,37 @@ from mtlc.runtime.interop._common import (
     Block,
     Conversion,
     ConversionError,
+    Layer,
     Linear,
+    Net,
     Segment,
     SpecWriter,
     Transfer,
+    activation_of,
     fold_block_input,
     fold_input,
+    fold_net_input,
     linear,
+    projects,
     read_mlp,
+    read_net,
 )
 
 __all__ = ["spec_from", "load_weights", "convert", "ConversionError"]
 
 VERSION = "0.6.14"
-_KINDS = {"binary": "binary(label={label})", "regression": "regression(label={label})"}
+_KINDS = {
+    "binary": "binary(label={label}{options})",
+    "regression": "regression(label={label}{options})",
+}
 
 
 def spec_from(nextrec_model: nn.Module, name: str | None = None) -> str:
     """The ``.mtl`` spec that computes what ``nextrec_model`` computes.
 
     Args:
-        nextrec_model: a NextRec ``ShareBottom``, ``MMOE``, ``PLE``, ``ESMM`` or ``AITM``.
+        nextrec_model: a NextRec ``ShareBottom``, ``MMOE``, ``PLE``, ``ESMM``, ``AITM``,
+            ``HMOE``, ``POSO`` or ``PEPNet``.
         name: the model (class) name; defaults to NextRec's model name.
 
     Raises:
@@ -72,7 +105,12 @@ def convert(nextrec_model: nn.Module, name: str | None = None) -> Conversion:
     readers = _readers()
     for cls, read in readers.items():
         if type(nextrec_model) is cls:
-            reader = _Reader(nextrec_model, name)
+            reader = _Reader(
+                nextrec_model,
+                name,
+                whole=read is not _poso,  # POSO reads only its main and pc groups
+                project_as_tower=read is _pepnet,  # EPNet scales the projected values
+            )
             read(reader)
             return reader.conversion()
     names = ", ".join(cls.__name__ for cls in readers)
@@ -85,20 +123,45 @@ def _readers() -> dict[type, object]:
     try:
         from nextrec.models.multitask.aitm import AITM
         from nextrec.models.multitask.esmm import ESMM
+        from nextrec.models.multitask.hmoe import HMOE
         from nextrec.models.multitask.mmoe import MMOE
+        from nextrec.models.multitask.pepnet import PEPNet
         from nextrec.models.multitask.ple import PLE
+        from nextrec.models.multitask.poso import POSO
         from nextrec.models.multitask.share_bottom import ShareBottom
     except ImportError as error:
         raise ConversionError(
             f"NextRec is not installed: pip install 'mtlc[nextrec]' ({error})"
         ) from None
-    return {ShareBottom: _share_bottom, MMOE: _mmoe, PLE: _ple, ESMM: _esmm, AITM: _aitm}
+    return {
+        ShareBottom: _share_bottom,
+        MMOE: _mmoe,
+        PLE: _ple,
+        ESMM: _esmm,
+        AITM: _aitm,
+        HMOE: _hmoe,
+        POSO: _poso,
+        PEPNet: _pepnet,
+    }
+
+
+def _dense(feature) -> bool:
+    from nextrec.basic.features import DenseFeature
+
+    return isinstance(feature, DenseFeature)
 
 
 class _Reader:
     """Writes the spec and collects the weights of one NextRec model."""
 
-    def __init__(self, model: nn.Module, name: str | None) -> None:
+    def __init__(
+        self, model: nn.Module, name: str | None, *, whole: bool, project_as_tower: bool
+    ) -> None:
+        """Declare the tasks' names and the features (and, if ``whole``, the group of all).
+
+        ``project_as_tower``: a projected dense feature becomes a tower that
+        readers of the feature read (else its projection folds into them).
+        """
         self.model = model
         self.where = model.model_name
         self.spec = SpecWriter(
@@ -111,7 +174,15 @@ class _Reader:
         self.tasks = [
             (self.spec.claim(t, "target"), kind) for t, kind in zip(model.target_columns, kinds)
         ]
-        self.group, self.segments = self._features()
+        self.members: dict[str, tuple[str, Segment]] = {}  # feature -> (spec node, its slice)
+        self.segments_of: dict[str, list[Segment]] = {}  # group -> the slices to fold
+        self._features(project_as_tower)
+        self.group = ""
+        self.segments: list[Segment] = []
+        if whole:
+            features = list(model.sparse_features) + list(model.sequence_features)
+            self.group = self.feature_group("all", features + list(model.dense_features))
+            self.segments = self.segments_of[self.group]
 
     def conversion(self) -> Conversion:
         for line in self.task_lines + self.constraint_lines:
@@ -120,13 +191,12 @@ class _Reader:
 
     # -- features -------------------------------------------------------------------
 
-    def _features(self) -> tuple[str, list[Segment]]:
-        """Declare the features in NextRec's concat order: sparse, sequence, then dense."""
+    def _features(self, project_as_tower: bool) -> None:
+        """Declare the features: sparse, sequence, dense (then projection towers, if any)."""
         model, embedding = self.model, self.model.embedding
         if getattr(model, "semantic_id_features", None):
             raise ConversionError(f"{self.where}: semantic id features have no counterpart in mtlc")
         owners: dict[str, str] = {}
-        members, segments = [], []
         for feature in list(model.sparse_features) + list(model.sequence_features):
             name = self.spec.claim(feature.name, "feature")
             table = embedding.embed_dict[feature.embedding_name]
@@ -141,17 +211,36 @@ class _Reader:
                 owners[feature.embedding_name] = name
                 self.weights[name] = table.weight.detach()
             self.spec.add(f"feature {name} : {kind})")
-            members.append(name)
-            segments.append(Segment(table.embedding_dim))
+            self.members[feature.name] = (name, Segment(table.embedding_dim))
+        towers = []
         for feature in model.dense_features:
             name = self.spec.claim(feature.name, "feature")
             size = "" if feature.input_dim == 1 else f"(dim={feature.input_dim})"
             self.spec.add(f"feature {name} : dense{size}")
-            members.append(name)
-            segments.append(self._dense_segment(feature))
-        group = self.spec.fresh("all")
-        self.spec.add(f"group {group} = [{', '.join(members)}]")
-        return group, segments
+            if project_as_tower and feature.use_projection:
+                towers.append(feature)
+            else:
+                self.members[feature.name] = (name, self._dense_segment(feature))
+        for feature in towers:
+            self.members[feature.name] = self._projection_tower(feature)
+
+    def feature_group(self, wanted: str, features: list) -> str:
+        """``group wanted = [...]`` of NextRec features, in NextRec's concat order.
+
+        NextRec concatenates the sparse and sequence embeddings in list order,
+        then the dense values in list order.
+        """
+        ordered = [f for f in features if not _dense(f)] + [f for f in features if _dense(f)]
+        members = [self.members[f.name] for f in ordered]
+        name = self.spec.fresh(wanted)
+        self.spec.add(f"group {name} = [{', '.join(member for member, _ in members)}]")
+        self.segments_of[name] = [segment for _, segment in members]
+        return name
+
+    def ordered(self, features: list) -> list[str]:
+        """The spec nodes of NextRec features in NextRec's concat order (see ``feature_group``)."""
+        ordered = [f for f in features if not _dense(f)] + [f for f in features if _dense(f)]
+        return [self.members[f.name][0] for f in ordered]
 
     def _sequence_options(self, feature) -> str:
         if feature.combiner not in ("mean", "sum"):
@@ -179,9 +268,28 @@ class _Reader:
             projection = projection[0]
         return Segment(projection.out_features, linear(projection))
 
+    def _projection_tower(self, feature) -> tuple[str, Segment]:
+        """NextRec's projection of a dense feature as towers reading it (an mlp, then linear)."""
+        projection = self.model.embedding.dense_transforms[feature.name]
+        modules = list(projection) if isinstance(projection, nn.Sequential) else [projection]
+        where = f"{self.where}.embedding.dense_transforms.{feature.name}"
+        block, out = read_mlp(nn.Sequential(*modules), output=True, where=where)
+        source = feature.name
+        if block.dims:
+            hidden = self.spec.fresh(f"{feature.name}_hidden")
+            self.spec.add(f"tower {hidden} = {block.text(source)}")
+            self.weights[hidden] = block
+            source = hidden
+        name = self.spec.fresh(f"{feature.name}_proj")
+        lin = linear(out)
+        block = Block([out.out_features], "none", layers=[Layer(lin.weight, lin.bias)])
+        self.spec.add(f"tower {name} = {block.text(source)}")
+        self.weights[name] = block
+        return name, Segment(out.out_features)
+
     def folds(self, source: str) -> list[Segment] | None:
-        """The segments to fold into a Linear reading ``source`` (only the group needs them)."""
-        return self.segments if source == self.group else None
+        """The segments to fold into a Linear reading ``source`` (only feature groups have them)."""
+        return self.segments_of.get(source)
 
     # -- blocks ---------------------------------------------------------------------
 
@@ -219,31 +327,75 @@ class _Reader:
         The tower's last Linear becomes the task's head; NextRec's prediction
         bias for the task is added to the head's bias.
         """
-        target, kind = self.tasks[index]
-        task = task or target
+        task = task or self.tasks[index][0]
         block, out = read_mlp(mlp.mlp, output=True, where=f"{self.where}.{where}")
         reads = source
         if block.dims:
             reads = self.spec.fresh(f"{task}_net")
             self.spec.add(f"tower {reads} = {block.text(source)}")
             self.weights[reads] = fold_block_input(block, self.folds(source))
+        return self.head(index, out, reads, task)
+
+    def head(self, index: int, out: nn.Linear, reads: str, task: str | None = None) -> str:
+        """Task ``index``'s head: ``out`` (a Linear(d, 1)) reading ``reads``; returns its name.
+
+        NextRec's prediction bias for the task is added to the head's bias;
+        the head has no bias only where neither ``out`` nor NextRec has one.
+        """
+        target, kind = self.tasks[index]
+        task = task or target
         head = fold_input(linear(out), self.folds(reads))
+        has_bias = out.bias is not None or projects(self.folds(reads))
         bias = self.model.head.prediction.bias
         if bias is not None:
             head = Linear(head.weight, head.bias + bias.detach()[index])
+            has_bias = True
         self.weights[task] = head
+        options = "" if has_bias else ", bias=false"
         if task == target:
             if kind not in _KINDS:
                 raise ConversionError(
                     f"{self.where}: task kind {kind!r} has no counterpart in mtlc"
                 )
-            self.task_lines.append(f"task {task} : {_KINDS[kind].format(label=target)} = {reads}")
+            kind_text = _KINDS[kind].format(label=target, options=options)
+            self.task_lines.append(f"task {task} : {kind_text} = {reads}")
         else:
-            self.task_lines.append(f"task {task} : binary = {reads}")
+            latent = "binary" if has_bias else "binary(bias=false)"
+            self.task_lines.append(f"task {task} : {latent} = {reads}")
         return task
 
+    def softmax_gate(
+        self, name: str, mlp: nn.Module, source: str, over: list[str], where: str
+    ) -> None:
+        """``gate name = softmax(source, hidden=...) over [...]`` from a NextRec ``MLP``."""
+        net = read_net(mlp.mlp, where=f"{self.where}.{where}")
+        self.spec.add(f"gate {name} = softmax({source}{net.options()}) over [{', '.join(over)}]")
+        self.weights[name] = fold_net_input(net, self.folds(source))
 
-# -- the five models ------------------------------------------------------------------
+    def sigmoid_gate(
+        self, name: str, nets: list[Net], cond: str, over: str, scale: float, where: str, pool: bool
+    ) -> None:
+        """``gate name = sigmoid(cond, hidden=..., scale=C) over [over]``.
+
+        It computes ``over * C * sigmoid(net(cond))``: one net scales a
+        vector; over a pool, net e scales expert e.
+        """
+        scale = float(scale)
+        if not (math.isfinite(scale) and scale > 0):
+            raise ConversionError(
+                f"{self.where}.{where}: gate scale factor {scale} (mtlc's sigmoid gates need a "
+                "finite scale > 0)"
+            )
+        if len({net.options() for net in nets}) != 1:
+            raise ConversionError(f"{self.where}.{where}: the gates of one pool differ in shape")
+        written = f"{int(scale)}" if scale.is_integer() else repr(scale)
+        options = nets[0].options() + ("" if scale == 1.0 else f", scale={written}")
+        self.spec.add(f"gate {name} = sigmoid({cond}{options}) over [{over}]")
+        folded = [fold_net_input(net, self.folds(cond)) for net in nets]
+        self.weights[name] = folded if pool else folded[0]
+
+
+# -- the models ---------------------------------------------------------------------------
 
 
 def _share_bottom(r: _Reader) -> None:
@@ -333,3 +485,151 @@ def _aitm(r: _Reader) -> None:
             r.constraint_lines.append(
                 f"constrain {tasks[i]} <= {tasks[i - 1]} weight {alpha / (len(tasks) - 1)!r}"
             )
+
+
+def _hmoe(r: _Reader) -> None:
+    """MMoE, then task t mixes every task's tower: its own live, the others' through stopgrad.
+
+    NextRec mixes the towers' features with ``softmax(task_weights[t](all))``
+    in task order, then applies task t's bias-free ``tower_logits[t]``, which
+    becomes the head (with the prediction bias as its bias).
+    """
+    model, tasks = r.model, [task for task, _ in r.tasks]
+    shared = r.spec.fresh("shared")
+    r.pool(shared, model.experts, "experts", r.group)
+    gates = [r.spec.fresh(f"to_{task}") for task in tasks]
+    for t, gate in enumerate(gates):
+        r.softmax_gate(gate, model.gates[t], r.group, [shared], f"gates.{t}")
+    features = []
+    for t, (task, gate) in enumerate(zip(tasks, gates)):
+        block, _ = read_mlp(model.towers[t].mlp, output=False, where=f"{r.where}.towers.{t}")
+        if not block.dims:  # NextRec's MLP with neither hidden nor output layer: the identity
+            features.append(gate)
+            continue
+        tower = r.spec.fresh(f"{task}_net")
+        r.spec.add(f"tower {tower} = {block.text(gate)}")
+        r.weights[tower] = block
+        features.append(tower)
+    for t, task in enumerate(tasks):
+        fused = r.spec.fresh(f"{task}_fused")
+        over = [f if k == t else f"stopgrad({f})" for k, f in enumerate(features)]
+        r.softmax_gate(fused, model.task_weights[t], r.group, over, f"task_weights.{t}")
+        r.head(t, model.tower_logits[t], fused)
+
+
+def _poso_net(gate: nn.Module, where: str) -> Net:
+    """A ``POSOGate`` (``fc1 -> act -> fc2``; the gate applies sigmoid and scale) as a Net."""
+    first = linear(gate.fc1)
+    prelu = gate.act if isinstance(gate.act, nn.PReLU) else None
+    hidden = Block(
+        [gate.fc1.out_features],
+        activation_of(gate.act, f"{where}.act"),
+        layers=[Layer(first.weight, first.bias, prelu=prelu)],
+    )
+    return Net(hidden, linear(gate.fc2))
+
+
+def _poso(r: _Reader) -> None:
+    """POSO: the main features feed the network, the pc features its sigmoid gates.
+
+    ``architecture="mlp"``: per task, every layer ``mlp`` then its gate
+    (NextRec's dropout after the gate is the mlp's dropout before it: equal
+    in eval, the same distribution in training), then the head.
+    ``architecture="mmoe"``: experts on main, one gate per expert on pc,
+    softmax task gates on main over the gated experts, towers and heads.
+    """
+    model, tasks = r.model, [task for task, _ in r.tasks]
+    main = r.feature_group("main", model.main_features)
+    pc = r.feature_group("pc", model.pc_features)
+    if model.architecture == "mmoe":
+        mmoe = model.mmoe
+        if not mmoe.gate_use_softmax:
+            raise ConversionError(
+                f"{r.where}.mmoe: gate_use_softmax=False mixes the experts with raw, "
+                "unnormalised logits; mtlc's gates are softmax gates"
+            )
+        shared = r.spec.fresh("shared")
+        r.pool(shared, mmoe.experts, "mmoe.experts", main)
+        gated = r.spec.fresh("shared_pc")
+        where = "mmoe.expert_pc_gates"
+        nets = [_poso_net(g, f"{where}.{e}") for e, g in enumerate(mmoe.expert_pc_gates)]
+        scales = {float(g.scale_factor) for g in mmoe.expert_pc_gates}
+        r.sigmoid_gate(gated, nets, pc, shared, scales.pop(), where, pool=True)
+        gates = [r.spec.fresh(f"to_{task}") for task in tasks]
+        for gate, module in zip(gates, mmoe.gates):
+            r.spec.add(f"gate {gate} = softmax({main}) over [{gated}]")
+            r.weights[gate] = fold_input(linear(module), r.folds(main))
+        for t, gate in enumerate(gates):
+            r.tower_and_head(t, model.towers[t], gate, f"towers.{t}")
+        return
+    for t, task in enumerate(tasks):
+        tower = model.towers[t]
+        dropout = float(tower.dropout.p) if tower.dropout is not None else 0.0
+        source = main
+        with r.spec.together():
+            for k, layer in enumerate(tower.layers):
+                where = f"towers.{t}.layers.{k}"
+                lin = linear(layer.linear)
+                prelu = layer.act if isinstance(layer.act, nn.PReLU) else None
+                block = Block(
+                    [layer.linear.out_features],
+                    activation_of(layer.act, f"{r.where}.{where}.act"),
+                    dropout,
+                    layers=[Layer(lin.weight, lin.bias, prelu=prelu)],
+                    # a projection folded into a bias-free Linear gives it a bias
+                    bias=layer.linear.bias is not None or projects(r.folds(source)),
+                )
+                hidden = r.spec.fresh(f"{task}_h{k + 1}")
+                r.spec.add(f"tower {hidden} = {block.text(source)}")
+                r.weights[hidden] = fold_block_input(block, r.folds(source))
+                source = r.spec.fresh(f"{task}_g{k + 1}")
+                net = _poso_net(layer.gate, f"{r.where}.{where}.gate")
+                scale = layer.gate.scale_factor
+                r.sigmoid_gate(source, [net], pc, hidden, scale, f"{where}.gate", pool=False)
+        r.head(t, model.tower_heads[t], source)
+
+
+def _pepnet(r: _Reader) -> None:
+    """EPNet scales all features by a gate on [stopgrad(all), stopgrad(domain)];
+    each task's PPNet scales the input of each of its layers by a gate on
+    [stopgrad(domain, user, item), stopgrad(EPNet's output)].
+
+    NextRec's projections of dense features are towers here (``_Reader``):
+    EPNet multiplies the projected values elementwise, so they cannot fold.
+    """
+    model, tasks = r.model, [task for task, _ in r.tasks]
+    domain = r.ordered(model.domain_features)
+    priors = domain + r.ordered(model.user_features) + r.ordered(model.item_features)
+    ep_in = r.spec.fresh("ep_in")
+    r.spec.add(f"group {ep_in} = [{', '.join(f'stopgrad({m})' for m in [r.group, *domain])}]")
+    epnet = r.spec.fresh("epnet")
+    net = read_net(model.epnet.gate.mlp, where=f"{r.where}.epnet.gate", sigmoid=True)
+    r.sigmoid_gate(epnet, [net], ep_in, r.group, model.epnet.scale_factor, "epnet", pool=False)
+    pp_in = r.spec.fresh("pp_in")
+    r.spec.add(f"group {pp_in} = [{', '.join(f'stopgrad({m})' for m in [*priors, epnet])}]")
+    for t, task in enumerate(tasks):
+        with r.spec.together():
+            _ppnet(r, t, task, epnet, pp_in)
+
+
+def _ppnet(r: _Reader, t: int, task: str, epnet: str, pp_in: str) -> None:
+    """Task t's PPNet: per layer a gate on the layer's input, then the layer.
+
+    The last gate (scale 1) scales the input of the output Linear: the head.
+    """
+    block = r.model.ppnet_blocks[t]
+    source = epnet
+    last = len(block.gate_layers) - 1
+    for k, (gate, layer) in enumerate(zip(block.gate_layers, block.mlp_layers)):
+        where = f"ppnet_blocks.{t}.gate_layers.{k}"
+        name = r.spec.fresh(f"{task}_g{k}")
+        net = read_net(gate.gate.mlp, where=f"{r.where}.{where}.gate", sigmoid=True)
+        r.sigmoid_gate(name, [net], pp_in, source, gate.scale_factor, where, pool=False)
+        if k == last:
+            r.head(t, layer, name)
+            return
+        where = f"{r.where}.ppnet_blocks.{t}.mlp_layers.{k}"
+        hidden, _ = read_mlp(layer, output=False, where=where)
+        source = r.spec.fresh(f"{task}_h{k + 1}")
+        r.spec.add(f"tower {source} = {hidden.text(name)}")
+        r.weights[source] = hidden
