@@ -5,6 +5,7 @@ this package loads torch but no optional library (no triton, pyarrow or
 scikit-learn); training lives in the ``trainer``/``data``/... submodules.
 """
 
+from .apg import APG
 from .convert import convert_o0_state_dict
 from .gates import Gate, GateBank, ScaleGate, SoftmaxGate
 from .kernels import gate_mix, gate_softmax_mix, gate_weights, scale_gate
@@ -13,6 +14,7 @@ from .spec import Constraint, Feature, Task, Weighting
 
 __all__ = [
     "AITransfer",
+    "APG",
     "Constraint",
     "ExpertPool",
     "Experts",

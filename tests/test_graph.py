@@ -42,6 +42,8 @@ def _reads(node: ir.Node) -> set[str]:
         return {node.input} | {source.name for source in node.sources}
     if isinstance(node, ir.ScaleGate):
         return {node.input, node.source}
+    if isinstance(node, ir.Apg):
+        return {node.input, node.condition}
     if isinstance(node, ir.Transfer):
         return {node.current, node.previous}
     if isinstance(node, ir.Task):

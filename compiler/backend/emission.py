@@ -25,6 +25,7 @@ from mtlc.backend import literals
 from mtlc.backend.linewrap import fit, quote
 from mtlc.backend.literals import integer, number
 from mtlc.backend.plan import (
+    ApgModule,
     Block,
     Call,
     Concat,
@@ -224,6 +225,23 @@ def _scale_gate(gate: ScaleGateModule) -> tuple[str, tuple[str, ...]]:
     return f"rt.ScaleGate({', '.join(args)})", ()
 
 
+def _apg(module: ApgModule) -> tuple[str, tuple[str, ...]]:
+    args = [integer(module.in_dim), _dims(module.dims), f"cond_dim={integer(module.cond_dim)}"]
+    args.append(f"ranks={_dims(module.ranks)}")
+    if module.expands:
+        args.append(f"expands={_dims(module.expands)}")
+    if not module.shared:
+        args.append("shared=False")
+    for key, value, default in (
+        ("inner", module.inner, ir.Activation.none),
+        ("generate", module.generate, ir.Activation.none),
+        ("activation", module.activation, ir.Activation.relu),
+    ):
+        if value is not default:
+            args.append(f"{key}={quote(value.value)}")
+    return f"rt.APG({', '.join(args)})", ()
+
+
 def _transfer(module: TransferModule) -> tuple[str, tuple[str, ...]]:
     bias = ", qkv_bias=True" if module.qkv_bias else ""
     return f"rt.AITransfer({integer(module.dim)}{bias})", ()
@@ -240,6 +258,7 @@ INIT: dict[type, Callable[[Any], tuple[str, tuple[str, ...]]]] = {
     ExpertsModule: _experts,
     GateModule: _gate,
     ScaleGateModule: _scale_gate,
+    ApgModule: _apg,
     TransferModule: _transfer,
     HeadModule: _linear,
 }

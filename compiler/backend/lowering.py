@@ -28,6 +28,7 @@ from typing import Any
 from mtlc import ir
 from mtlc.backend.identifiers import class_name, fresh, safe_names
 from mtlc.backend.plan import (
+    ApgModule,
     Block,
     Call,
     Concat,
@@ -351,6 +352,26 @@ class _Lowering:
             )
         )
 
+    def apg(self, node: ir.Apg) -> None:
+        name, lines = self.name[node.name], (node.span.line,)
+        self.modules.append(
+            ApgModule(
+                attr=name,
+                in_dim=node.input_width,
+                dims=tuple(node.dims),
+                cond_dim=node.condition_width,
+                ranks=tuple(node.ranks),
+                expands=tuple(node.expands),
+                shared=node.shared,
+                inner=node.inner,
+                generate=node.generate,
+                activation=node.activation,
+                lines=lines,
+            )
+        )
+        args = (self._vector(node.input), self._vector(node.condition))
+        self.steps.append(Call(name, name, args, node.shape, lines))
+
     def scale_gate(self, gate: ir.ScaleGate) -> None:
         """A sigmoid gate: the same module at -O0 and -O1."""
         name, lines = self.name[gate.name], (gate.span.line,)
@@ -425,6 +446,7 @@ LOWER: dict[type, Callable[[_Lowering, Any], None]] = {
     ir.Group: _Lowering.group,
     ir.Expert: _Lowering.expert,
     ir.Tower: _Lowering.tower,
+    ir.Apg: _Lowering.apg,
     ir.Gate: _Lowering.gate,
     ir.ScaleGate: _Lowering.scale_gate,
     ir.Transfer: _Lowering.transfer,

@@ -98,6 +98,23 @@ class ScaleGateModule:
 
 
 @dataclass(frozen=True)
+class ApgModule:
+    """``rt.APG``: adaptive parameter generation from a condition."""
+
+    attr: str
+    in_dim: int
+    dims: tuple[int, ...]
+    cond_dim: int
+    ranks: tuple[int, ...]
+    expands: tuple[int, ...]
+    shared: bool
+    inner: ir.Activation
+    generate: ir.Activation
+    activation: ir.Activation
+    lines: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class TransferModule:
     attr: str
     dim: int
@@ -120,6 +137,7 @@ Module = (
     | ExpertsModule
     | GateModule
     | ScaleGateModule
+    | ApgModule
     | TransferModule
     | HeadModule
 )

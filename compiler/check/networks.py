@@ -66,19 +66,111 @@ def check_expert(scope: Scope, stmt: s.ExpertStmt) -> None:
 
 
 def check_tower(scope: Scope, stmt: s.TowerStmt) -> None:
-    """``tower NAME = mlp(...)``."""
+    """``tower NAME = mlp(...)`` or ``= apg(...)``."""
     scope.declare(stmt.name)
-    block = read_mlp(scope, stmt.block)
-    node = None
-    if block is not None:
-        node = ir.Tower(name=stmt.name.text, span=stmt.span, width=block.dims[-1], block=block)
+    node: ir.Node | None = None
+    if isinstance(stmt.block, s.Call) and stmt.block.func.text == "apg":
+        node = _apg(scope, stmt, stmt.block)
+    else:
+        block = read_mlp(scope, stmt.block, ("mlp", "apg"))
+        if block is not None:
+            node = ir.Tower(name=stmt.name.text, span=stmt.span, width=block.dims[-1], block=block)
     scope.add(stmt.name, node)
 
 
-def read_mlp(scope: Scope, value: s.Value) -> ir.Mlp | None:
+_PLAIN_ACTIVATIONS = [a.value for a in ir.Activation if a is not ir.Activation.prelu]
+
+
+def _apg(scope: Scope, stmt: s.TowerStmt, call: s.Call) -> ir.Apg | None:
+    """``apg(INPUT, [D, ...], by=COND [, rank=[K, ...]] [, expand=[P, ...]] [, shared=]
+    [, inner=] [, generate=] [, activation=])``: its IR node, or None after reporting."""
+    report = scope.report
+    source, dims_value = opt.read_positionals(call, ["input", "widths"], report)
+    keys = ("by", "rank", "expand", "shared", "inner", "generate", "activation")
+    options = opt.read_keywords(call, keys, report)
+    node = scope.input(source, "the input of apg")
+    dims = dims_value and opt.int_list(dims_value, report, "the widths of apg", 1, opt.MAX_WIDTH)
+    condition = None
+    if "by" not in options:
+        report.error(
+            "MTL303",
+            call.span,
+            "`apg` needs `by=CONDITION`, the node its weights are generated from",
+            label="`by` missing",
+            help="write `apg(INPUT, [WIDTH, ...], by=CONDITION)`",
+        )
+    else:
+        condition = scope.input(options["by"].value, "the condition of apg")
+    fields: dict[str, object] = {}
+    for key in ("inner", "generate"):
+        if key in options:
+            fields[key] = opt.choice(
+                options[key].value, report, f"{key} activation", _PLAIN_ACTIVATIONS
+            )
+    if "activation" in options:
+        fields["activation"] = opt.choice(
+            options["activation"].value, report, "activation", [a.value for a in ir.Activation]
+        )
+    if "shared" in options:
+        fields["shared"] = opt.boolean(options["shared"].value, report, "`shared` of `apg`")
+    if not dims or node is None or condition is None:
+        return None
+    ranks = _per_layer(scope, options.get("rank"), "rank", dims)
+    expands = (
+        _per_layer(scope, options.get("expand"), "expand", dims) if "expand" in options else []
+    )
+    if "expand" in options and fields.get("shared") is False:
+        report.error(
+            "MTL314",
+            options["expand"].name.span,
+            "`expand` widens the shared factors, and `shared=false` generates them instead",
+            label="with shared=false",
+            help="drop `expand`, or `shared=false`",
+        )
+        return None
+    if ranks is None or expands is None or any(v is None for v in fields.values()):
+        return None
+    if "rank" not in options:  # NextRec's rule: ceil(min(in, out) / 16)
+        widths_in = [node.width, *dims[:-1]]
+        ranks = [-(-min(n, m) // 16) for n, m in zip(widths_in, dims)]
+    return ir.Apg(
+        name=stmt.name.text,
+        span=stmt.span,
+        width=dims[-1],
+        input=node.name,
+        input_width=node.width,
+        condition=condition.name,
+        condition_width=condition.width,
+        dims=dims,
+        ranks=ranks,
+        expands=expands,
+        **fields,
+    )
+
+
+def _per_layer(
+    scope: Scope, option: s.Keyword | None, what: str, dims: list[int]
+) -> list[int] | None:
+    """A list with one width per layer (``rank=``, ``expand=``); [] when not given."""
+    if option is None:
+        return []
+    values = opt.int_list(option.value, scope.report, f"`{what}` of apg", 1, opt.MAX_WIDTH)
+    if values is not None and len(values) != len(dims):
+        scope.report.error(
+            "MTL305",
+            option.value.span,
+            f"`{what}` gives {len(values)} widths for {len(dims)} layers",
+            label=f"{len(values)}, not {len(dims)}",
+            help="give one per layer",
+        )
+        return None
+    return values
+
+
+def read_mlp(scope: Scope, value: s.Value, blocks: tuple[str, ...] = ("mlp",)) -> ir.Mlp | None:
     """``mlp(INPUT, [D, ...], activation=, dropout=, norm=, bias=)`` as an ``ir.Mlp``."""
     report = scope.report
-    call = opt.expect_call(value, ("mlp",), opt.FUTURE_CALLS, report, "block")
+    call = opt.expect_call(value, blocks, opt.FUTURE_CALLS, report, "block")
     if call is None:
         return None
     source, dims_value = opt.read_positionals(call, ["input", "widths"], report)

@@ -39,7 +39,16 @@ NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")  # the form of a node name
 
 FEATURES = ir.FEATURES
 # Kinds that yield one vector per example (pools of one expert included).
-VECTORS = (*FEATURES, ir.Group, ir.Tower, ir.Gate, ir.ScaleGate, ir.Transfer, ir.Expert)
+VECTORS = (
+    *FEATURES,
+    ir.Group,
+    ir.Tower,
+    ir.Apg,
+    ir.Gate,
+    ir.ScaleGate,
+    ir.Transfer,
+    ir.Expert,
+)
 
 _N = TypeVar("_N", bound=ir.Node)  # the kinds a lookup allows
 

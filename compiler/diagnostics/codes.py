@@ -285,6 +285,14 @@ CODES: dict[str, Code] = {
         "gate g = sigmoid(all, activation=gelu) over [net]",
         "gate g = sigmoid(all, hidden=[16], activation=gelu) over [net]",
     ),
+    "MTL314": Code(
+        "`expand` with `shared=false`",
+        "`apg`'s `expand` widens the shared factors of each layer (NextRec's `use_mf_p`); with "
+        "`shared=false` those factors are generated from the condition instead, so there is "
+        "nothing to widen.",
+        "tower t = apg(all, [8], by=user_id, expand=[4], shared=false)",
+        "tower t = apg(all, [8], by=user_id, expand=[4])",
+    ),
     # -- widths and sizes -----------------------------------------------------
     "MTL401": Code(
         "gate sources differ in width",

@@ -321,6 +321,70 @@ class Tower(_Node):
         return f"mlp {widths(self.block.dims)}"
 
 
+class Apg(_Node):
+    """``tower NAME = apg(INPUT, dims, by=COND, ...)``: adaptive parameter generation (APG).
+
+    Per layer ``n -> m`` of rank ``k``: ``a = inner(x U + b)``, then
+    ``a = inner(a M(c) + b(c))`` with ``M(c)`` a ``k x k`` matrix generated from
+    the condition ``c`` (a Linear and the ``generate`` activation), then
+    ``y = activation(a V + b)``; with ``expands`` (NextRec's ``use_mf_p``) the
+    shared factors go through width ``p`` on both sides; without ``shared``,
+    ``U``, ``V`` and their biases are generated too.
+    """
+
+    kind_word: ClassVar[str] = "tower"
+
+    op: Literal["apg"] = "apg"
+    input: str
+    input_width: int
+    condition: str
+    condition_width: int
+    dims: list[int]
+    ranks: list[int]  # k per layer
+    expands: list[int] = Field(default_factory=list)  # p per layer (shared only), or none
+    shared: bool = True
+    inner: Activation = Activation.none
+    generate: Activation = Activation.none
+    activation: Activation = Activation.relu
+
+    def inputs(self) -> list[str]:
+        return [self.input, self.condition]
+
+    def parameters(self) -> int:
+        """Per layer: the generators of ``M`` and its bias, then the shared (or generated)
+        factors, and a PReLU slope."""
+        total, c = 0, self.condition_width + 1  # a generator is a Linear from the condition
+        for i, (n, m) in enumerate(zip([self.input_width, *self.dims[:-1]], self.dims)):
+            k = self.ranks[i]
+            total += c * k * k + c * k
+            if not self.shared:
+                total += c * (n * k + k + k * m + m)
+            elif self.expands:
+                p = self.expands[i]
+                total += n * p + p + p * k + k + k * p + p + p * m + m
+            else:
+                total += n * k + k + k * m + m
+            total += 1 if self.activation is Activation.prelu else 0
+        return total
+
+    def text(self) -> str:
+        options = f", by={self.condition}, rank={widths(self.ranks)}"
+        if self.expands:
+            options += f", expand={widths(self.expands)}"
+        if not self.shared:
+            options += ", shared=false"
+        if self.inner is not Activation.none:
+            options += f", inner={self.inner.value}"
+        if self.generate is not Activation.none:
+            options += f", generate={self.generate.value}"
+        if self.activation is not Activation.relu:
+            options += f", activation={self.activation.value}"
+        return f"tower apg({self.input}, {widths(self.dims)}{options})"
+
+    def brief(self) -> str:
+        return f"apg {widths(self.dims)}"
+
+
 class GateSource(_Frozen):
     name: str
     count: int  # experts this source contributes (1 for a vector node)
@@ -515,6 +579,7 @@ Node = Annotated[
     | Group
     | Expert
     | Tower
+    | Apg
     | Gate
     | ScaleGate
     | Transfer
@@ -529,6 +594,7 @@ NODE_KINDS: tuple[type[_Node], ...] = (
     Group,
     Expert,
     Tower,
+    Apg,
     Gate,
     ScaleGate,
     Transfer,

@@ -48,6 +48,7 @@ FAMILY: dict[type, str] = {
     ir.Group: "group",
     ir.Expert: "expert",
     ir.Tower: "tower",
+    ir.Apg: "tower",
     ir.Gate: "gate",
     ir.ScaleGate: "gate",
     ir.Transfer: "transfer",
