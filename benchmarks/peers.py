@@ -19,6 +19,7 @@ follow NextRec):
 - torch-rechub's AITM info gate is Linear -> BatchNorm1d -> ReLU and its
   attention has no biases; NextRec's is a Linear with biases, as mtlc's ``ait``.
 - NextRec's PLE also computes the last level's shared gate, which no task uses.
+- torch-rechub 0.9.0 has no HMoE, POSO or PEPNet: those run against NextRec only.
 """
 
 from __future__ import annotations
@@ -34,14 +35,26 @@ from torch import Tensor, nn
 Step = Callable[[], float]
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 
-ARCHITECTURES = ("share_bottom", "mmoe", "ple", "esmm", "aitm")
+ARCHITECTURES = (
+    "share_bottom",
+    "mmoe",
+    "ple",
+    "esmm",
+    "aitm",
+    "hmoe",
+    "poso",
+    "poso_mmoe",
+    "pepnet",
+)
+RECHUB_ARCHITECTURES = ARCHITECTURES[:5]  # the ones torch-rechub 0.9.0 has
 
 
 @dataclass(frozen=True)
 class Config:
-    """The benchmark model configuration (issue 4).
+    """The benchmark model configuration (issue 4; HMoE, POSO and PEPNet: issue 10).
 
-    206k embedding rows, 3.3M embedding parameters.
+    206k embedding rows, 3.3M embedding parameters. POSO's and PEPNet's per-task
+    networks are ``expert_dims + tower_dims`` deep (an expert, then a tower).
     """
 
     vocabs: dict[str, int] = field(
@@ -65,10 +78,31 @@ class Config:
     ple_specific: int = 1
     ple_levels: int = 2
     aitm_alpha: float = 0.1
+    poso_pc: tuple[str, ...] = ("city", "device", "age")  # POSO's personalisation features
+    poso_gate_hidden: int = 32  # NextRec's defaults: POSO gates [32], scale 2
+    poso_scale: float = 2.0
+    pepnet_domain: tuple[str, ...] = ("device",)  # PEPNet's scenario, and its priors
+    pepnet_user: tuple[str, ...] = ("user_id",)
+    pepnet_item: tuple[str, ...] = ("item_id",)
+    pepnet_feature_gate_hidden: int = 128  # NextRec's default EPNet hidden width
 
     def tasks(self, arch: str) -> tuple[str, ...]:
         """Label names: three for AITM (click -> buy -> pay), two otherwise."""
         return ("click", "buy", "pay") if arch == "aitm" else ("click", "buy")
+
+    @property
+    def deep_dims(self) -> tuple[int, ...]:
+        """The widths of a POSO-MLP or PEPNet task network: an expert, then a tower."""
+        return (*self.expert_dims, *self.tower_dims)
+
+    @property
+    def width(self) -> int:
+        """The width of the concatenated input (every embedding, every dense value)."""
+        return len(self.vocabs) * self.dim + len(self.dense)
+
+    def in_concat_order(self, names: tuple[str, ...]) -> list[str]:
+        """``names`` in NextRec's concatenation order: sparse features, then dense."""
+        return [n for n in self.vocabs if n in names] + [n for n in self.dense if n in names]
 
 
 CONFIG = Config()
@@ -113,7 +147,7 @@ def nextrec_model(config: Config, arch: str, device: str = "cpu") -> nn.Module:
     """
     quiet_nextrec()
     from nextrec.basic.features import DenseFeature, SparseFeature
-    from nextrec.models.multitask import aitm, esmm, mmoe, ple, share_bottom
+    from nextrec.models.multitask import aitm, esmm, hmoe, mmoe, pepnet, ple, poso, share_bottom
 
     sparse = [
         SparseFeature(name, vocab_size=vocab, embedding_dim=config.dim)
@@ -164,6 +198,56 @@ def nextrec_model(config: Config, arch: str, device: str = "cpu") -> nn.Module:
             calibrator_alpha=config.aitm_alpha,
             target=tasks,
             task=["binary"] * len(tasks),
+            **common,
+        )
+    elif arch == "hmoe":
+        model = hmoe.HMOE(
+            expert_mlp_params=expert,
+            num_experts=config.num_experts,
+            tower_mlp_params_list=towers,
+            task_weight_mlp_params=[{} for _ in tasks],  # one Linear each, as MMoE's gates
+            target=tasks,
+            **common,
+        )
+    elif arch in ("poso", "poso_mmoe"):
+        pc = {
+            "pc_sparse_features": [n for n in config.vocabs if n in config.poso_pc],
+            "pc_dense_features": [n for n in config.dense if n in config.poso_pc],
+            "pc_sequence_features": [],
+            "main_sparse_features": list(config.vocabs),
+            "main_dense_features": list(config.dense),
+            "main_sequence_features": [],
+        }
+        if arch == "poso":
+            deep = [{"hidden_dims": list(config.deep_dims)} for _ in tasks]
+            model = poso.POSO(
+                **pc,
+                tower_mlp_params_list=deep,
+                gate_hidden_dim=config.poso_gate_hidden,
+                gate_scale_factor=config.poso_scale,
+                target=tasks,
+                **common,
+            )
+        else:
+            model = poso.POSO(
+                **pc,
+                tower_mlp_params_list=towers,
+                architecture="mmoe",
+                num_experts=config.num_experts,
+                expert_hidden_dims=list(config.expert_dims),
+                expert_gate_hidden_dim=config.poso_gate_hidden,
+                expert_gate_scale_factor=config.poso_scale,
+                target=tasks,
+                **common,
+            )
+    elif arch == "pepnet":
+        model = pepnet.PEPNet(
+            mlp_params={"hidden_dims": list(config.deep_dims)},
+            feature_gate_mlp_params={"hidden_dim": config.pepnet_feature_gate_hidden},
+            domain_features=list(config.pepnet_domain),
+            user_features=list(config.pepnet_user),
+            item_features=list(config.pepnet_item),
+            target=tasks,
             **common,
         )
     else:

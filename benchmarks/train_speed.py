@@ -1,9 +1,11 @@
 """Training-step speed of generated models against NextRec 0.6.14 and torch-rechub 0.9.0, on CPU.
 
-    .venv/bin/python benchmarks/train_speed.py          # full run (~10 min on 2 cores)
+    .venv/bin/python benchmarks/train_speed.py          # full run (~12 min on 2 cores)
     .venv/bin/python benchmarks/train_speed.py --quick  # < 1 min: MMoE and PLE, batch 256 and 2048
+    .venv/bin/python benchmarks/train_speed.py --archs hmoe poso poso_mmoe pepnet --batches 256 2048
 
-For each architecture (ShareBottom, MMoE, PLE, ESMM, AITM) of the configuration
+For each architecture (ShareBottom, MMoE, PLE, ESMM, AITM; HMoE, POSO in its
+MLP and MMoE forms, PEPNet, against NextRec only) of the configuration
 of ``peers.Config`` and each batch size, the contenders run one training step
 (forward, loss, backward, optimizer step) on a fixed synthetic batch, in
 rounds: every round runs ``--steps`` steps of each contender in turn (the order
@@ -14,7 +16,8 @@ Reported: samples/s (median and range over rounds) and the ratio to NextRec
 - ``mtlc``: the generated model of the spec (NextRec's architecture), trained
   by ``mtlc.runtime.Trainer``'s step; ``mtlc_bn``: the same with
   ``norm=batch`` in every mlp, torch-rechub's form (compare it with rechub);
-- ``nextrec``, ``rechub``: the peers' models and training-loop bodies (``peers.py``);
+- ``nextrec``, ``rechub``: the peers' models and training-loop bodies (``peers.py``;
+  torch-rechub has no HMoE, POSO or PEPNet: for those, no ``rechub`` nor ``mtlc_bn``);
 - ``mtlc_lazy`` (with ``--lazy``): mtlc with ``optimizer="lazy_adam"``, a
   different algorithm, reported apart.
 
@@ -51,7 +54,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402
-from peers import ARCHITECTURES, CONFIG, Config  # noqa: E402
+from peers import ARCHITECTURES, CONFIG, RECHUB_ARCHITECTURES, Config  # noqa: E402
 
 TITLES = {
     "share_bottom": "ShareBottom",
@@ -59,6 +62,10 @@ TITLES = {
     "ple": "PLE",
     "esmm": "ESMM",
     "aitm": "AITM",
+    "hmoe": "HMoE",
+    "poso": "POSO",
+    "poso_mmoe": "POSOMMoE",
+    "pepnet": "PEPNet",
 }
 
 
@@ -98,6 +105,26 @@ def mtlc_spec(config: Config, arch: str, norm: str = "none") -> str:
             "task ctcvr : binary(label=buy) = click * cvr",
         ]
         return "\n".join(lines) + "\n"
+    elif arch == "hmoe":  # MMoE, then each task mixes every tower: its own live, the rest stopped
+        lines.append(f"expert shared x{config.num_experts} = {mlp('all', experts)}")
+        lines += [f"gate {t}_gate = softmax(all) over [shared]" for t in tasks]
+        lines += [f"tower {t}_net = {mlp(f'{t}_gate', towers)}" for t in tasks]
+        for t in tasks:
+            over = ", ".join(f"{u}_net" if u == t else f"stopgrad({u}_net)" for u in tasks)
+            lines.append(f"gate {t}_fused = softmax(all) over [{over}]")
+        lines.append("")
+        lines += [f"task {t} : binary(label={t}) = {t}_fused" for t in tasks]
+        return "\n".join(lines) + "\n"
+    elif arch in ("poso", "poso_mmoe"):
+        lines += _poso(config, arch, mlp)
+        last = "g" + str(len(config.deep_dims)) if arch == "poso" else "net"
+        lines += [f"task {t} : binary(label={t}) = {t}_{last}" for t in tasks]
+        return "\n".join(lines) + "\n"
+    elif arch == "pepnet":
+        lines += _pepnet(config, mlp)
+        last = len(config.deep_dims)
+        lines += [f"task {t} : binary(label={t}) = {t}_g{last}" for t in tasks]
+        return "\n".join(lines) + "\n"
     elif arch == "aitm":
         lines.append(f"tower {tasks[0]}_in = {mlp('all', experts)}")
         lines += [f"tower {t}_raw = {mlp('all', experts)}" for t in tasks[1:]]
@@ -135,6 +162,67 @@ def _ple_levels(config: Config, mlp) -> list[str]:
         if not last:
             sources = ", ".join([f"{t}{level}" for t in tasks] + [f"shared{level}"])
             lines.append(f"gate shared_g{level} = softmax({shared_in}) over [{sources}]")
+        lines.append("")
+    return lines
+
+
+def _poso(config: Config, arch: str, mlp) -> list[str]:
+    """POSO as NextRec builds it: sigmoid gates on the personalisation group ``pc``.
+
+    ``poso``: per task, every layer of its network then a gate; ``poso_mmoe``:
+    each expert gated, then MMoE's softmax gates and towers.
+    """
+    gate = f"sigmoid(pc, hidden=[{config.poso_gate_hidden}], scale={config.poso_scale:g})"
+    lines = [f"group pc = [{', '.join(config.in_concat_order(config.poso_pc))}]", ""]
+    tasks = config.tasks(arch)
+    if arch == "poso_mmoe":
+        lines.append(
+            f"expert shared x{config.num_experts} = {mlp('all', list(config.expert_dims))}"
+        )
+        lines.append(f"gate shared_pc = {gate} over [shared]")
+        lines += [f"gate {t}_gate = softmax(all) over [shared_pc]" for t in tasks]
+        lines += [f"tower {t}_net = {mlp(f'{t}_gate', list(config.tower_dims))}" for t in tasks]
+        return [*lines, ""]
+    for t in tasks:
+        source = "all"
+        for k, width in enumerate(config.deep_dims, start=1):
+            lines.append(f"tower {t}_h{k} = {mlp(source, [width])}")
+            lines.append(f"gate {t}_g{k} = {gate} over [{t}_h{k}]")
+            source = f"{t}_g{k}"
+        lines.append("")
+    return lines
+
+
+def _pepnet(config: Config, mlp) -> list[str]:
+    """PEPNet as NextRec builds it.
+
+    EPNet scales the input by a gate on [stopgrad(all), stopgrad(domain)]; each
+    task's PPNet scales the input of each of its layers (the head's included, scale 1)
+    by a gate, as wide inside as what it scales, on the priors and EPNet's output, all
+    through stopgrad.
+    """
+    stop = lambda names: ", ".join(f"stopgrad({n})" for n in names)  # noqa: E731
+    domain = config.in_concat_order(config.pepnet_domain)
+    priors = domain + [
+        *config.in_concat_order(config.pepnet_user),
+        *config.in_concat_order(config.pepnet_item),
+    ]
+    hidden = config.pepnet_feature_gate_hidden
+    lines = [
+        f"group ep_in = [{stop(['all', *domain])}]",
+        f"gate epnet = sigmoid(ep_in, hidden=[{hidden}], scale=2) over [all]",
+        f"group pp_in = [{stop([*priors, 'epnet'])}]",
+        "",
+    ]
+    widths = [config.width, *config.deep_dims]
+    for t in config.tasks("pepnet"):
+        source = "epnet"
+        for k, width in enumerate(widths):
+            scale = ", scale=2" if k < len(widths) - 1 else ""
+            lines.append(f"gate {t}_g{k} = sigmoid(pp_in, hidden=[{width}]{scale}) over [{source}]")
+            if k < len(widths) - 1:
+                lines.append(f"tower {t}_h{k + 1} = {mlp(f'{t}_g{k}', [widths[k + 1]])}")
+                source = f"{t}_h{k + 1}"
         lines.append("")
     return lines
 
@@ -378,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     for arch in args.archs:
         for optimizer in args.optimizers:
             names = [n for n in args.contenders if not (n == "mtlc_lazy" and optimizer == "adam")]
+            if arch not in RECHUB_ARCHITECTURES:  # no torch-rechub model, so no rechub form
+                names = [n for n in names if n not in ("rechub", "mtlc_bn")]
             for size in args.batches:
                 cell = contenders(CONFIG, arch, optimizer, size, tuple(names), args.device)
                 rates = run_rounds(cell, args.rounds, args.steps, CONFIG, size, args.device)

@@ -79,6 +79,31 @@ def test_train_speed_runs_every_contender_and_reports_ratios_and_ceilings(
     assert any(line.startswith("| MMoE | own | 32 | mtlc |") for line in printed)
 
 
+def test_train_speed_runs_the_nextrec_only_architectures(train_speed, tmp_path, monkeypatch):
+    """HMoE, POSO (both forms) and PEPNet: mtlc against NextRec (torch-rechub has none)."""
+    pytest.importorskip("nextrec")
+    monkeypatch.setenv("NEXTREC_LOG_DIR", str(tmp_path / "nextrec_logs"))
+    out = tmp_path / "rows.json"
+    archs = ["hmoe", "poso", "poso_mmoe", "pepnet"]
+    argv = ["--archs", *archs, "--batches", "32", "--optimizers", "own", "adam"]
+    argv += ["--rounds", "1", "--steps", "1", "--threads", "1", "--malloc", "default"]
+    assert train_speed.main([*argv, "--lazy", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert {(r["arch"], r["optimizer"]) for r in rows} == {
+        (arch, optimizer) for arch in archs for optimizer in ("own", "adam")
+    }
+    for arch in archs:
+        for optimizer, expected in (
+            ("own", {"mtlc", "mtlc_lazy", "nextrec"}),
+            ("adam", {"mtlc", "nextrec"}),
+        ):
+            cell = [r for r in rows if (r["arch"], r["optimizer"]) == (arch, optimizer)]
+            assert {r["contender"] for r in cell} == expected
+    for row in rows:
+        assert row["step_ms"] > 0 and row["floor_ms"] > 0 and row["gflop"] > 0
+        assert len(row["vs_nextrec"]) == 3 and "vs_rechub" not in row
+
+
 def test_train_speed_headline_line(train_speed):
     row = {
         "arch": "mmoe",

@@ -3,7 +3,9 @@
 Features keep their names and supervised tasks are matched by label; every
 other node (groups, experts, towers, gates, transfers, latent tasks) is
 renamed by the order in which a walk from the tasks first reaches it, so two
-specs that differ only in those names get the same canonical form.
+specs that differ only in those names get the same canonical form. What each
+node reads through ``stopgrad`` (a gate's sources, a group's members, a
+sigmoid gate's source) is part of what is compared.
 """
 
 from __future__ import annotations
@@ -80,7 +82,11 @@ def _describe(node, names: dict[str, str]) -> dict:
         data["block"]["input"] = rename(node.block.input)
     elif isinstance(node, ir.Gate):
         data["input"] = rename(node.input)
-        data["sources"] = [{"name": rename(s.name), "count": s.count} for s in node.sources]
+        data["sources"] = [
+            {"name": rename(s.name), "count": s.count, "stop": s.stop} for s in node.sources
+        ]
+    elif isinstance(node, ir.ScaleGate):  # source_stop and the group's stopped stay as dumped
+        data["input"], data["source"] = rename(node.input), rename(node.source)
     elif isinstance(node, ir.Transfer):
         data["current"], data["previous"] = rename(node.current), rename(node.previous)
     elif isinstance(node, ir.Task):

@@ -126,11 +126,24 @@ def test_spec_equals_its_nextrec_counterpart(name):
     assert differences(ours, theirs) == []
 
 
-@pytest.mark.parametrize("arch", ["share_bottom", "mmoe", "ple", "esmm", "aitm"])
+BENCHMARK_ARCHITECTURES = [
+    "share_bottom",
+    "mmoe",
+    "ple",
+    "esmm",
+    "aitm",
+    "hmoe",
+    "poso",
+    "poso_mmoe",
+    "pepnet",
+]
+
+
+@pytest.mark.parametrize("arch", BENCHMARK_ARCHITECTURES)
 def test_training_speed_benchmark_specs_are_nextrecs_models(arch, monkeypatch):
     """benchmarks/train_speed.py times mtlc against NextRec's model on the spec it writes.
 
-    The spec is the same model.
+    The spec is the same model (stopgrad marks included).
     """
     monkeypatch.syspath_prepend(str(SPECS.parent / "benchmarks"))
     import peers
@@ -147,3 +160,31 @@ def test_differences_sees_a_changed_width():
     changed = spec.replace("mlp(to_cvr, [64])", "mlp(to_cvr, [32])")
     found = differences(compile_ir(spec), compile_ir(changed))
     assert len(found) >= 1 and any("64" in line and "32" in line for line in found)
+
+
+def test_every_benchmark_architecture_is_checked(monkeypatch):
+    monkeypatch.syspath_prepend(str(SPECS.parent / "benchmarks"))
+    import peers
+
+    assert sorted(peers.ARCHITECTURES) == sorted(BENCHMARK_ARCHITECTURES)
+
+
+@pytest.mark.parametrize(
+    ("arch", "old", "new"),
+    [
+        ("hmoe", "stopgrad(buy_net)", "buy_net"),  # a gate source's stopgrad
+        ("pepnet", "[stopgrad(all), stopgrad(device)]", "[stopgrad(all), device]"),  # a member's
+        ("pepnet", "sigmoid(pp_in, hidden=[64]) over [buy_h3]", "sigmoid(pp_in) over [buy_h3]"),
+        ("poso", "over [click_h2]", "over [click_h1]"),  # what a sigmoid gate scales
+    ],
+)
+def test_differences_sees_stopgrads_and_sigmoid_gates(arch, old, new, monkeypatch):
+    """A dropped stopgrad, or a changed sigmoid gate, is reported."""
+    monkeypatch.syspath_prepend(str(SPECS.parent / "benchmarks"))
+    import peers
+    import train_speed
+
+    spec = train_speed.mtlc_spec(peers.CONFIG, arch)
+    assert spec.count(old) == 1
+    found = differences(compile_ir(spec), compile_ir(spec.replace(old, new)))
+    assert found
