@@ -11,6 +11,7 @@ from .gates import Gate, GateBank, ScaleGate, SoftmaxGate
 from .kernels import gate_mix, gate_softmax_mix, gate_weights, scale_gate
 from .layers import MLP, AITransfer, ExpertPool, Experts, mix, pool_max, pool_mean, pool_sum
 from .spec import Constraint, Feature, Task, Weighting
+from .star import Star
 
 __all__ = [
     "AITransfer",
@@ -24,6 +25,7 @@ __all__ = [
     "MLP",
     "ScaleGate",
     "SoftmaxGate",
+    "Star",
     "Task",
     "Weighting",
     "convert_o0_state_dict",

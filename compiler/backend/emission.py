@@ -43,6 +43,7 @@ from mtlc.backend.plan import (
     Prediction,
     ScaleGateModule,
     Split,
+    StarModule,
     TransferModule,
 )
 
@@ -242,6 +243,23 @@ def _apg(module: ApgModule) -> tuple[str, tuple[str, ...]]:
     return f"rt.APG({', '.join(args)})", ()
 
 
+def _star(module: StarModule) -> tuple[str, tuple[str, ...]]:
+    args = [
+        integer(module.in_dim),
+        _dims(module.dims),
+        f"num_domains={integer(module.num_domains)}",
+    ]
+    if module.combine is not ir.Combine.mul:
+        args.append(f"combine={quote(module.combine.value)}")
+    if module.norm is not ir.StarNorm.none:
+        args.append(f"norm={quote(module.norm.value)}")
+    if module.activation is not ir.Activation.relu:
+        args.append(f"activation={quote(module.activation.value)}")
+    if module.dropout:
+        args.append(f"dropout={number(module.dropout)}")
+    return f"rt.Star({', '.join(args)})", ()
+
+
 def _transfer(module: TransferModule) -> tuple[str, tuple[str, ...]]:
     bias = ", qkv_bias=True" if module.qkv_bias else ""
     return f"rt.AITransfer({integer(module.dim)}{bias})", ()
@@ -259,6 +277,7 @@ INIT: dict[type, Callable[[Any], tuple[str, tuple[str, ...]]]] = {
     GateModule: _gate,
     ScaleGateModule: _scale_gate,
     ApgModule: _apg,
+    StarModule: _star,
     TransferModule: _transfer,
     HeadModule: _linear,
 }

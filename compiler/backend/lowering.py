@@ -47,6 +47,7 @@ from mtlc.backend.plan import (
     Prediction,
     ScaleGateModule,
     Split,
+    StarModule,
     Step,
     TransferModule,
 )
@@ -372,6 +373,24 @@ class _Lowering:
         args = (self._vector(node.input), self._vector(node.condition))
         self.steps.append(Call(name, name, args, node.shape, lines))
 
+    def star(self, node: ir.Star) -> None:
+        name, lines = self.name[node.name], (node.span.line,)
+        self.modules.append(
+            StarModule(
+                attr=name,
+                in_dim=node.input_width,
+                dims=tuple(node.dims),
+                num_domains=node.domains,
+                combine=node.combine,
+                norm=node.norm,
+                activation=node.activation,
+                dropout=node.dropout,
+                lines=lines,
+            )
+        )
+        args = (self._vector(node.input), f'batch["{node.domain}"]')  # the ids, a checked name
+        self.steps.append(Call(name, name, args, node.shape, lines))
+
     def scale_gate(self, gate: ir.ScaleGate) -> None:
         """A sigmoid gate: the same module at -O0 and -O1."""
         name, lines = self.name[gate.name], (gate.span.line,)
@@ -447,6 +466,7 @@ LOWER: dict[type, Callable[[_Lowering, Any], None]] = {
     ir.Expert: _Lowering.expert,
     ir.Tower: _Lowering.tower,
     ir.Apg: _Lowering.apg,
+    ir.Star: _Lowering.star,
     ir.Gate: _Lowering.gate,
     ir.ScaleGate: _Lowering.scale_gate,
     ir.Transfer: _Lowering.transfer,

@@ -115,6 +115,21 @@ class ApgModule:
 
 
 @dataclass(frozen=True)
+class StarModule:
+    """``rt.Star``: one network per domain around a shared centre."""
+
+    attr: str
+    in_dim: int
+    dims: tuple[int, ...]
+    num_domains: int
+    combine: ir.Combine
+    norm: ir.StarNorm
+    activation: ir.Activation
+    dropout: float
+    lines: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class TransferModule:
     attr: str
     dim: int
@@ -138,6 +153,7 @@ Module = (
     | GateModule
     | ScaleGateModule
     | ApgModule
+    | StarModule
     | TransferModule
     | HeadModule
 )

@@ -20,6 +20,7 @@ __all__ = [
     "MAX_WIDTH",
     "MAX_MAXLEN",
     "MAX_EXPERTS",
+    "MAX_DOMAINS",
     "MAX_CLASSES",
     "MAX_LAYERS",
     "MAX_PARAMETERS",
@@ -42,6 +43,7 @@ MAX_VOCAB = 2**31 - 1  # ids are int64, but tables this size do not fit in memor
 MAX_WIDTH = 1_000_000  # any width: feature dim, layer width, gate hidden width
 MAX_MAXLEN = 100_000  # ids per example of a sequence feature
 MAX_EXPERTS = 1_024  # experts in one pool, and experts mixed by one gate
+MAX_DOMAINS = 1_024  # the domains of one star block (one network each)
 MAX_CLASSES = 1_000_000
 MAX_LAYERS = 64  # layers of one mlp
 MAX_PARAMETERS = 2_000_000_000  # the model's total estimated parameter count
@@ -51,7 +53,6 @@ MAX_REAL = 1e6  # upper bound of weights, temperatures and alpha
 FUTURE_CALLS = (
     "cross",
     "dcn",
-    "star",
     "apg",
     "epnet",
     "ppnet",

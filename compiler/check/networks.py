@@ -71,8 +71,10 @@ def check_tower(scope: Scope, stmt: s.TowerStmt) -> None:
     node: ir.Node | None = None
     if isinstance(stmt.block, s.Call) and stmt.block.func.text == "apg":
         node = _apg(scope, stmt, stmt.block)
+    elif isinstance(stmt.block, s.Call) and stmt.block.func.text == "star":
+        node = _star(scope, stmt, stmt.block)
     else:
-        block = read_mlp(scope, stmt.block, ("mlp", "apg"))
+        block = read_mlp(scope, stmt.block, ("mlp", "apg", "star"))
         if block is not None:
             node = ir.Tower(name=stmt.name.text, span=stmt.span, width=block.dims[-1], block=block)
     scope.add(stmt.name, node)
@@ -144,6 +146,69 @@ def _apg(scope: Scope, stmt: s.TowerStmt, call: s.Call) -> ir.Apg | None:
         dims=dims,
         ranks=ranks,
         expands=expands,
+        **fields,
+    )
+
+
+def _star(scope: Scope, stmt: s.TowerStmt, call: s.Call) -> ir.Star | None:
+    """``star(INPUT, [D, ...], domain=FEATURE [, combine=] [, norm=] [, activation=]
+    [, dropout=])``: its IR node, or None after reporting."""
+    report = scope.report
+    source, dims_value = opt.read_positionals(call, ["input", "widths"], report)
+    keys = ("domain", "combine", "norm", "activation", "dropout")
+    options = opt.read_keywords(call, keys, report)
+    node = scope.input(source, "the input of star")
+    dims = dims_value and opt.int_list(dims_value, report, "the widths of star", 1, opt.MAX_WIDTH)
+    domain = None
+    if "domain" not in options:
+        report.error(
+            "MTL303",
+            call.span,
+            "`star` needs `domain=FEATURE`, the sparse feature whose id is each row's domain",
+            label="`domain` missing",
+            help="write `star(INPUT, [WIDTH, ...], domain=FEATURE)`",
+        )
+    else:
+        ref = opt.name(options["domain"].value, report, "`domain` of star")
+        if ref is not None:
+            domain = scope.resolve(ref, (ir.SparseFeature,), "the domain of star")
+    fields: dict[str, object] = {}
+    if "combine" in options:
+        fields["combine"] = opt.choice(
+            options["combine"].value, report, "combine", [c.value for c in ir.Combine]
+        )
+    if "norm" in options:
+        fields["norm"] = opt.choice(
+            options["norm"].value, report, "star norm", [n.value for n in ir.StarNorm]
+        )
+    if "activation" in options:
+        fields["activation"] = opt.choice(
+            options["activation"].value, report, "activation", [a.value for a in ir.Activation]
+        )
+    if "dropout" in options:
+        fields["dropout"] = opt.real(
+            options["dropout"].value, report, "dropout", 0.0, 1.0, high_open=True
+        )
+    if not dims or node is None or domain is None or any(v is None for v in fields.values()):
+        return None
+    if domain.vocab > opt.MAX_DOMAINS:
+        report.error(
+            "MTL305",
+            options["domain"].value.span,
+            f"`{domain.name}` has {domain.vocab:,} ids; star has one network per id, "
+            f"at most {opt.MAX_DOMAINS}",
+            label="too many domains",
+        )
+        return None
+    return ir.Star(
+        name=stmt.name.text,
+        span=stmt.span,
+        width=dims[-1],
+        input=node.name,
+        input_width=node.width,
+        dims=dims,
+        domain=domain.name,
+        domains=domain.vocab,
         **fields,
     )
 

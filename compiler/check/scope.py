@@ -44,6 +44,7 @@ VECTORS = (
     ir.Group,
     ir.Tower,
     ir.Apg,
+    ir.Star,
     ir.Gate,
     ir.ScaleGate,
     ir.Transfer,

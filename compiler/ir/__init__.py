@@ -74,6 +74,18 @@ class Loss(str, Enum):
     ce = "ce"  # multiclass cross-entropy, the only multiclass loss
 
 
+class Combine(str, Enum):
+    """How a star block combines the shared and a domain's weights."""
+
+    mul = "mul"  # W * W_p, elementwise: the STAR paper's
+    add = "add"  # W + W_p: NextRec 0.4.28's
+
+
+class StarNorm(str, Enum):
+    none = "none"
+    partitioned = "partitioned"  # STAR's partitioned normalisation, per domain
+
+
 class WeightingKind(str, Enum):
     fixed = "fixed"
     uncertainty = "uncertainty"
@@ -385,6 +397,57 @@ class Apg(_Node):
         return f"apg {widths(self.dims)}"
 
 
+class Star(_Node):
+    """``tower NAME = star(INPUT, dims, domain=FEATURE, ...)``: STAR's star-topology network.
+
+    Each row goes through its domain's network (its domain is the id of the
+    sparse feature ``domain``): per layer the weight ``W * W_p`` (``combine``
+    ``mul``, the paper's) or ``W + W_p`` (``add``, NextRec's), bias ``b + b_p``;
+    with ``norm=partitioned``, the input is first normalised per domain.
+    """
+
+    kind_word: ClassVar[str] = "tower"
+
+    op: Literal["star"] = "star"
+    input: str
+    input_width: int
+    dims: list[int]
+    domain: str  # a sparse feature: its ids pick each row's domain
+    domains: int  # its vocab: the number of domains
+    combine: Combine = Combine.mul
+    norm: StarNorm = StarNorm.none
+    activation: Activation = Activation.relu
+    dropout: float = 0.0
+
+    def inputs(self) -> list[str]:
+        return [self.input, self.domain]
+
+    def parameters(self) -> int:
+        """Per layer the shared and every domain's weight and bias; the norm's scales and shifts."""
+        total = 0
+        for n, m in zip([self.input_width, *self.dims[:-1]], self.dims):
+            total += (1 + self.domains) * _linear(n, m)
+            total += 1 if self.activation is Activation.prelu else 0
+        if self.norm is StarNorm.partitioned:
+            total += (1 + self.domains) * 2 * self.input_width
+        return total
+
+    def text(self) -> str:
+        options = f", domain={self.domain}"
+        if self.combine is not Combine.mul:
+            options += f", combine={self.combine.value}"
+        if self.norm is not StarNorm.none:
+            options += f", norm={self.norm.value}"
+        if self.activation is not Activation.relu:
+            options += f", activation={self.activation.value}"
+        if self.dropout:
+            options += f", dropout={number(self.dropout)}"
+        return f"tower star({self.input}, {widths(self.dims)}{options})"
+
+    def brief(self) -> str:
+        return f"star {widths(self.dims)} x{self.domains}"
+
+
 class GateSource(_Frozen):
     name: str
     count: int  # experts this source contributes (1 for a vector node)
@@ -580,6 +643,7 @@ Node = Annotated[
     | Expert
     | Tower
     | Apg
+    | Star
     | Gate
     | ScaleGate
     | Transfer
@@ -595,6 +659,7 @@ NODE_KINDS: tuple[type[_Node], ...] = (
     Expert,
     Tower,
     Apg,
+    Star,
     Gate,
     ScaleGate,
     Transfer,

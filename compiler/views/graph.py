@@ -49,6 +49,7 @@ FAMILY: dict[type, str] = {
     ir.Expert: "expert",
     ir.Tower: "tower",
     ir.Apg: "tower",
+    ir.Star: "tower",
     ir.Gate: "gate",
     ir.ScaleGate: "gate",
     ir.Transfer: "transfer",
