@@ -109,13 +109,25 @@ class Transfer:
 
 
 @dataclass
+class Apg:
+    """An ``apg`` tower's weights: ``rt.APG``'s whole state_dict (``layers.{l}.*``).
+
+    Already in the spec's parametrisation (a projection folded in); ``_copy``
+    checks every key and shape against the generated module.
+    """
+
+    state: dict[str, Tensor]
+
+
+@dataclass
 class Conversion:
     """A peer model read: the spec's text and, per spec node name, its weights.
 
     ``weights`` values: a ``Tensor`` (an embedding table), a ``Block`` (a
     tower), a list of ``Block`` (an expert pool), a ``Linear`` (a gate or a
     task head), a ``Net`` (a softmax gate with hidden layers, or a sigmoid
-    gate), a list of ``Net`` (a sigmoid gate over a pool) or a ``Transfer``.
+    gate), a list of ``Net`` (a sigmoid gate over a pool), a ``Transfer`` or
+    an ``Apg``.
     """
 
     spec: str

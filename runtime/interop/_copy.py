@@ -3,7 +3,7 @@
 The weights go into a fresh ``-O0`` model compiled from the conversion's
 spec, whose layout is one plain module per spec node (``rt.MLP``,
 ``rt.Experts``, ``rt.SoftmaxGate``, ``rt.ScaleGate``, ``rt.AITransfer``,
-``nn.Linear``, ``nn.Embedding``); its state_dict is then mapped onto the target by
+``rt.APG``, ``nn.Linear``, ``nn.Embedding``); its state_dict is then mapped onto the target by
 ``rt.convert_o0_state_dict`` when the target is an ``-O1`` model, and copied
 in with every key and shape checked first, so a mismatch changes nothing.
 """
@@ -16,9 +16,11 @@ from torch import Tensor, nn
 from mtlc.api import compile_ir, load_source
 from mtlc.backend.identifiers import safe_names
 from mtlc.diagnostics import SpecError
+from mtlc.runtime.apg import APG
 from mtlc.runtime.convert import convert_o0_state_dict
 from mtlc.runtime.gates import ScaleGate, SoftmaxGate
 from mtlc.runtime.interop._common import (
+    Apg,
     Block,
     Conversion,
     ConversionError,
@@ -112,6 +114,8 @@ def _fill(module: nn.Module, weights: object, node: str) -> None:
         transfer = _expect(module, AITransfer, node)
         for part in ("info", "query", "key", "value"):
             _fill_linear(getattr(transfer, part), getattr(weights, part), f"{node}.{part}")
+    elif isinstance(weights, Apg):
+        _fill_apg(_expect(module, APG, node), weights, node)
     else:  # pragma: no cover - the converters build only the kinds above
         raise TypeError(f"{node}: unknown weights {type(weights).__name__}")
 
@@ -159,6 +163,20 @@ def _check_hidden(hidden: tuple[int, ...], net: Net, node: str) -> None:
         raise ConversionError(
             f"{node}: mtlc's gate has hidden layers {list(hidden)}, the peer's {list(theirs)}"
         )
+
+
+def _fill_apg(module: APG, weights: Apg, node: str) -> None:
+    """Every parameter of an ``rt.APG``, by its state_dict key (the same set on both sides)."""
+    params = dict(module.named_parameters())
+    missing = sorted(set(params) - set(weights.state))
+    extra = sorted(set(weights.state) - set(params))
+    if missing or extra:
+        raise ConversionError(
+            f"{node}: mtlc's apg and the peer's differ in parameters "
+            f"(only mtlc's: {missing}; only the peer's: {extra})"
+        )
+    for key, param in params.items():
+        _copy(param, weights.state[key], f"{node}.{key}")
 
 
 def _fill_mlp(mlp: nn.Module, block: Block, node: str) -> None:

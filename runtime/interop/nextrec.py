@@ -7,7 +7,7 @@
 
 Supported, from ``nextrec.models.multitask``: ``ShareBottom``, ``MMOE``,
 ``PLE``, ``ESMM``, ``AITM``, ``HMOE``, ``POSO`` (``architecture="mlp"`` and
-``"mmoe"``) and ``PEPNet``. Feature names and target names are kept (a task
+``"mmoe"``), ``PEPNet`` and ``APG``. Feature names and target names are kept (a task
 is named as its target column). What NextRec computes that the spec cannot
 say is folded exactly here:
 
@@ -18,7 +18,8 @@ say is folded exactly here:
   reads a projected feature gets the projection's bias); PEPNet, whose EPNet
   multiplies the projected values elementwise, reads each projection as
   towers instead (``mlp(x, [d], activation=none)``, after an ``mlp`` for an
-  mlp projection);
+  mlp projection), and so does APG where a projection cannot fold (an mlp
+  projection, or ``use_uv_shared=False``, whose first factor is generated);
 - the shared gate of PLE's last level (whose output NextRec never uses) is
   dropped.
 
@@ -28,11 +29,15 @@ Models as specs: HMoE's per-task fusion is ``softmax(all, hidden=...) over
 (NextRec's dropout after the gate is the mlp's dropout before it: the same
 in eval, the same distribution in training); POSO-MMoE gates each expert
 with ``sigmoid(...) over [pool]``; PEPNet's EPNet and PPNet gates are
-sigmoid gates on ``stopgrad`` groups, in NextRec's concatenation orders.
+sigmoid gates on ``stopgrad`` groups, in NextRec's concatenation orders;
+APG is one ``apg`` tower read by every head, its ranks (and expands) written
+out, by a group of the scene features (through ``stopgrad`` where
+``detach_scene``).
 
 Anything else raises ``ConversionError`` naming the module (for example
 POSO's ``gate_use_softmax=False``, an ``output_activation`` before a softmax
-gate, an activation or a pooling mtlc lacks); nothing is approximated. See
+gate, an activation or a pooling mtlc lacks, APG's ``inner_activation`` or
+``generate_activation`` with a learned slope); nothing is approximated. See
 docs/nextrec.md.
 """
 
@@ -44,6 +49,7 @@ from torch import nn
 
 from mtlc.runtime.interop import _copy
 from mtlc.runtime.interop._common import (
+    Apg,
     Block,
     Conversion,
     ConversionError,
@@ -77,7 +83,7 @@ def spec_from(nextrec_model: nn.Module, name: str | None = None) -> str:
 
     Args:
         nextrec_model: a NextRec ``ShareBottom``, ``MMOE``, ``PLE``, ``ESMM``, ``AITM``,
-            ``HMOE``, ``POSO`` or ``PEPNet``.
+            ``HMOE``, ``POSO``, ``PEPNet`` or ``APG``.
         name: the model (class) name; defaults to NextRec's model name.
 
     Raises:
@@ -109,7 +115,9 @@ def convert(nextrec_model: nn.Module, name: str | None = None) -> Conversion:
                 nextrec_model,
                 name,
                 whole=read is not _poso,  # POSO reads only its main and pc groups
-                project_as_tower=read is _pepnet,  # EPNet scales the projected values
+                # EPNet scales the projected values; APG's, see _apg_projects_as_towers
+                project_as_tower=read is _pepnet
+                or (read is _apg and _apg_projects_as_towers(nextrec_model)),
             )
             read(reader)
             return reader.conversion()
@@ -122,6 +130,7 @@ def convert(nextrec_model: nn.Module, name: str | None = None) -> Conversion:
 def _readers() -> dict[type, object]:
     try:
         from nextrec.models.multitask.aitm import AITM
+        from nextrec.models.multitask.apg import APG
         from nextrec.models.multitask.esmm import ESMM
         from nextrec.models.multitask.hmoe import HMOE
         from nextrec.models.multitask.mmoe import MMOE
@@ -142,6 +151,7 @@ def _readers() -> dict[type, object]:
         HMOE: _hmoe,
         POSO: _poso,
         PEPNet: _pepnet,
+        APG: _apg,
     }
 
 
@@ -224,16 +234,18 @@ class _Reader:
         for feature in towers:
             self.members[feature.name] = self._projection_tower(feature)
 
-    def feature_group(self, wanted: str, features: list) -> str:
+    def feature_group(self, wanted: str, features: list, detach: bool = False) -> str:
         """``group wanted = [...]`` of NextRec features, in NextRec's concat order.
 
         NextRec concatenates the sparse and sequence embeddings in list order,
-        then the dense values in list order.
+        then the dense values in list order. ``detach``: every member through
+        ``stopgrad``.
         """
         ordered = [f for f in features if not _dense(f)] + [f for f in features if _dense(f)]
         members = [self.members[f.name] for f in ordered]
         name = self.spec.fresh(wanted)
-        self.spec.add(f"group {name} = [{', '.join(member for member, _ in members)}]")
+        texts = [f"stopgrad({m})" if detach else m for m, _ in members]
+        self.spec.add(f"group {name} = [{', '.join(texts)}]")
         self.segments_of[name] = [segment for _, segment in members]
         return name
 
@@ -633,3 +645,121 @@ def _ppnet(r: _Reader, t: int, task: str, epnet: str, pp_in: str) -> None:
         source = r.spec.fresh(f"{task}_h{k + 1}")
         r.spec.add(f"tower {source} = {hidden.text(name)}")
         r.weights[source] = hidden
+
+
+# -- APG --------------------------------------------------------------------------------
+
+# NextRec's generator of each rt.APG generator (``specific_<x>``)
+_APG_GENERATORS = {
+    "specific_weight_kk": "generate_kk",
+    "specific_bias_kk": "generate_k",
+    "specific_weight_nk": "generate_nk",
+    "specific_bias_nk": "generate_nk_bias",
+    "specific_weight_km": "generate_km",
+    "specific_bias_km": "generate_km_bias",
+}
+_APG_POINTWISE = ("none", "relu", "gelu", "silu", "tanh", "sigmoid")  # inner and generate
+
+
+def _apg_projects_as_towers(model: nn.Module) -> bool:
+    """Whether APG's dense projections become towers rather than folding.
+
+    A linear projection folds into the first shared factor (``x @ U``, or
+    ``x @ P1`` with ``use_mf_p``) and into the generators reading the scene;
+    without ``use_uv_shared`` the first factor is generated (its fold would
+    need ``generate_activation`` none), and an mlp projection does not fold.
+    """
+    if not model.apg_layers[0].use_uv_shared:
+        return True
+    transforms = model.embedding.dense_transforms
+    return any(
+        isinstance(transforms[f.name], nn.Sequential) and len(transforms[f.name]) != 1
+        for f in model.dense_features
+        if f.use_projection
+    )
+
+
+def _apg(r: _Reader) -> None:
+    """One ``apg`` tower on all features, by the scene group; each task's head reads it.
+
+    The heads are NextRec's ``towers[t]`` (a Linear(d, 1)) plus the prediction bias.
+    """
+    model = r.model
+    layers = list(model.apg_layers)
+    shared = layers[0].use_uv_shared
+    expand = shared and layers[0].use_mf_p  # NextRec ignores use_mf_p without use_uv_shared
+    scene = r.feature_group("scene_in", list(model.scene_features), detach=model.detach_scene)
+    options = _apg_options(r, layers)
+    ranks = [layer.k_dim for layer in layers]
+    text = f"apg({r.group}, {[layer.output_dim for layer in layers]}, by={scene}, rank={ranks}"
+    if expand:
+        text += f", expand={[layer.p_dim for layer in layers]}"
+    if not shared:
+        text += ", shared=false"
+    for key, default in (("inner", "none"), ("generate", "none"), ("activation", "relu")):
+        if options[key] != default:
+            text += f", {key}={options[key]}"
+    tower = r.spec.fresh("shared")
+    r.spec.add(f"tower {tower} = {text})")
+    r.weights[tower] = Apg(_apg_state(r, layers, scene, expand))
+    for t, head in enumerate(model.towers):
+        r.head(t, head, tower)
+
+
+def _apg_options(r: _Reader, layers: list[nn.Module]) -> dict[str, str]:
+    """``inner``, ``generate`` and ``activation``, the same in every layer, or a ConversionError."""
+    seen: dict[str, set[str]] = {"inner": set(), "generate": set(), "activation": set()}
+    for i, layer in enumerate(layers):
+        where = f"{r.where}.apg_layers.{i}"
+        inner = layer.inner_activation
+        seen["inner"].add("none" if inner is None else activation_of(inner, f"{where}.inner"))
+        for generator in _APG_GENERATORS:
+            if hasattr(layer, generator):
+                modules = list(getattr(layer, generator).mlp)
+                act = modules[1] if len(modules) > 1 else nn.Identity()
+                seen["generate"].add(activation_of(act, f"{where}.{generator}.mlp.1"))
+        seen["activation"].add(activation_of(layer.activation, f"{where}.activation"))
+    options = {}
+    for key, values in seen.items():
+        if len(values) != 1:
+            raise ConversionError(
+                f"{r.where}.apg_layers: layers differ in {key} ({sorted(values)})"
+            )
+        options[key] = values.pop()
+    for key, nextrec_key in (("inner", "inner_activation"), ("generate", "generate_activation")):
+        if options[key] not in _APG_POINTWISE:
+            raise ConversionError(
+                f"{r.where}.apg_layers: {nextrec_key}={options[key]!r} learns a slope per use; "
+                f"mtlc's apg {key} is one of {', '.join(_APG_POINTWISE)}"
+            )
+    return options
+
+
+def _apg_state(r: _Reader, layers: list[nn.Module], scene: str, expand: bool) -> dict:
+    """``rt.APG``'s state_dict from NextRec's ``apg_layers``, projections folded in.
+
+    NextRec's ``shared_<x>`` is ``layers.{l}.<x>``, its ``specific_<x>.mlp.0.*``
+    the generator's ``layers.{l}.<generator>.*``, its ``activation.weight``
+    (a PReLU) ``layers.{l}.activation.weight``. A linear projection of a
+    feature in x folds into layer 0's first shared factor (``x @ W``: the
+    transpose of a Linear's weight), of a scene feature into every generator.
+    """
+    state = {}
+    for i, layer in enumerate(layers):
+        prefix = f"layers.{i}."
+        for key, value in layer.named_parameters():
+            if key.startswith("shared_"):
+                state[prefix + key.removeprefix("shared_")] = value.detach()
+            elif key == "activation.weight":
+                state[prefix + key] = value.detach()
+        for generator, ours in _APG_GENERATORS.items():
+            if hasattr(layer, generator):
+                folded = fold_input(linear(getattr(layer, generator).mlp[0]), r.folds(scene))
+                state[f"{prefix}{ours}.weight"] = folded.weight
+                state[f"{prefix}{ours}.bias"] = folded.bias
+    if projects(r.segments):  # only with shared U (see _apg_projects_as_towers)
+        first = "np" if expand else "nk"
+        weight, bias = f"layers.0.weight_{first}", f"layers.0.bias_{first}"
+        folded = fold_input(Linear(state[weight].T, state[bias]), r.segments)
+        state[weight], state[bias] = folded.weight.T.contiguous(), folded.bias
+    return state
