@@ -7,7 +7,7 @@ scikit-learn); training lives in the ``trainer``/``data``/... submodules.
 
 from .apg import APG
 from .convert import convert_o0_state_dict
-from .gates import Gate, GateBank, ScaleGate, SoftmaxGate
+from .gates import Gate, GateBank, ScaleGate, SoftmaxGate, scale_by
 from .kernels import gate_mix, gate_softmax_mix, gate_weights, scale_gate
 from .layers import MLP, AITransfer, ExpertPool, Experts, mix, pool_max, pool_mean, pool_sum
 from .spec import Constraint, Feature, Task, Weighting
@@ -36,6 +36,7 @@ __all__ = [
     "pool_max",
     "pool_mean",
     "pool_sum",
+    "scale_by",
     "scale_gate",
 ]
 

@@ -88,6 +88,28 @@ def _inside(name: str, outer: str) -> bool:
     return name.startswith(outer + ".") if outer else name != ""
 
 
+def _scale_bank_state(
+    bank: ScaleGate, subs: list[dict[str, Tensor]], names: tuple[str, ...]
+) -> dict[str, Tensor]:
+    """A pool-form :class:`ScaleGate`'s state from the vector gates whose nets it batches."""
+    nets = []
+    for sub, prefix in zip(subs, names):
+        gate = ScaleGate(
+            bank.in_dim,
+            bank.width,
+            bank.hidden,
+            bank.scale,
+            bank.activation,
+            bank.norm,
+            bank.dropout,
+        )
+        _load(gate, sub, prefix)
+        nets.append((gate.mlp, gate.linear))
+    target = copy.deepcopy(bank)
+    target.load_from_nets(nets)
+    return target.state_dict()
+
+
 def convert_o0_state_dict(
     state_dict: Mapping[str, Tensor], model_o1: nn.Module
 ) -> dict[str, Tensor]:
@@ -127,6 +149,9 @@ def convert_o0_state_dict(
                     f"gate bank {name!r} is not listed in {type(model_o1).__name__}.gate_banks"
                 )
             state = _bank_state(module, [_sub_state(state_dict, g, used) for g in members], members)
+        elif isinstance(module, ScaleGate) and name in banks:  # -O1's nets of several gates
+            subs = [_sub_state(state_dict, gate, used) for gate in banks[name]]
+            state = _scale_bank_state(module, subs, banks[name])
         else:
             continue
         result.update({f"{name}.{key}": value for key, value in state.items()})

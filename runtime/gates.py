@@ -308,6 +308,19 @@ def _check_scale_gate(
         raise ValueError(f"num_experts must be at least 1 (or None), got {num_experts}")
 
 
+def scale_by(x: Tensor, logits: Tensor, scale: float) -> Tensor:
+    """``x * scale * sigmoid(logits)``, elementwise: a scale gate's product.
+
+    ``-O1`` code calls it with the logits of a pool-form :class:`ScaleGate` that
+    computes the nets of several gates reading one condition at once
+    (``bank.logits(cond).unbind(1)``). The custom op ``mtlc::scale_gate``
+    (Triton on CUDA); on CPU in eager mode the same math as plain autograd.
+    """
+    if plain_autograd(x):  # CPU, not compiling: the reference under autograd
+        return reference.scale_gate(x, logits, scale)
+    return scale_gate(x, logits, scale)
+
+
 class ScaleGate(nn.Module):
     """Sigmoid condition gate: ``x * scale * sigmoid(net(cond))``, on a vector or on each expert.
 
@@ -412,9 +425,7 @@ class ScaleGate(nn.Module):
             raise ValueError(
                 f"x has shape {tuple(x.shape)}; this scale gate's is {tuple(logits.shape)}"
             )
-        if plain_autograd(x):  # CPU, not compiling: the reference under autograd
-            return reference.scale_gate(x, logits, self.scale)
-        return scale_gate(x, logits, self.scale)
+        return scale_by(x, logits, self.scale)
 
     @torch.no_grad()
     def load_from_nets(self, nets: Sequence[tuple[MLP | None, nn.Linear]]) -> None:

@@ -32,6 +32,7 @@ from mtlc.backend.plan import (
     DenseInput,
     Embedding,
     ExpertsModule,
+    GateLogits,
     GateModule,
     Head,
     HeadModule,
@@ -41,6 +42,7 @@ from mtlc.backend.plan import (
     Output,
     Plan,
     Prediction,
+    Scaled,
     ScaleGateModule,
     Split,
     StarModule,
@@ -215,6 +217,7 @@ def _mixes(bank: GateModule) -> tuple[str, ...]:
 
 
 def _scale_gate(gate: ScaleGateModule) -> tuple[str, tuple[str, ...]]:
+    """``rt.ScaleGate``; over a pool, or (-O1) the nets of a bank of gates, with a comment."""
     args = [integer(gate.in_dim), integer(gate.width)]
     if gate.hidden:
         args.append(f"hidden={_dims(gate.hidden)}")
@@ -223,7 +226,11 @@ def _scale_gate(gate: ScaleGateModule) -> tuple[str, tuple[str, ...]]:
     args += _layer_options(gate.activation, gate.norm, gate.dropout)
     if gate.num_experts is not None:
         args.append(f"num_experts={integer(gate.num_experts)}")
-    return f"rt.ScaleGate({', '.join(args)})", ()
+    above: tuple[str, ...] = ()
+    if gate.mixes:
+        listed = ", ".join(gate.mixes[:-1]) + f" and {gate.mixes[-1]}"
+        above = (f"the nets of the sigmoid gates {listed}, as one pool",)
+    return f"rt.ScaleGate({', '.join(args)})", above
 
 
 def _apg(module: ApgModule) -> tuple[str, tuple[str, ...]]:
@@ -331,6 +338,16 @@ def _mixture(step: Mixture) -> tuple[str, str]:
     return f"{', '.join(step.locals)} = {call}.unbind(1)", f"{step.shape} each"
 
 
+def _gate_logits(step: GateLogits) -> tuple[str, str]:
+    code = f"{', '.join(step.locals)} = self.{step.attr}.logits({step.input}).unbind(1)"
+    return code, f"{step.shape} each"
+
+
+def _scaled(step: Scaled) -> tuple[str, str]:
+    code = f"{step.local} = rt.scale_by({step.source}, {step.logits}, {number(step.scale)})"
+    return code, step.shape
+
+
 STEP: dict[type, Callable[[Any], tuple[str, str]]] = {
     Lookup: _lookup,
     DenseInput: _dense,
@@ -338,6 +355,8 @@ STEP: dict[type, Callable[[Any], tuple[str, str]]] = {
     Call: _call,
     Split: _split,
     Mixture: _mixture,
+    GateLogits: _gate_logits,
+    Scaled: _scaled,
 }
 
 

@@ -35,6 +35,7 @@ from mtlc.backend.plan import (
     DenseInput,
     Embedding,
     ExpertsModule,
+    GateLogits,
     GateModule,
     Head,
     HeadModule,
@@ -45,6 +46,7 @@ from mtlc.backend.plan import (
     Output,
     Plan,
     Prediction,
+    Scaled,
     ScaleGateModule,
     Split,
     StarModule,
@@ -111,6 +113,8 @@ class _Lowering:
         self.merged_local: dict[tuple[str, ...], str] = {}  # merged pools' names -> their local
         self.gates_reading_whole: set[str] = set()  # gates whose bank reads a merged pool whole
         self.bank_sources: dict[str, tuple[list[ir.GateSource], str | None]] = {}  # by last gate
+        self.scale_banks = self._plan_scale_banks() if opt_level else {}  # gate -> its bank
+        self.scale_logits: dict[str, str] = {}  # a banked sigmoid gate -> the local of its logits
 
     def run(self) -> Plan:
         banks = self._plan_banks() if self.opt_level else {}
@@ -242,6 +246,50 @@ class _Lowering:
                 (union, None),
             )
         return self.bank_sources[key]
+
+    # -- banks of sigmoid gates (-O1) ----------------------------------------------
+
+    def _plan_scale_banks(self) -> dict[str, list[ir.ScaleGate]]:
+        """Sigmoid gates over vectors that read one condition through nets of one shape (and
+        scale a source of one width) share a bank: one pool-form ``rt.ScaleGate`` computes all
+        their nets where the first of them is declared (its condition is there already)."""
+        groups: dict[tuple, list[ir.ScaleGate]] = {}
+        for gate in self.model.of_kind(ir.ScaleGate):
+            if not gate.pool:
+                key = (gate.input, gate.width, tuple(gate.hidden), gate.scale) + (
+                    gate.activation,
+                    gate.norm,
+                    gate.dropout,
+                )
+                groups.setdefault(key, []).append(gate)
+        return {g.name: group for group in groups.values() if len(group) > 1 for g in group}
+
+    def _scale_bank(self, gates: list[ir.ScaleGate]) -> None:
+        """The bank's module and its logits, at its first gate."""
+        first, lines = gates[0], tuple(gate.span.line for gate in gates)
+        attr = fresh(f"{self.name[first.name].rstrip('_')}_nets", self.taken)
+        self.modules.append(
+            ScaleGateModule(
+                attr=attr,
+                in_dim=first.input_width,
+                width=first.width,
+                hidden=tuple(first.hidden),
+                scale=first.scale,
+                activation=first.activation,
+                norm=first.norm,
+                dropout=first.dropout,
+                num_experts=len(gates),
+                lines=lines,
+                mixes=tuple(self.name[gate.name] for gate in gates),
+            )
+        )
+        self.banks.append((attr, tuple(self.name[gate.name] for gate in gates)))
+        self.scale_logits.update({gate.name: f"{self.name[gate.name]}_z" for gate in gates})
+        locals_ = tuple(self.scale_logits[gate.name] for gate in gates)
+        for local in locals_:
+            self.taken.add(local)
+        step = GateLogits(locals_, attr, self._vector(first.input), f"[B, {first.width}]", lines)
+        self.steps.append(step)
 
     # -- merged expert pools (-O1) ------------------------------------------------
 
@@ -392,8 +440,16 @@ class _Lowering:
         self.steps.append(Call(name, name, args, node.shape, lines))
 
     def scale_gate(self, gate: ir.ScaleGate) -> None:
-        """A sigmoid gate: the same module at -O0 and -O1."""
+        """A sigmoid gate; at -O1 one of a bank if others read its condition (see above)."""
         name, lines = self.name[gate.name], (gate.span.line,)
+        bank = self.scale_banks.get(gate.name)
+        if bank is not None:
+            if gate is bank[0]:
+                self._scale_bank(bank)
+            source = self._vector(gate.source) + (".detach()" if gate.source_stop else "")
+            logits = self.scale_logits[gate.name]
+            self.steps.append(Scaled(name, source, logits, gate.scale, gate.shape, lines))
+            return
         self.modules.append(
             ScaleGateModule(
                 attr=name,

@@ -93,8 +93,9 @@ class ScaleGateModule:
     activation: ir.Activation
     norm: ir.Norm
     dropout: float
-    num_experts: int | None  # the pool's experts; None for a vector
+    num_experts: int | None  # the pool's experts (or, for a bank, its gates); None for a vector
     lines: tuple[int, ...]
+    mixes: tuple[str, ...] = ()  # a bank's gates (the nets of several sigmoid gates, -O1)
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,30 @@ class Split:
     lines: tuple[int, ...]
 
 
-Step = Lookup | DenseInput | Concat | Call | Mixture | Split
+@dataclass(frozen=True)
+class GateLogits:
+    """``a_z, b_z = self.<attr>.logits(input).unbind(1)``: the nets of a bank of sigmoid gates."""
+
+    locals: tuple[str, ...]
+    attr: str
+    input: str
+    shape: str
+    lines: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Scaled:
+    """``local = rt.scale_by(source, logits, scale)``: one sigmoid gate of a bank."""
+
+    local: str
+    source: str
+    logits: str
+    scale: float
+    shape: str
+    lines: tuple[int, ...]
+
+
+Step = Lookup | DenseInput | Concat | Call | Mixture | Split | GateLogits | Scaled
 
 
 @dataclass(frozen=True)

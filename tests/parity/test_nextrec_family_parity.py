@@ -236,6 +236,15 @@ def heads(peer) -> list:
     return [tower.mlp[-1] for tower in peer.towers]
 
 
+def _last_weight(ours, node: str, theirs: torch.Tensor) -> tuple:
+    """(mtlc's last-layer weight of sigmoid gate ``node``, NextRec's[, the net's index]): the
+    gate's own Linear, or at -O1 its net in the bank of the gates that read its condition."""
+    for bank, members in getattr(type(ours), "gate_banks", {}).items():
+        if node in members:
+            return getattr(ours, bank).weight, theirs, members.index(node)
+    return module(ours, node).linear.weight, theirs
+
+
 def sigmoid_gates(peer, ours) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """(what, mtlc's last-layer weight of a sigmoid gate, NextRec's) for POSO and PEPNet."""
     pairs = []
@@ -245,13 +254,13 @@ def sigmoid_gates(peer, ours) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
             task = peer.target_columns[t]
             for k, gate in enumerate(block.gate_layers):
                 node = f"{task}_g{k}"
-                pairs.append((node, module(ours, node).linear.weight, gate.gate.mlp[-2].weight))
+                pairs.append((node, *_last_weight(ours, node, gate.gate.mlp[-2].weight)))
     elif isinstance(peer, POSO) and peer.architecture == "mlp":
         for t, tower in enumerate(peer.towers):
             task = peer.target_columns[t]
             for k, layer in enumerate(tower.layers):
                 node = f"{task}_g{k + 1}"
-                pairs.append((node, module(ours, node).linear.weight, layer.gate.fc2.weight))
+                pairs.append((node, *_last_weight(ours, node, layer.gate.fc2.weight)))
     elif isinstance(peer, POSO):
         gate = module(ours, "shared_pc")
         for e, net in enumerate(peer.mmoe.expert_pc_gates):

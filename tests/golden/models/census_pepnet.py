@@ -121,6 +121,13 @@ class CensusPEPNet(nn.Module):
     }
     constraints = ()
     weighting = rt.Weighting("fixed")
+    # The spec's gates in each gate bank, in order (for rt.convert_o0_state_dict).
+    gate_banks = {
+        "income_0_nets": ("income_0", "marital_0"),
+        "income_2_nets": ("income_2", "marital_2"),
+        "income_4_nets": ("income_4", "marital_4"),
+        "income_6_nets": ("income_6", "marital_6"),
+    }
 
     def __init__(self) -> None:
         super().__init__()
@@ -157,20 +164,23 @@ class CensusPEPNet(nn.Module):
         self.vet_benefits = nn.Embedding(64, 4)  # line 52
         self.year = nn.Embedding(64, 4)  # line 53
         self.personal = rt.ScaleGate(139, 135, hidden=[128], scale=2.0)  # line 76
-        self.income_0 = rt.ScaleGate(144, 135, hidden=[135], scale=2.0)  # line 81
+        # the nets of the sigmoid gates income_0 and marital_0, as one pool
+        # lines 81, 89
+        self.income_0_nets = rt.ScaleGate(144, 135, hidden=[135], scale=2.0, num_experts=2)
         self.income_1 = rt.MLP(135, [64])  # line 82
-        self.income_2 = rt.ScaleGate(144, 64, hidden=[64], scale=2.0)  # line 83
+        # the nets of the sigmoid gates income_2 and marital_2, as one pool
+        # lines 83, 91
+        self.income_2_nets = rt.ScaleGate(144, 64, hidden=[64], scale=2.0, num_experts=2)
         self.income_3 = rt.MLP(64, [32])  # line 84
-        self.income_4 = rt.ScaleGate(144, 32, hidden=[32], scale=2.0)  # line 85
+        # the nets of the sigmoid gates income_4 and marital_4, as one pool
+        # lines 85, 93
+        self.income_4_nets = rt.ScaleGate(144, 32, hidden=[32], scale=2.0, num_experts=2)
         self.income_5 = rt.MLP(32, [16])  # line 86
-        self.income_6 = rt.ScaleGate(144, 16, hidden=[16])  # line 87
-        self.marital_0 = rt.ScaleGate(144, 135, hidden=[135], scale=2.0)  # line 89
+        # the nets of the sigmoid gates income_6 and marital_6, as one pool
+        self.income_6_nets = rt.ScaleGate(144, 16, hidden=[16], num_experts=2)  # lines 87, 95
         self.marital_1 = rt.MLP(135, [64])  # line 90
-        self.marital_2 = rt.ScaleGate(144, 64, hidden=[64], scale=2.0)  # line 91
         self.marital_3 = rt.MLP(64, [32])  # line 92
-        self.marital_4 = rt.ScaleGate(144, 32, hidden=[32], scale=2.0)  # line 93
         self.marital_5 = rt.MLP(32, [16])  # line 94
-        self.marital_6 = rt.ScaleGate(144, 16, hidden=[16])  # line 95
         self.income = nn.Linear(16, 1)  # line 97
         self.marital = nn.Linear(16, 1)  # line 98
 
@@ -266,20 +276,28 @@ class CensusPEPNet(nn.Module):
         priors = torch.cat(
             [class_worker.detach(), sex.detach(), age.detach(), personal.detach()], dim=-1
         )
-        income_0 = self.income_0(priors, personal)  # [B, 135]  line 81
+        # [B, 135] each  lines 81, 89
+        income_0_z, marital_0_z = self.income_0_nets.logits(priors).unbind(1)
+        income_0 = rt.scale_by(personal, income_0_z, 2.0)  # [B, 135]  line 81
         income_1 = self.income_1(income_0)  # [B, 64]  line 82
-        income_2 = self.income_2(priors, income_1)  # [B, 64]  line 83
+        # [B, 64] each  lines 83, 91
+        income_2_z, marital_2_z = self.income_2_nets.logits(priors).unbind(1)
+        income_2 = rt.scale_by(income_1, income_2_z, 2.0)  # [B, 64]  line 83
         income_3 = self.income_3(income_2)  # [B, 32]  line 84
-        income_4 = self.income_4(priors, income_3)  # [B, 32]  line 85
+        # [B, 32] each  lines 85, 93
+        income_4_z, marital_4_z = self.income_4_nets.logits(priors).unbind(1)
+        income_4 = rt.scale_by(income_3, income_4_z, 2.0)  # [B, 32]  line 85
         income_5 = self.income_5(income_4)  # [B, 16]  line 86
-        income_6 = self.income_6(priors, income_5)  # [B, 16]  line 87
-        marital_0 = self.marital_0(priors, personal)  # [B, 135]  line 89
+        # [B, 16] each  lines 87, 95
+        income_6_z, marital_6_z = self.income_6_nets.logits(priors).unbind(1)
+        income_6 = rt.scale_by(income_5, income_6_z, 1.0)  # [B, 16]  line 87
+        marital_0 = rt.scale_by(personal, marital_0_z, 2.0)  # [B, 135]  line 89
         marital_1 = self.marital_1(marital_0)  # [B, 64]  line 90
-        marital_2 = self.marital_2(priors, marital_1)  # [B, 64]  line 91
+        marital_2 = rt.scale_by(marital_1, marital_2_z, 2.0)  # [B, 64]  line 91
         marital_3 = self.marital_3(marital_2)  # [B, 32]  line 92
-        marital_4 = self.marital_4(priors, marital_3)  # [B, 32]  line 93
+        marital_4 = rt.scale_by(marital_3, marital_4_z, 2.0)  # [B, 32]  line 93
         marital_5 = self.marital_5(marital_4)  # [B, 16]  line 94
-        marital_6 = self.marital_6(priors, marital_5)  # [B, 16]  line 95
+        marital_6 = rt.scale_by(marital_5, marital_6_z, 1.0)  # [B, 16]  line 95
         return {
             "income": self.income(income_6).squeeze(-1),  # [B]  line 97
             "marital": self.marital(marital_6).squeeze(-1),  # [B]  line 98

@@ -117,6 +117,12 @@ class CensusPOSO(nn.Module):
     }
     constraints = ()
     weighting = rt.Weighting("fixed")
+    # The spec's gates in each gate bank, in order (for rt.convert_o0_state_dict).
+    gate_banks = {
+        "income_2_nets": ("income_2", "marital_2"),
+        "income_4_nets": ("income_4", "marital_4"),
+        "income_6_nets": ("income_6", "marital_6"),
+    }
 
     def __init__(self) -> None:
         super().__init__()
@@ -153,17 +159,20 @@ class CensusPOSO(nn.Module):
         self.vet_benefits = nn.Embedding(64, 4)  # line 48
         self.year = nn.Embedding(64, 4)  # line 49
         self.income_1 = rt.MLP(135, [64])  # line 72
-        self.income_2 = rt.ScaleGate(5, 64, hidden=[32], scale=2.0)  # line 73
+        # the nets of the sigmoid gates income_2 and marital_2, as one pool
+        # lines 73, 80
+        self.income_2_nets = rt.ScaleGate(5, 64, hidden=[32], scale=2.0, num_experts=2)
         self.income_3 = rt.MLP(64, [32])  # line 74
-        self.income_4 = rt.ScaleGate(5, 32, hidden=[32], scale=2.0)  # line 75
+        # the nets of the sigmoid gates income_4 and marital_4, as one pool
+        # lines 75, 82
+        self.income_4_nets = rt.ScaleGate(5, 32, hidden=[32], scale=2.0, num_experts=2)
         self.income_5 = rt.MLP(32, [16])  # line 76
-        self.income_6 = rt.ScaleGate(5, 16, hidden=[32], scale=2.0)  # line 77
+        # the nets of the sigmoid gates income_6 and marital_6, as one pool
+        # lines 77, 84
+        self.income_6_nets = rt.ScaleGate(5, 16, hidden=[32], scale=2.0, num_experts=2)
         self.marital_1 = rt.MLP(135, [64])  # line 79
-        self.marital_2 = rt.ScaleGate(5, 64, hidden=[32], scale=2.0)  # line 80
         self.marital_3 = rt.MLP(64, [32])  # line 81
-        self.marital_4 = rt.ScaleGate(5, 32, hidden=[32], scale=2.0)  # line 82
         self.marital_5 = rt.MLP(32, [16])  # line 83
-        self.marital_6 = rt.ScaleGate(5, 16, hidden=[32], scale=2.0)  # line 84
         self.income = nn.Linear(16, 1)  # line 86
         self.marital = nn.Linear(16, 1)  # line 87
 
@@ -255,17 +264,23 @@ class CensusPOSO(nn.Module):
         )
         personal = torch.cat([sex, age], dim=-1)  # [B, 5]  line 70
         income_1 = self.income_1(all_)  # [B, 64]  line 72
-        income_2 = self.income_2(personal, income_1)  # [B, 64]  line 73
+        # [B, 64] each  lines 73, 80
+        income_2_z, marital_2_z = self.income_2_nets.logits(personal).unbind(1)
+        income_2 = rt.scale_by(income_1, income_2_z, 2.0)  # [B, 64]  line 73
         income_3 = self.income_3(income_2)  # [B, 32]  line 74
-        income_4 = self.income_4(personal, income_3)  # [B, 32]  line 75
+        # [B, 32] each  lines 75, 82
+        income_4_z, marital_4_z = self.income_4_nets.logits(personal).unbind(1)
+        income_4 = rt.scale_by(income_3, income_4_z, 2.0)  # [B, 32]  line 75
         income_5 = self.income_5(income_4)  # [B, 16]  line 76
-        income_6 = self.income_6(personal, income_5)  # [B, 16]  line 77
+        # [B, 16] each  lines 77, 84
+        income_6_z, marital_6_z = self.income_6_nets.logits(personal).unbind(1)
+        income_6 = rt.scale_by(income_5, income_6_z, 2.0)  # [B, 16]  line 77
         marital_1 = self.marital_1(all_)  # [B, 64]  line 79
-        marital_2 = self.marital_2(personal, marital_1)  # [B, 64]  line 80
+        marital_2 = rt.scale_by(marital_1, marital_2_z, 2.0)  # [B, 64]  line 80
         marital_3 = self.marital_3(marital_2)  # [B, 32]  line 81
-        marital_4 = self.marital_4(personal, marital_3)  # [B, 32]  line 82
+        marital_4 = rt.scale_by(marital_3, marital_4_z, 2.0)  # [B, 32]  line 82
         marital_5 = self.marital_5(marital_4)  # [B, 16]  line 83
-        marital_6 = self.marital_6(personal, marital_5)  # [B, 16]  line 84
+        marital_6 = rt.scale_by(marital_5, marital_6_z, 2.0)  # [B, 16]  line 84
         return {
             "income": self.income(income_6).squeeze(-1),  # [B]  line 86
             "marital": self.marital(marital_6).squeeze(-1),  # [B]  line 87

@@ -43,6 +43,11 @@ class POSO(nn.Module):
     }
     constraints = ()
     weighting = rt.Weighting("fixed")
+    # The spec's gates in each gate bank, in order (for rt.convert_o0_state_dict).
+    gate_banks = {
+        "ctr_2_nets": ("ctr_2", "cvr_2"),
+        "ctr_4_nets": ("ctr_4", "cvr_4"),
+    }
 
     def __init__(self) -> None:
         super().__init__()
@@ -50,13 +55,14 @@ class POSO(nn.Module):
         self.item_id = nn.Embedding(5_000, 16)  # line 11
         self.user_group = nn.Embedding(8, 8)  # line 12
         self.ctr_1 = rt.MLP(33, [128])  # line 18
-        self.ctr_2 = rt.ScaleGate(9, 128, hidden=[32], scale=2.0)  # line 19
+        # the nets of the sigmoid gates ctr_2 and cvr_2, as one pool
+        # lines 19, 24
+        self.ctr_2_nets = rt.ScaleGate(9, 128, hidden=[32], scale=2.0, num_experts=2)
         self.ctr_3 = rt.MLP(128, [64])  # line 20
-        self.ctr_4 = rt.ScaleGate(9, 64, hidden=[32], scale=2.0)  # line 21
+        # the nets of the sigmoid gates ctr_4 and cvr_4, as one pool
+        self.ctr_4_nets = rt.ScaleGate(9, 64, hidden=[32], scale=2.0, num_experts=2)  # lines 21, 26
         self.cvr_1 = rt.MLP(33, [128])  # line 23
-        self.cvr_2 = rt.ScaleGate(9, 128, hidden=[32], scale=2.0)  # line 24
         self.cvr_3 = rt.MLP(128, [64])  # line 25
-        self.cvr_4 = rt.ScaleGate(9, 64, hidden=[32], scale=2.0)  # line 26
         self.ctr = nn.Linear(64, 1)  # line 28
         self.cvr = nn.Linear(64, 1)  # line 29
 
@@ -69,13 +75,15 @@ class POSO(nn.Module):
         main = torch.cat([user_id, item_id, age], dim=-1)  # [B, 33]  line 15
         personal = torch.cat([user_group, age], dim=-1)  # [B, 9]  line 16
         ctr_1 = self.ctr_1(main)  # [B, 128]  line 18
-        ctr_2 = self.ctr_2(personal, ctr_1)  # [B, 128]  line 19
+        ctr_2_z, cvr_2_z = self.ctr_2_nets.logits(personal).unbind(1)  # [B, 128] each  lines 19, 24
+        ctr_2 = rt.scale_by(ctr_1, ctr_2_z, 2.0)  # [B, 128]  line 19
         ctr_3 = self.ctr_3(ctr_2)  # [B, 64]  line 20
-        ctr_4 = self.ctr_4(personal, ctr_3)  # [B, 64]  line 21
+        ctr_4_z, cvr_4_z = self.ctr_4_nets.logits(personal).unbind(1)  # [B, 64] each  lines 21, 26
+        ctr_4 = rt.scale_by(ctr_3, ctr_4_z, 2.0)  # [B, 64]  line 21
         cvr_1 = self.cvr_1(main)  # [B, 128]  line 23
-        cvr_2 = self.cvr_2(personal, cvr_1)  # [B, 128]  line 24
+        cvr_2 = rt.scale_by(cvr_1, cvr_2_z, 2.0)  # [B, 128]  line 24
         cvr_3 = self.cvr_3(cvr_2)  # [B, 64]  line 25
-        cvr_4 = self.cvr_4(personal, cvr_3)  # [B, 64]  line 26
+        cvr_4 = rt.scale_by(cvr_3, cvr_4_z, 2.0)  # [B, 64]  line 26
         return {
             "ctr": self.ctr(ctr_4).squeeze(-1),  # [B]  line 28
             "cvr": self.cvr(cvr_4).squeeze(-1),  # [B]  line 29
