@@ -1,13 +1,13 @@
-"""Census-Income (KDD): test AUC of ShareBottom, MMoE, PLE, HMoE, POSO and PEPNet, next to
-the papers and a logistic regression.
+"""Census-Income (KDD): test AUC of ShareBottom, MMoE, PLE, HMoE, POSO, PEPNet, APG and STAR,
+next to the papers and a logistic regression.
 
 Run from the repository root (CPU-heavy; be nice to others on the machine):
 
     nice -n 10 .venv/bin/python benchmarks/census_accuracy.py [--epochs 10] [--seeds 0 1 2]
-        [--specs hmoe poso poso_mmoe pepnet]
+        [--specs hmoe poso poso_mmoe pepnet apg star]
 
 It trains each spec (``specs/census_NAME.mtl`` for NAME in ``--specs``, by default
-all of share_bottom, mmoe, ple, hmoe, poso, poso_mmoe, pepnet) on the fixed
+all of share_bottom, mmoe, ple, hmoe, poso, poso_mmoe, pepnet, apg, star) on the fixed
 ``split == train`` rows (60,111), keeps the epoch with the best mean valid AUC
 (``split == val``), and scores it on ``split == test`` (19,900 rows). The
 logistic regression sees the same inputs (categorical columns one-hot, numeric
@@ -39,6 +39,8 @@ LABELS = {  # spec name (specs/census_NAME.mtl) -> row label in the table
     "poso": "POSO (MLP form)",
     "poso_mmoe": "POSO (MMoE form)",
     "pepnet": "PEPNet",
+    "apg": "APG",
+    "star": "STAR",
 }
 SPECS = {name: ROOT / "specs" / f"census_{name}.mtl" for name in LABELS}
 TASKS = ("income", "marital")

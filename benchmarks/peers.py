@@ -19,7 +19,7 @@ follow NextRec):
 - torch-rechub's AITM info gate is Linear -> BatchNorm1d -> ReLU and its
   attention has no biases; NextRec's is a Linear with biases, as mtlc's ``ait``.
 - NextRec's PLE also computes the last level's shared gate, which no task uses.
-- torch-rechub 0.9.0 has no HMoE, POSO or PEPNet: those run against NextRec only.
+- torch-rechub 0.9.0 has no HMoE, POSO, PEPNet or APG: those run against NextRec only.
 """
 
 from __future__ import annotations
@@ -45,16 +45,18 @@ ARCHITECTURES = (
     "poso",
     "poso_mmoe",
     "pepnet",
+    "apg",
 )
 RECHUB_ARCHITECTURES = ARCHITECTURES[:5]  # the ones torch-rechub 0.9.0 has
 
 
 @dataclass(frozen=True)
 class Config:
-    """The benchmark model configuration (issue 4; HMoE, POSO and PEPNet: issue 10).
+    """The benchmark model configuration (issue 4; HMoE, POSO and PEPNet: issue 10; APG).
 
     206k embedding rows, 3.3M embedding parameters. POSO's and PEPNet's per-task
-    networks are ``expert_dims + tower_dims`` deep (an expert, then a tower).
+    networks, and APG's shared stack, are ``expert_dims + tower_dims`` deep (an
+    expert, then a tower).
     """
 
     vocabs: dict[str, int] = field(
@@ -85,6 +87,8 @@ class Config:
     pepnet_user: tuple[str, ...] = ("user_id",)
     pepnet_item: tuple[str, ...] = ("item_id",)
     pepnet_feature_gate_hidden: int = 128  # NextRec's default EPNet hidden width
+    apg_scene: tuple[str, ...] = ("device",)  # APG's scene (its condition), as PEPNet's domain
+    apg_mf_k: int = 16  # NextRec's default: a layer n -> m has rank ceil(min(n, m) / mf_k)
 
     def tasks(self, arch: str) -> tuple[str, ...]:
         """Label names: three for AITM (click -> buy -> pay), two otherwise."""
@@ -92,7 +96,10 @@ class Config:
 
     @property
     def deep_dims(self) -> tuple[int, ...]:
-        """The widths of a POSO-MLP or PEPNet task network: an expert, then a tower."""
+        """The widths of a POSO-MLP or PEPNet task network, or of APG's stack.
+
+        An expert, then a tower.
+        """
         return (*self.expert_dims, *self.tower_dims)
 
     @property
@@ -147,7 +154,17 @@ def nextrec_model(config: Config, arch: str, device: str = "cpu") -> nn.Module:
     """
     quiet_nextrec()
     from nextrec.basic.features import DenseFeature, SparseFeature
-    from nextrec.models.multitask import aitm, esmm, hmoe, mmoe, pepnet, ple, poso, share_bottom
+    from nextrec.models.multitask import (
+        aitm,
+        apg,
+        esmm,
+        hmoe,
+        mmoe,
+        pepnet,
+        ple,
+        poso,
+        share_bottom,
+    )
 
     sparse = [
         SparseFeature(name, vocab_size=vocab, embedding_dim=config.dim)
@@ -247,6 +264,14 @@ def nextrec_model(config: Config, arch: str, device: str = "cpu") -> nn.Module:
             domain_features=list(config.pepnet_domain),
             user_features=list(config.pepnet_user),
             item_features=list(config.pepnet_item),
+            target=tasks,
+            **common,
+        )
+    elif arch == "apg":  # one APG stack, read by each task's Linear head; the scene detached
+        model = apg.APG(
+            mlp_params={"hidden_dims": list(config.deep_dims)},
+            scene_features=list(config.apg_scene),
+            mf_k=config.apg_mf_k,
             target=tasks,
             **common,
         )

@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/train_speed.py          # full run (~12 min on 2 cores)
     .venv/bin/python benchmarks/train_speed.py --quick  # < 1 min: MMoE and PLE, batch 256 and 2048
     .venv/bin/python benchmarks/train_speed.py --archs hmoe poso poso_mmoe pepnet --batches 256 2048
+    .venv/bin/python benchmarks/train_speed.py --archs apg --batches 256 2048 --lazy
 
 For each architecture (ShareBottom, MMoE, PLE, ESMM, AITM; HMoE, POSO in its
-MLP and MMoE forms, PEPNet, against NextRec only) of the configuration
+MLP and MMoE forms, PEPNet and APG, against NextRec only) of the configuration
 of ``peers.Config`` and each batch size, the contenders run one training step
 (forward, loss, backward, optimizer step) on a fixed synthetic batch, in
 rounds: every round runs ``--steps`` steps of each contender in turn (the order
@@ -17,7 +18,7 @@ Reported: samples/s (median and range over rounds) and the ratio to NextRec
   by ``mtlc.runtime.Trainer``'s step; ``mtlc_bn``: the same with
   ``norm=batch`` in every mlp, torch-rechub's form (compare it with rechub);
 - ``nextrec``, ``rechub``: the peers' models and training-loop bodies (``peers.py``;
-  torch-rechub has no HMoE, POSO or PEPNet: for those, no ``rechub`` nor ``mtlc_bn``);
+  torch-rechub has no HMoE, POSO, PEPNet or APG: for those, no ``rechub`` nor ``mtlc_bn``);
 - ``mtlc_lazy`` (with ``--lazy``): mtlc with ``optimizer="lazy_adam"``, a
   different algorithm, reported apart.
 
@@ -66,6 +67,7 @@ TITLES = {
     "poso": "POSO",
     "poso_mmoe": "POSOMMoE",
     "pepnet": "PEPNet",
+    "apg": "APG",
 }
 
 
@@ -124,6 +126,10 @@ def mtlc_spec(config: Config, arch: str, norm: str = "none") -> str:
         lines += _pepnet(config, mlp)
         last = len(config.deep_dims)
         lines += [f"task {t} : binary(label={t}) = {t}_g{last}" for t in tasks]
+        return "\n".join(lines) + "\n"
+    elif arch == "apg":
+        lines += _apg(config)
+        lines += [f"task {t} : binary(label={t}) = shared" for t in tasks]
         return "\n".join(lines) + "\n"
     elif arch == "aitm":
         lines.append(f"tower {tasks[0]}_in = {mlp('all', experts)}")
@@ -225,6 +231,24 @@ def _pepnet(config: Config, mlp) -> list[str]:
                 source = f"{t}_h{k + 1}"
         lines.append("")
     return lines
+
+
+def _apg(config: Config) -> list[str]:
+    """APG as NextRec builds it: one stack ``deep_dims`` wide on all features, by the scene.
+
+    The scene is read through stopgrad (NextRec's ``detach_scene``), and each layer
+    ``n -> m`` has NextRec's rank ``ceil(min(n, m) / mf_k)``, written out; each task's
+    head reads the stack.
+    """
+    scene = ", ".join(f"stopgrad({n})" for n in config.in_concat_order(config.apg_scene))
+    widths = [config.width, *config.deep_dims]
+    ranks = [-(-min(n, m) // config.apg_mf_k) for n, m in zip(widths, widths[1:])]
+    return [
+        f"group scene_in = [{scene}]",
+        "",
+        f"tower shared = apg(all, {list(config.deep_dims)}, by=scene_in, rank={ranks})",
+        "",
+    ]
 
 
 def mtlc_model(config: Config, arch: str, norm: str = "none") -> type[nn.Module]:

@@ -80,11 +80,11 @@ def test_train_speed_runs_every_contender_and_reports_ratios_and_ceilings(
 
 
 def test_train_speed_runs_the_nextrec_only_architectures(train_speed, tmp_path, monkeypatch):
-    """HMoE, POSO (both forms) and PEPNet: mtlc against NextRec (torch-rechub has none)."""
+    """HMoE, POSO (both forms), PEPNet and APG: mtlc against NextRec (torch-rechub has none)."""
     pytest.importorskip("nextrec")
     monkeypatch.setenv("NEXTREC_LOG_DIR", str(tmp_path / "nextrec_logs"))
     out = tmp_path / "rows.json"
-    archs = ["hmoe", "poso", "poso_mmoe", "pepnet"]
+    archs = ["hmoe", "poso", "poso_mmoe", "pepnet", "apg"]
     argv = ["--archs", *archs, "--batches", "32", "--optimizers", "own", "adam"]
     argv += ["--rounds", "1", "--steps", "1", "--threads", "1", "--malloc", "default"]
     assert train_speed.main([*argv, "--lazy", "--json", str(out)]) == 0

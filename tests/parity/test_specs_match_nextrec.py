@@ -136,6 +136,7 @@ BENCHMARK_ARCHITECTURES = [
     "poso",
     "poso_mmoe",
     "pepnet",
+    "apg",
 ]
 
 
@@ -176,10 +177,12 @@ def test_every_benchmark_architecture_is_checked(monkeypatch):
         ("pepnet", "[stopgrad(all), stopgrad(device)]", "[stopgrad(all), device]"),  # a member's
         ("pepnet", "sigmoid(pp_in, hidden=[64]) over [buy_h3]", "sigmoid(pp_in) over [buy_h3]"),
         ("poso", "over [click_h2]", "over [click_h1]"),  # what a sigmoid gate scales
+        ("apg", "[stopgrad(device)]", "[device]"),  # the condition's stopgrad
+        ("apg", "rank=[9, 8, 4]", "rank=[9, 8, 5]"),  # one layer's rank
     ],
 )
 def test_differences_sees_stopgrads_and_sigmoid_gates(arch, old, new, monkeypatch):
-    """A dropped stopgrad, or a changed sigmoid gate, is reported."""
+    """A dropped stopgrad, a changed sigmoid gate or a changed APG rank is reported."""
     monkeypatch.syspath_prepend(str(SPECS.parent / "benchmarks"))
     import peers
     import train_speed
