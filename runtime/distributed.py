@@ -10,6 +10,7 @@ when no label is masked). Only rank 0 evaluates and writes files.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["Context", "setup", "reduce_gradients", "all_sum", "broadcast"]
+__all__ = ["Context", "setup", "finish", "reduce_gradients", "all_sum", "broadcast"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,21 @@ def setup(device: str) -> Context:
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend, rank=rank, world_size=world)
+        # Leave the group before the interpreter ends: a process that exits with gloo's
+        # threads still running aborts ("terminate called without an active exception").
+        atexit.register(_leave)
     return Context(rank, world, local_rank)
+
+
+def finish(context: Context) -> None:
+    """Wait until every rank is here (rank 0 has written its files), at the end of a run."""
+    if context.active:
+        dist.barrier()
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def reduce_gradients(params: list[nn.Parameter], share: float) -> None:

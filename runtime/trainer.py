@@ -199,6 +199,7 @@ class Trainer:
             self.log(_epoch_line(record, self.config.epochs))
             if out is not None and self.dist.is_main:
                 self._save(out, improved=self.best.get("epoch") == epoch)
+        distributed.finish(self.dist)
         return self.history
 
     def _epoch(self, train: DataFiles, valid: DataFiles | None, epoch: int) -> dict:
