@@ -7,7 +7,10 @@ alone is a :class:`Gate` of the same name). The ``-O1`` class says which gates
 each bank computes in its class attribute ``gate_banks = {bank_attr:
 (gate_attr, ...)}``, and which pools each merged
 pool computes (pools of one input and one block) in ``expert_pools =
-{pool_attr: (pool_attr, ...)}``; every other parameter keeps its name. A
+{pool_attr: (pool_attr, ...)}``; every other parameter keeps its name. Star
+towers of one input, one domain feature and one shape are one :class:`Star`
+with ``num_experts`` at ``-O1``, listed in ``expert_pools`` as well
+(``{stars_attr: (tower_attr, ...)}``); a Star not listed passes through. A
 :class:`ScaleGate` is the same module at both levels: its entries, those of
 the :class:`ExpertPool` inside a pool-form one included, pass through.
 """
@@ -21,6 +24,7 @@ from torch import Tensor, nn
 
 from .gates import Gate, GateBank, ScaleGate, SoftmaxGate
 from .layers import ExpertPool, Experts
+from .star import Star
 
 
 def _sub_state(state_dict: Mapping[str, Tensor], prefix: str, used: set[str]) -> dict[str, Tensor]:
@@ -57,6 +61,24 @@ def _pool_state(
         mlps += list(experts.experts)
     target = copy.deepcopy(pool)
     target.load_from_mlps(mlps)
+    return target.state_dict()
+
+
+def _star_pool_state(
+    pool: Star, subs: list[dict[str, Tensor]], prefixes: tuple[str, ...]
+) -> dict[str, Tensor]:
+    """A pool-form :class:`Star`'s state from those of the plain Stars it merges, in order."""
+    if len(subs) != pool.num_experts:
+        raise KeyError(
+            f"a pool of {pool.num_experts} Stars is listed with {len(subs)}: {list(prefixes)}"
+        )
+    stars = []
+    for sub, prefix in zip(subs, prefixes):
+        star = Star(**pool.options()).to(pool.layers[0].weight)  # its dtype and device
+        _load(star, sub, prefix)
+        stars.append(star)
+    target = copy.deepcopy(pool)
+    target.load_from_stars(stars)
     return target.state_dict()
 
 
@@ -119,7 +141,8 @@ def convert_o0_state_dict(
         state_dict: ``state_dict()`` of the ``-O0`` model.
         model_o1: an instance of the ``-O1`` model (not modified); its class's
             ``gate_banks`` (absent: no banks) names each bank's gates, its
-            ``expert_pools`` (absent: none) each merged pool's pools.
+            ``expert_pools`` (absent: none) each merged pool's pools, and each
+            pool-form :class:`Star`'s towers.
 
     Returns:
         A state_dict that ``model_o1.load_state_dict`` accepts (strict), with
@@ -152,6 +175,9 @@ def convert_o0_state_dict(
         elif isinstance(module, ScaleGate) and name in banks:  # -O1's nets of several gates
             subs = [_sub_state(state_dict, gate, used) for gate in banks[name]]
             state = _scale_bank_state(module, subs, banks[name])
+        elif isinstance(module, Star) and module.num_experts is not None and name in pools:
+            subs = [_sub_state(state_dict, star, used) for star in pools[name]]
+            state = _star_pool_state(module, subs, pools[name])
         else:
             continue
         result.update({f"{name}.{key}": value for key, value in state.items()})

@@ -304,9 +304,248 @@ def test_int32_ids_and_ids_out_of_range():
         (dict(dims=[4.0]), "dims must be positive integers"),
         (dict(num_domains=0), "num_domains must be positive integers"),
         (dict(in_dim=0), "in_dim must be positive integers"),
+        (dict(num_experts=0), "num_experts must be a positive integer"),
+        (dict(num_experts=True), "num_experts must be a positive integer"),
     ],
 )
 def test_argument_errors(kwargs, message):
     args = dict(in_dim=3, dims=[4], num_domains=2) | kwargs
     with pytest.raises(ValueError, match=message):
         rt.Star(**args)
+
+
+# --- the pool form: num_experts=E, E Stars batched -------------------------------------
+
+
+def _stars_and_pool(E, in_dim, dims, P, **options):
+    """E randomised plain Stars (float64) and a pool loaded from them."""
+    stars = [rt.Star(in_dim, dims, P, **options).double() for _ in range(E)]
+    for star in stars:
+        _randomise(star)
+    pool = rt.Star(in_dim, dims, P, num_experts=E, **options).double()
+    pool.load_from_stars(stars)
+    return stars, pool
+
+
+def _stacked_grads(stars, pool):
+    """Each pool parameter's gradient next to the separate Stars' stacked in its layout."""
+    for name, param in pool.named_parameters():
+        parts = [dict(star.named_parameters())[name].grad for star in stars]
+        yield name, param.grad, torch.stack(parts).view_as(param)
+
+
+@pytest.mark.parametrize("combine", ["mul", "add"])
+@pytest.mark.parametrize("norm", ["none", "partitioned"])
+@pytest.mark.parametrize("activation", ["relu", "prelu", "tanh"])
+@pytest.mark.parametrize("training", [True, False])
+def test_pool_equals_separate_stars_outputs_gradients_and_statistics(
+    combine, norm, activation, training
+):
+    E, P = 3, 4
+    options = dict(combine=combine, norm=norm, activation=activation)
+    stars, pool = _stars_and_pool(E, 5, [7, 6, 4], P, **options)
+    for module in [*stars, pool]:
+        module.train(training)
+    for step in range(3):  # the statistics evolve alike, batch after batch
+        x = (torch.randn(13, 5, dtype=torch.float64) * 2 + 1).requires_grad_()
+        domain = torch.tensor([0, 2, 3, 0, 2, 2, 0, 3, 3, 0, 2, 0, 3])  # no row of domain 1
+        if step == 2:
+            domain[7:9] = torch.tensor([1, 2])  # now one row of domain 1 (PN: as in eval)
+        weights = torch.randn(E, 4, dtype=torch.float64)
+        for module in [*stars, pool]:
+            module.zero_grad()
+        expected = torch.stack([star(x, domain) for star in stars], dim=1)
+        (expected * weights).sum().backward()
+        expected_dx, x.grad = x.grad, None
+        got = pool(x, domain)
+        assert got.shape == (13, E, 4)
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+        (got * weights).sum().backward()
+        torch.testing.assert_close(x.grad, expected_dx, rtol=1e-12, atol=1e-12)
+        for name, grad, reference_grad in _stacked_grads(stars, pool):
+            torch.testing.assert_close(grad, reference_grad, rtol=1e-12, atol=1e-12, msg=name)
+        if step < 2:  # the missing domain gets zero gradients in every expert
+            for layer in pool.layers:
+                assert not layer.domain_weight.grad[:, 1].any()
+                assert layer.domain_weight.grad[:, 3].any()
+        if norm == "partitioned":
+            for key in ("running_mean", "running_var", "num_batches_tracked"):
+                expected_stat = torch.stack([getattr(star.norm, key) for star in stars])
+                assert torch.equal(getattr(pool.norm, key), expected_stat), key
+    if norm == "partitioned":
+        counts = [3, 0, 3, 3] if training else [0, 0, 0, 0]  # one row: no batch statistics
+        assert pool.norm.num_batches_tracked.tolist() == [counts] * E
+
+
+def test_pool_of_one_layer_an_empty_batch_and_one_domain():
+    stars, pool = _stars_and_pool(2, 3, [4], 3, norm="partitioned", activation="prelu")
+    x = torch.randn(6, 3, dtype=torch.float64)
+    for domain in (torch.full((6,), 1), torch.tensor([2, 0, 1, 2, 0, 1])):
+        expected = torch.stack([star(x, domain) for star in stars], dim=1)
+        torch.testing.assert_close(pool(x, domain), expected, rtol=1e-12, atol=1e-12)
+    assert pool(x[:0], domain[:0]).shape == (0, 2, 4)
+    out = pool(x, domain)
+    assert all(part.is_contiguous() for part in out.unbind(1))
+
+
+def test_pool_dropout_is_off_in_eval_and_drops_in_training():
+    stars, pool = _stars_and_pool(2, 4, [64], 2, dropout=0.5)
+    x, domain = torch.randn(10, 4, dtype=torch.float64), torch.tensor([0, 1] * 5)
+    pool.eval()
+    clean = pool(x, domain)
+    expected = torch.stack([star.eval()(x, domain) for star in stars], dim=1)
+    torch.testing.assert_close(clean, expected, rtol=1e-12, atol=1e-12)
+    pool.train()
+    noisy = pool(x, domain)
+    kept = noisy != 0
+    assert 0 < kept.sum() < (clean != 0).sum()
+    torch.testing.assert_close(noisy[kept], 2 * clean[kept])
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_pool_gradcheck(training):
+    _, pool = _stars_and_pool(
+        2, 3, [4, 2], 3, combine="add", norm="partitioned", activation="prelu"
+    )
+    pool.train(training)
+    names = [name for name, _ in pool.named_parameters()]
+    buffers = {k: v.clone() for k, v in pool.named_buffers()}
+    domain = torch.tensor([2, 0, 1, 0, 2, 1, 0])
+    x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    params = [p.detach().clone().requires_grad_() for p in pool.parameters()]
+
+    def f(x, *params):
+        state = {**dict(zip(names, params)), **{k: v.clone() for k, v in buffers.items()}}
+        return functional_call(pool, state, (x, domain))
+
+    assert torch.autograd.gradcheck(f, (x, *params))
+
+
+def test_load_from_stars_copies_every_entry_exactly():
+    stars = [rt.Star(4, [5, 3], 3, norm="partitioned", activation="prelu") for _ in range(3)]
+    for star in stars:
+        _randomise(star)
+        star(torch.randn(9, 4), torch.tensor([0, 1, 2] * 3))  # move the batch counts
+    pool = rt.Star(4, [5, 3], 3, norm="partitioned", activation="prelu", num_experts=3)
+    pool.load_from_stars(stars)
+    state = pool.state_dict()
+    assert set(state) == set(stars[0].state_dict())
+    for e, star in enumerate(stars):
+        for key, value in star.state_dict().items():
+            assert torch.equal(state[key][e].reshape(value.shape), value), key
+    assert pool.norm.num_batches_tracked.tolist() == [[1, 1, 1]] * 3
+
+
+def test_load_from_stars_refuses_what_does_not_fit():
+    pool = rt.Star(4, [5], 3, num_experts=2)
+    with pytest.raises(ValueError, match="needs as many Stars, got 1"):
+        pool.load_from_stars([rt.Star(4, [5], 3)])
+    with pytest.raises(ValueError, match="does not fit a pool"):
+        pool.load_from_stars([rt.Star(4, [5], 3), rt.Star(4, [5], 3, combine="add")])
+    with pytest.raises(ValueError, match="plain Stars"):
+        pool.load_from_stars([rt.Star(4, [5], 3), rt.Star(4, [5], 3, num_experts=1)])
+    with pytest.raises(ValueError, match="needs a pool"):
+        rt.Star(4, [5], 3).load_from_stars([rt.Star(4, [5], 3)])
+
+
+def test_a_seeded_pool_draws_the_weights_of_stars_built_in_order():
+    torch.manual_seed(7)
+    pool = rt.Star(6, [5, 4], 3, activation="prelu", num_experts=3)
+    torch.manual_seed(7)
+    stars = [rt.Star(6, [5, 4], 3, activation="prelu") for _ in range(3)]
+    for key, value in pool.state_dict().items():
+        expected = torch.stack([star.state_dict()[key] for star in stars]).view_as(value)
+        assert torch.equal(value, expected), key
+
+
+def test_pool_parameter_layout():
+    pool = rt.Star(6, [5, 4], 3, norm="partitioned", activation="prelu", num_experts=2)
+    shapes = {k: tuple(v.shape) for k, v in pool.state_dict().items()}
+    assert shapes == {
+        "norm.weight": (2, 6),
+        "norm.bias": (2, 6),
+        "norm.domain_weight": (2, 3, 6),
+        "norm.domain_bias": (2, 3, 6),
+        "norm.running_mean": (2, 3, 6),
+        "norm.running_var": (2, 3, 6),
+        "norm.num_batches_tracked": (2, 3),
+        "layers.0.weight": (2, 5, 6),
+        "layers.0.bias": (2, 5),
+        "layers.0.domain_weight": (2, 3, 5, 6),
+        "layers.0.domain_bias": (2, 3, 5),
+        "layers.0.activation.weight": (2,),
+        "layers.1.weight": (2, 4, 5),
+        "layers.1.bias": (2, 4),
+        "layers.1.domain_weight": (2, 3, 4, 5),
+        "layers.1.domain_bias": (2, 3, 4),
+        "layers.1.activation.weight": (2,),
+    }
+
+
+# --- convert_o0_state_dict with a pool of star towers ---------------------------------
+
+
+class _StarsO0(nn.Module):
+    """A hand-written -O0 model: two star towers of one input and shape, and a third apart."""
+
+    def __init__(self):
+        super().__init__()
+        options = dict(norm="partitioned", activation="prelu")
+        self.ctr_net = rt.Star(5, [6, 4], 3, **options)
+        self.cvr_net = rt.Star(5, [6, 4], 3, **options)
+        self.other = rt.Star(5, [3], 3)
+
+    def forward(self, x, domain):
+        return torch.cat(
+            [self.ctr_net(x, domain), self.cvr_net(x, domain), self.other(x, domain)], dim=1
+        )
+
+
+class _StarsO1(nn.Module):
+    expert_pools = {"stars": ("ctr_net", "cvr_net")}
+
+    def __init__(self):
+        super().__init__()
+        self.stars = rt.Star(5, [6, 4], 3, norm="partitioned", activation="prelu", num_experts=2)
+        self.other = rt.Star(5, [3], 3)
+
+    def forward(self, x, domain):
+        ctr_net, cvr_net = self.stars(x, domain).unbind(1)
+        return torch.cat([ctr_net, cvr_net, self.other(x, domain)], dim=1)
+
+
+def test_convert_o0_state_dict_maps_star_towers_onto_their_pool():
+    o0, o1 = _StarsO0().double(), _StarsO1().double()
+    for star in (o0.ctr_net, o0.cvr_net, o0.other):
+        _randomise(star)
+    domain = torch.tensor([0, 1, 2, 0, 1, 2, 2, 0])
+    o0(torch.randn(8, 5, dtype=torch.float64), domain)  # statistics and counts off the defaults
+    state = rt.convert_o0_state_dict(o0.state_dict(), o1)
+    for key, value in o0.state_dict().items():
+        if key.startswith("other."):  # not listed: passes through unchanged
+            assert torch.equal(state[key], value)
+    o1.load_state_dict(state)
+    for training in (False, True):
+        o0.train(training), o1.train(training)
+        x = torch.randn(8, 5, dtype=torch.float64, requires_grad=True)
+        out0, out1 = o0(x, domain), o1(x, domain)
+        torch.testing.assert_close(out1, out0, rtol=1e-12, atol=1e-12)
+        (g1,) = torch.autograd.grad(out1.sum(), x)
+        (g0,) = torch.autograd.grad(out0.sum(), x)
+        torch.testing.assert_close(g1, g0, rtol=1e-12, atol=1e-12)
+    converted = rt.convert_o0_state_dict(o0.state_dict(), o1)  # after a training batch each
+    for key, value in o1.state_dict().items():
+        assert torch.equal(converted[key], value), key
+
+
+def test_convert_o0_state_dict_names_the_star_that_does_not_fit():
+    state = _StarsO0().state_dict()
+    del state["cvr_net.layers.1.domain_bias"]
+    with pytest.raises(KeyError, match="cvr_net"):
+        rt.convert_o0_state_dict(state, _StarsO1())
+
+    class Three(_StarsO1):
+        expert_pools = {"stars": ("ctr_net", "cvr_net", "other")}
+
+    with pytest.raises(KeyError, match="a pool of 2 Stars is listed with 3"):
+        rt.convert_o0_state_dict(_StarsO0().state_dict(), Three())

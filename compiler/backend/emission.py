@@ -47,6 +47,7 @@ from mtlc.backend.plan import (
     Split,
     StarModule,
     TransferModule,
+    Unbind,
 )
 
 
@@ -264,6 +265,8 @@ def _star(module: StarModule) -> tuple[str, tuple[str, ...]]:
         args.append(f"activation={quote(module.activation.value)}")
     if module.dropout:
         args.append(f"dropout={number(module.dropout)}")
+    if module.num_experts is not None:
+        args.append(f"num_experts={integer(module.num_experts)}")
     return f"rt.Star({', '.join(args)})", ()
 
 
@@ -338,6 +341,10 @@ def _mixture(step: Mixture) -> tuple[str, str]:
     return f"{', '.join(step.locals)} = {call}.unbind(1)", f"{step.shape} each"
 
 
+def _unbind(step: Unbind) -> tuple[str, str]:
+    return f"{', '.join(step.locals)} = {step.source}.unbind(1)", step.shape
+
+
 def _gate_logits(step: GateLogits) -> tuple[str, str]:
     code = f"{', '.join(step.locals)} = self.{step.attr}.logits({step.input}).unbind(1)"
     return code, f"{step.shape} each"
@@ -355,6 +362,7 @@ STEP: dict[type, Callable[[Any], tuple[str, str]]] = {
     Call: _call,
     Split: _split,
     Mixture: _mixture,
+    Unbind: _unbind,
     GateLogits: _gate_logits,
     Scaled: _scaled,
 }

@@ -52,6 +52,7 @@ from mtlc.backend.plan import (
     StarModule,
     Step,
     TransferModule,
+    Unbind,
 )
 
 __all__ = ["lower", "LOWER", "safe_names"]
@@ -114,6 +115,7 @@ class _Lowering:
         self.gates_reading_whole: set[str] = set()  # gates whose bank reads a merged pool whole
         self.bank_sources: dict[str, tuple[list[ir.GateSource], str | None]] = {}  # by last gate
         self.scale_banks = self._plan_scale_banks() if opt_level else {}  # gate -> its bank
+        self.star_pools = self._plan_star_pools() if opt_level else {}  # tower -> its pool
         self.scale_logits: dict[str, str] = {}  # a banked sigmoid gate -> the local of its logits
 
     def run(self) -> Plan:
@@ -291,6 +293,34 @@ class _Lowering:
         step = GateLogits(locals_, attr, self._vector(first.input), f"[B, {first.width}]", lines)
         self.steps.append(step)
 
+    # -- pools of star towers (-O1) ---------------------------------------------------
+
+    def _plan_star_pools(self) -> dict[str, list[ir.Star]]:
+        """Star towers of one input, one domain feature and one shape run as one pool of
+        networks (as expert pools merge), where the first of them is declared."""
+        groups: dict[tuple, list[ir.Star]] = {}
+        for star in self.model.of_kind(ir.Star):
+            key = (star.input, star.domain, tuple(star.dims), star.combine, star.norm) + (
+                star.activation,
+                star.dropout,
+            )
+            groups.setdefault(key, []).append(star)
+        several = [group for group in groups.values() if len(group) > 1]
+        names = [fresh(name, self.taken) for name in _numbered("stars", len(several))]
+        self.star_names = {group[0].name: name for group, name in zip(several, names)}
+        return {star.name: group for group in several for star in group}
+
+    def _star_pool(self, stars: list[ir.Star]) -> None:
+        first, lines = stars[0], tuple(star.span.line for star in stars)
+        attr = self.star_names[first.name]
+        self.modules.append(_star_module(attr, first, lines, num_experts=len(stars)))
+        self.pools.append((attr, tuple(self.name[star.name] for star in stars)))
+        args = (self._vector(first.input), f'batch["{first.domain}"]')
+        shape = f"[B, {len(stars)}, {first.width}]"
+        self.steps.append(Call(attr, attr, args, shape, lines))
+        names = tuple(self.name[star.name] for star in stars)
+        self.steps.append(Unbind(names, attr, f"{first.shape} each", lines))
+
     # -- merged expert pools (-O1) ------------------------------------------------
 
     def _plan_pools(self, banks: list[list[ir.Gate]]) -> None:
@@ -422,20 +452,13 @@ class _Lowering:
         self.steps.append(Call(name, name, args, node.shape, lines))
 
     def star(self, node: ir.Star) -> None:
+        pool = self.star_pools.get(node.name)
+        if pool is not None:  # -O1: the pool of its shape runs at the first of them
+            if node is pool[0]:
+                self._star_pool(pool)
+            return
         name, lines = self.name[node.name], (node.span.line,)
-        self.modules.append(
-            StarModule(
-                attr=name,
-                in_dim=node.input_width,
-                dims=tuple(node.dims),
-                num_domains=node.domains,
-                combine=node.combine,
-                norm=node.norm,
-                activation=node.activation,
-                dropout=node.dropout,
-                lines=lines,
-            )
-        )
+        self.modules.append(_star_module(name, node, lines))
         args = (self._vector(node.input), f'batch["{node.domain}"]')  # the ids, a checked name
         self.steps.append(Call(name, name, args, node.shape, lines))
 
@@ -542,3 +565,21 @@ def _bank_sources(gates: list[ir.Gate]) -> list[ir.GateSource]:
 
 def _read(source: ir.GateSource) -> str:
     return f"stopgrad({source.name})" if source.stop else source.name
+
+
+def _star_module(
+    attr: str, star: ir.Star, lines: tuple[int, ...], num_experts: int | None = None
+) -> StarModule:
+    """The module of one star tower, or (given ``num_experts``) of a pool of towers like it."""
+    return StarModule(
+        attr=attr,
+        in_dim=star.input_width,
+        dims=tuple(star.dims),
+        num_domains=star.domains,
+        combine=star.combine,
+        norm=star.norm,
+        activation=star.activation,
+        dropout=star.dropout,
+        lines=lines,
+        num_experts=num_experts,
+    )

@@ -128,6 +128,7 @@ class StarModule:
     activation: ir.Activation
     dropout: float
     lines: tuple[int, ...]
+    num_experts: int | None = None  # -O1: the networks of several star towers, as one pool
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,16 @@ class Split:
 
 
 @dataclass(frozen=True)
+class Unbind:
+    """``a, b = pool.unbind(1)``: the spec's vectors out of one pool of their networks."""
+
+    locals: tuple[str, ...]
+    source: str
+    shape: str
+    lines: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class GateLogits:
     """``a_z, b_z = self.<attr>.logits(input).unbind(1)``: the nets of a bank of sigmoid gates."""
 
@@ -250,7 +261,7 @@ class Scaled:
     lines: tuple[int, ...]
 
 
-Step = Lookup | DenseInput | Concat | Call | Mixture | Split | GateLogits | Scaled
+Step = Lookup | DenseInput | Concat | Call | Mixture | Split | Unbind | GateLogits | Scaled
 
 
 @dataclass(frozen=True)

@@ -36,14 +36,18 @@ class STAR(nn.Module):
     }
     constraints = ()
     weighting = rt.Weighting("fixed")
+    # The spec's expert pools in each merged pool, in order (for rt.convert_o0_state_dict).
+    expert_pools = {
+        "stars": ("ctr_net", "cvr_net"),
+    }
 
     def __init__(self) -> None:
         super().__init__()
         self.user_id = nn.Embedding(10_000, 16)  # line 13
         self.item_id = nn.Embedding(5_000, 16)  # line 14
         self.domain = nn.Embedding(4, 4)  # line 15
-        self.ctr_net = rt.Star(37, [128, 64], num_domains=4, norm="partitioned")  # line 20
-        self.cvr_net = rt.Star(37, [128, 64], num_domains=4, norm="partitioned")  # line 21
+        # lines 20-21
+        self.stars = rt.Star(37, [128, 64], num_domains=4, norm="partitioned", num_experts=2)
         self.ctr = nn.Linear(64, 1)  # line 23
         self.cvr = nn.Linear(64, 1)  # line 24
 
@@ -54,8 +58,8 @@ class STAR(nn.Module):
         domain = self.domain(batch["domain"])  # [B, 4]  line 15
         age = batch["age"].unsqueeze(-1)  # [B, 1]  line 16
         all_ = torch.cat([user_id, item_id, domain, age], dim=-1)  # [B, 37]  line 18
-        ctr_net = self.ctr_net(all_, batch["domain"])  # [B, 64]  line 20
-        cvr_net = self.cvr_net(all_, batch["domain"])  # [B, 64]  line 21
+        stars = self.stars(all_, batch["domain"])  # [B, 2, 64]  lines 20-21
+        ctr_net, cvr_net = stars.unbind(1)  # [B, 64] each  lines 20-21
         return {
             "ctr": self.ctr(ctr_net).squeeze(-1),  # [B]  line 23
             "cvr": self.cvr(cvr_net).squeeze(-1),  # [B]  line 24
