@@ -7,6 +7,7 @@ scikit-learn); training lives in the ``trainer``/``data``/... submodules.
 
 from .apg import APG
 from .convert import convert_o0_state_dict
+from .cross import Cross
 from .gates import Gate, GateBank, ScaleGate, SoftmaxGate, scale_by
 from .kernels import gate_mix, gate_softmax_mix, gate_weights, scale_gate
 from .layers import MLP, AITransfer, ExpertPool, Experts, mix, pool_max, pool_mean, pool_sum
@@ -17,6 +18,7 @@ __all__ = [
     "AITransfer",
     "APG",
     "Constraint",
+    "Cross",
     "ExpertPool",
     "Experts",
     "Feature",
