@@ -29,6 +29,7 @@ from mtlc.backend.plan import (
     Block,
     Call,
     Concat,
+    CrossModule,
     DenseInput,
     Embedding,
     ExpertsModule,
@@ -270,6 +271,20 @@ def _star(module: StarModule) -> tuple[str, tuple[str, ...]]:
     return f"rt.Star({', '.join(args)})", ()
 
 
+def _cross(module: CrossModule) -> tuple[str, tuple[str, ...]]:
+    node = module.node
+    args = [integer(module.dim), f"layers={integer(node.layers)}"]
+    if node.form is not ir.CrossForm.vector:
+        args.append(f"form={quote(node.form.value)}")
+    if node.bias is not ir.DEFAULT_BIAS[node.form]:
+        args.append(f"bias={quote(node.bias.value)}")
+    if node.form is ir.CrossForm.mix:
+        args += [f"rank={integer(node.rank)}", f"experts={integer(node.experts)}"]
+    if module.num_experts is not None:
+        args.append(f"num_experts={integer(module.num_experts)}")
+    return f"rt.Cross({', '.join(args)})", ()
+
+
 def _transfer(module: TransferModule) -> tuple[str, tuple[str, ...]]:
     bias = ", qkv_bias=True" if module.qkv_bias else ""
     return f"rt.AITransfer({integer(module.dim)}{bias})", ()
@@ -288,6 +303,7 @@ INIT: dict[type, Callable[[Any], tuple[str, tuple[str, ...]]]] = {
     ScaleGateModule: _scale_gate,
     ApgModule: _apg,
     StarModule: _star,
+    CrossModule: _cross,
     TransferModule: _transfer,
     HeadModule: _linear,
 }

@@ -32,6 +32,7 @@ from mtlc.backend.plan import (
     Block,
     Call,
     Concat,
+    CrossModule,
     DenseInput,
     Embedding,
     ExpertsModule,
@@ -462,6 +463,13 @@ class _Lowering:
         args = (self._vector(node.input), f'batch["{node.domain}"]')  # the ids, a checked name
         self.steps.append(Call(name, name, args, node.shape, lines))
 
+    def cross(self, node: ir.Cross) -> None:
+        """A cross network; a pool's networks run batched at every level."""
+        name, lines = self.name[node.name], (node.span.line,)
+        count = node.count if isinstance(node, ir.CrossPool) else None
+        self.modules.append(CrossModule(name, node.width, node, lines, num_experts=count))
+        self.steps.append(Call(name, name, (self._vector(node.input),), node.shape, lines))
+
     def scale_gate(self, gate: ir.ScaleGate) -> None:
         """A sigmoid gate; at -O1 one of a bank if others read its condition (see above)."""
         name, lines = self.name[gate.name], (gate.span.line,)
@@ -546,6 +554,8 @@ LOWER: dict[type, Callable[[_Lowering, Any], None]] = {
     ir.Tower: _Lowering.tower,
     ir.Apg: _Lowering.apg,
     ir.Star: _Lowering.star,
+    ir.Cross: _Lowering.cross,
+    ir.CrossPool: _Lowering.cross,
     ir.Gate: _Lowering.gate,
     ir.ScaleGate: _Lowering.scale_gate,
     ir.Transfer: _Lowering.transfer,

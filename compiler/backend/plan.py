@@ -132,6 +132,17 @@ class StarModule:
 
 
 @dataclass(frozen=True)
+class CrossModule:
+    """``rt.Cross``: a cross network (or, with ``num_experts``, a pool of them)."""
+
+    attr: str
+    dim: int
+    node: ir.Cross  # its options: layers, form, bias, rank, experts
+    lines: tuple[int, ...]
+    num_experts: int | None = None
+
+
+@dataclass(frozen=True)
 class TransferModule:
     attr: str
     dim: int
@@ -156,6 +167,7 @@ Module = (
     | ScaleGateModule
     | ApgModule
     | StarModule
+    | CrossModule
     | TransferModule
     | HeadModule
 )

@@ -51,7 +51,6 @@ MAX_REAL = 1e6  # upper bound of weights, temperatures and alpha
 
 # Calls of the next part of the language (LANGUAGE.md's last section): MTL309, not MTL301.
 FUTURE_CALLS = (
-    "cross",
     "dcn",
     "apg",
     "epnet",

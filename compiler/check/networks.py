@@ -7,6 +7,8 @@ failed after reporting what is wrong.
 
 from __future__ import annotations
 
+from typing import Any, TypeGuard
+
 from mtlc import ir
 from mtlc.check import arguments as opt
 from mtlc.check.scope import VECTORS, Scope
@@ -51,12 +53,19 @@ def check_group(scope: Scope, stmt: s.GroupStmt) -> None:
 
 
 def check_expert(scope: Scope, stmt: s.ExpertStmt) -> None:
-    """``expert NAME [xN] = mlp(...)``: a pool of N copies of one block."""
+    """``expert NAME [xN] = mlp(...)`` or ``= cross(...)``: a pool of N copies of one block."""
     scope.declare(stmt.name)
     count: int | None = 1
     if stmt.count is not None:
         count = opt.integer(stmt.count, scope.report, "the number of experts", 1, opt.MAX_EXPERTS)
-    block = read_mlp(scope, stmt.block)
+    if _called(stmt.block, "cross"):
+        cross = _cross(scope, stmt.name.text, stmt.span, stmt.block)
+        pool = None
+        if cross is not None and count is not None:
+            pool = ir.CrossPool(**{**dict(cross), "op": "cross_pool", "count": count})
+        scope.add(stmt.name, pool)
+        return
+    block = read_mlp(scope, stmt.block, ("mlp", "cross"))
     node = None
     if block is not None and count is not None:
         node = ir.Expert(
@@ -66,18 +75,74 @@ def check_expert(scope: Scope, stmt: s.ExpertStmt) -> None:
 
 
 def check_tower(scope: Scope, stmt: s.TowerStmt) -> None:
-    """``tower NAME = mlp(...)`` or ``= apg(...)``."""
+    """``tower NAME = mlp(...)``, ``= apg(...)``, ``= star(...)`` or ``= cross(...)``."""
     scope.declare(stmt.name)
     node: ir.Node | None = None
-    if isinstance(stmt.block, s.Call) and stmt.block.func.text == "apg":
+    if _called(stmt.block, "apg"):
         node = _apg(scope, stmt, stmt.block)
-    elif isinstance(stmt.block, s.Call) and stmt.block.func.text == "star":
+    elif _called(stmt.block, "star"):
         node = _star(scope, stmt, stmt.block)
+    elif _called(stmt.block, "cross"):
+        node = _cross(scope, stmt.name.text, stmt.span, stmt.block)
     else:
-        block = read_mlp(scope, stmt.block, ("mlp", "apg", "star"))
+        block = read_mlp(scope, stmt.block, ("mlp", "apg", "star", "cross"))
         if block is not None:
             node = ir.Tower(name=stmt.name.text, span=stmt.span, width=block.dims[-1], block=block)
     scope.add(stmt.name, node)
+
+
+def _called(value: s.Value, func: str) -> TypeGuard[s.Call]:
+    """Whether ``value`` is a call of ``func``."""
+    return isinstance(value, s.Call) and value.func.text == func
+
+
+def _cross(scope: Scope, name: str, span: Span, call: s.Call) -> ir.Cross | None:
+    """``cross(INPUT, layers=L [, form=] [, bias=] [, rank=] [, experts=])``: its IR node (a
+    tower's; an expert pool's copies it), or None after reporting."""
+    report = scope.report
+    (source,) = opt.read_positionals(call, ["input"], report)
+    options = opt.read_keywords(call, ("layers", "form", "bias", "rank", "experts"), report)
+    node = scope.input(source, "the input of cross")
+    fields: dict[str, Any] = {}
+    if "layers" not in options:
+        report.error(
+            "MTL303",
+            call.span,
+            "`cross` needs `layers=L`, its number of cross layers",
+            label="`layers` missing",
+            help="write `cross(INPUT, layers=3)`",
+        )
+        fields["layers"] = None
+    else:
+        layers = options["layers"].value
+        fields["layers"] = opt.integer(layers, report, "layers of cross", 1, opt.MAX_LAYERS)
+    form: ir.CrossForm | None = ir.CrossForm.vector
+    if "form" in options:
+        forms = [f.value for f in ir.CrossForm]
+        word = opt.choice(options["form"].value, report, "cross form", forms)
+        fields["form"] = form = ir.CrossForm(word) if word else None
+    fields["bias"] = ir.DEFAULT_BIAS[form] if form else None
+    if "bias" in options:
+        where = [b.value for b in ir.CrossBias]
+        word = opt.choice(options["bias"].value, report, "cross bias", where)
+        fields["bias"] = word and ir.CrossBias(word)
+    for key, high in (("rank", opt.MAX_WIDTH), ("experts", opt.MAX_EXPERTS)):
+        if key not in options:
+            continue
+        if form is not ir.CrossForm.mix:
+            report.error(
+                "MTL315",
+                options[key].span,
+                f"`{key}` belongs to `form=mix`, the mixture of low-rank experts",
+                label=f"not a {form.value} option" if form else "not this form's",
+                help=f"write `form=mix` to mix low-rank experts, or leave out `{key}`",
+            )
+            fields[key] = None
+        else:
+            fields[key] = opt.integer(options[key].value, report, f"{key} of cross", 1, high)
+    if node is None or any(v is None for v in fields.values()):
+        return None
+    return ir.Cross(name=name, span=span, width=node.width, input=node.name, **fields)
 
 
 _PLAIN_ACTIVATIONS = [a.value for a in ir.Activation if a is not ir.Activation.prelu]

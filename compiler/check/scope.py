@@ -45,6 +45,8 @@ VECTORS = (
     ir.Tower,
     ir.Apg,
     ir.Star,
+    ir.Cross,
+    ir.CrossPool,
     ir.Gate,
     ir.ScaleGate,
     ir.Transfer,

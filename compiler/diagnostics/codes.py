@@ -198,8 +198,9 @@ CODES: dict[str, Code] = {
     "MTL301": Code(
         "unknown call",
         "Blocks, gates, transfers, feature kinds, task kinds and weightings are each one "
-        "of a fixed set: `mlp`; `softmax`, `sigmoid`; `ait`; `sparse`, `sequence`, `dense`; "
-        "`binary`, `regression`, `multiclass`; `fixed`, `uncertainty`, `gradnorm`.",
+        "of a fixed set: `mlp`, `apg`, `star`, `cross`; `softmax`, `sigmoid`; `ait`; `sparse`, "
+        "`sequence`, `dense`; `binary`, `regression`, `multiclass`; `fixed`, `uncertainty`, "
+        "`gradnorm`.",
         "tower t = mpl(all, [64])",
         "tower t = mlp(all, [64])",
     ),
@@ -254,8 +255,8 @@ CODES: dict[str, Code] = {
         "not supported yet",
         "The construct is planned for a later version of the language (see the end of "
         "docs/language.md) but cannot be compiled yet.",
-        "tower t = cross(all, layers=3)",
-        "tower t = mlp(all, [64, 64])",
+        "gate g = cross_stitch(all) over [a, b]",
+        "gate g = softmax(all) over [a, b]",
     ),
     "MTL310": Code(
         "repeated source",
@@ -292,6 +293,13 @@ CODES: dict[str, Code] = {
         "nothing to widen.",
         "tower t = apg(all, [8], by=user_id, expand=[4], shared=false)",
         "tower t = apg(all, [8], by=user_id, expand=[4])",
+    ),
+    "MTL315": Code(
+        "an option of another form of cross",
+        "`rank` and `experts` shape the low-rank experts of `cross(..., form=mix)` (DCNv2's "
+        "mixture); the `vector` and `matrix` forms have no experts.",
+        "tower t = cross(all, layers=2, rank=16)",
+        "tower t = cross(all, layers=2, form=mix, rank=16)",
     ),
     # -- widths and sizes -----------------------------------------------------
     "MTL401": Code(

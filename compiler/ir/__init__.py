@@ -86,6 +86,21 @@ class StarNorm(str, Enum):
     partitioned = "partitioned"  # STAR's partitioned normalisation, per domain
 
 
+class CrossForm(str, Enum):
+    """What a cross layer multiplies ``x_0`` by (see ``Cross``)."""
+
+    vector = "vector"  # DCN: x_l . w_l, a scalar per row
+    matrix = "matrix"  # DCNv2: x_l W_l^T
+    mix = "mix"  # DCNv2: a softmax-gated mixture of low-rank experts
+
+
+class CrossBias(str, Enum):
+    """Where a cross layer adds its bias: ``x_0 * (f + b)`` or ``x_0 * f + b``."""
+
+    inside = "inside"
+    outside = "outside"
+
+
 class WeightingKind(str, Enum):
     fixed = "fixed"
     uncertainty = "uncertainty"
@@ -280,17 +295,10 @@ class Mlp(_Frozen):
         return f"mlp({self.input}, {widths(self.dims)}{options})"
 
 
-class Expert(_Node):
-    """A pool of ``count`` independent copies of ``block``; width is one expert's."""
+class _Pool(_Node):
+    """A pool of ``count`` experts: its output is ``[B, count, width]`` (even for one)."""
 
-    kind_word: ClassVar[str] = "expert pool"
-
-    op: Literal["expert"] = "expert"
     count: int = 1
-    block: Mlp
-
-    def inputs(self) -> list[str]:
-        return [self.block.input]
 
     @property
     def vectors(self) -> int:
@@ -303,6 +311,19 @@ class Expert(_Node):
     @property
     def shape(self) -> str:
         return f"[B, {self.count}, {self.width}]"
+
+
+class Expert(_Pool):
+    """A pool of ``count`` independent copies of ``block``; width is one expert's."""
+
+    kind_word: ClassVar[str] = "expert pool"
+
+    op: Literal["expert"] = "expert"
+    count: int = 1
+    block: Mlp
+
+    def inputs(self) -> list[str]:
+        return [self.block.input]
 
     def parameters(self) -> int:
         return self.count * self.block.parameters()
@@ -446,6 +467,79 @@ class Star(_Node):
 
     def brief(self) -> str:
         return f"star {widths(self.dims)} x{self.domains}"
+
+
+class Cross(_Node):
+    """``tower NAME = cross(INPUT, layers=L, ...)``: a DCN / DCNv2 cross network, width kept.
+
+    Per layer ``x_{l+1} = x_0 * f(x_l) + x_l`` with the bias inside the product or
+    outside it; ``f`` by ``form``: ``x . w`` (vector), ``x W^T`` (matrix), or a
+    mixture of ``experts`` low-rank (``rank``) projections gated by a softmax (mix).
+    """
+
+    kind_word: ClassVar[str] = "tower"
+
+    op: Literal["cross"] = "cross"
+    input: str
+    layers: int
+    form: CrossForm = CrossForm.vector
+    bias: CrossBias = CrossBias.outside  # the check sets the form's default (see DEFAULT_BIAS)
+    rank: int = 32  # mix only
+    experts: int = 4  # mix only: the low-rank experts of each layer
+
+    def inputs(self) -> list[str]:
+        return [self.input]
+
+    def network_parameters(self) -> int:
+        """One network's: per layer its weights and bias, and (mix) the gating shared by all."""
+        d, r, k = self.width, self.rank, self.experts
+        if self.form is CrossForm.vector:
+            return self.layers * 2 * d
+        if self.form is CrossForm.matrix:
+            return self.layers * (d * d + d)
+        return self.layers * (2 * k * d * r + k * r * r + d) + k * d
+
+    def parameters(self) -> int:
+        return self.network_parameters()
+
+    def call_text(self) -> str:
+        options = f"layers={self.layers}"
+        if self.form is not CrossForm.vector:
+            options += f", form={self.form.value}"
+        if self.bias is not DEFAULT_BIAS[self.form]:
+            options += f", bias={self.bias.value}"
+        if self.form is CrossForm.mix:
+            options += f", rank={self.rank}, experts={self.experts}"
+        return f"cross({self.input}, {options})"
+
+    def text(self) -> str:
+        return f"tower {self.call_text()}"
+
+    def brief(self) -> str:
+        return f"cross {self.form.value} x{self.layers}"
+
+
+class CrossPool(_Pool, Cross):
+    """``expert NAME xN = cross(...)``: N independent cross networks over one input."""
+
+    kind_word: ClassVar[str] = "expert pool"
+
+    op: Literal["cross_pool"] = "cross_pool"  # type: ignore[assignment]
+    count: int = 1
+
+    def parameters(self) -> int:
+        return self.count * self.network_parameters()
+
+    def text(self) -> str:
+        return f"expert x{self.count} {self.call_text()}"
+
+
+# The bias each form's paper adds: DCN outside the product, DCNv2 inside.
+DEFAULT_BIAS = {
+    CrossForm.vector: CrossBias.outside,
+    CrossForm.matrix: CrossBias.inside,
+    CrossForm.mix: CrossBias.inside,
+}
 
 
 class GateSource(_Frozen):
@@ -644,6 +738,8 @@ Node = Annotated[
     | Tower
     | Apg
     | Star
+    | Cross
+    | CrossPool
     | Gate
     | ScaleGate
     | Transfer
@@ -660,6 +756,8 @@ NODE_KINDS: tuple[type[_Node], ...] = (
     Tower,
     Apg,
     Star,
+    Cross,
+    CrossPool,
     Gate,
     ScaleGate,
     Transfer,

@@ -50,6 +50,8 @@ FAMILY: dict[type, str] = {
     ir.Tower: "tower",
     ir.Apg: "tower",
     ir.Star: "tower",
+    ir.Cross: "tower",
+    ir.CrossPool: "expert",
     ir.Gate: "gate",
     ir.ScaleGate: "gate",
     ir.Transfer: "transfer",
