@@ -109,8 +109,9 @@ class Transfer:
 
 
 @dataclass
-class Apg:
-    """An ``apg`` tower's weights: ``rt.APG``'s whole state_dict (``layers.{l}.*``).
+class State:
+    """A block's weights as its runtime module's whole state_dict: ``rt.APG``'s
+    (``layers.{l}.*``) for an ``apg`` tower, ``rt.Cross``'s for a ``cross`` one.
 
     Already in the spec's parametrisation (a projection folded in); ``_copy``
     checks every key and shape against the generated module.
@@ -127,7 +128,7 @@ class Conversion:
     tower), a list of ``Block`` (an expert pool), a ``Linear`` (a gate or a
     task head), a ``Net`` (a softmax gate with hidden layers, or a sigmoid
     gate), a list of ``Net`` (a sigmoid gate over a pool), a ``Transfer`` or
-    an ``Apg``.
+    a ``State`` (an ``apg`` or ``cross`` tower).
     """
 
     spec: str

@@ -3,7 +3,8 @@
 The weights go into a fresh ``-O0`` model compiled from the conversion's
 spec, whose layout is one plain module per spec node (``rt.MLP``,
 ``rt.Experts``, ``rt.SoftmaxGate``, ``rt.ScaleGate``, ``rt.AITransfer``,
-``rt.APG``, ``nn.Linear``, ``nn.Embedding``); its state_dict is then mapped onto the target by
+``rt.APG``, ``rt.Cross``, ``nn.Linear``, ``nn.Embedding``); its state_dict is then
+mapped onto the target by
 ``rt.convert_o0_state_dict`` when the target is an ``-O1`` model, and copied
 in with every key and shape checked first, so a mismatch changes nothing.
 """
@@ -18,14 +19,15 @@ from mtlc.backend.identifiers import safe_names
 from mtlc.diagnostics import SpecError
 from mtlc.runtime.apg import APG
 from mtlc.runtime.convert import convert_o0_state_dict
+from mtlc.runtime.cross import Cross
 from mtlc.runtime.gates import ScaleGate, SoftmaxGate
 from mtlc.runtime.interop._common import (
-    Apg,
     Block,
     Conversion,
     ConversionError,
     Linear,
     Net,
+    State,
     Transfer,
 )
 from mtlc.runtime.layers import MLP, AITransfer, Experts
@@ -114,8 +116,8 @@ def _fill(module: nn.Module, weights: object, node: str) -> None:
         transfer = _expect(module, AITransfer, node)
         for part in ("info", "query", "key", "value"):
             _fill_linear(getattr(transfer, part), getattr(weights, part), f"{node}.{part}")
-    elif isinstance(weights, Apg):
-        _fill_apg(_expect(module, APG, node), weights, node)
+    elif isinstance(weights, State):
+        _fill_state(_expect(module, (APG, Cross), node), weights, node)
     else:  # pragma: no cover - the converters build only the kinds above
         raise TypeError(f"{node}: unknown weights {type(weights).__name__}")
 
@@ -165,14 +167,15 @@ def _check_hidden(hidden: tuple[int, ...], net: Net, node: str) -> None:
         )
 
 
-def _fill_apg(module: APG, weights: Apg, node: str) -> None:
-    """Every parameter of an ``rt.APG``, by its state_dict key (the same set on both sides)."""
+def _fill_state(module: nn.Module, weights: State, node: str) -> None:
+    """Every parameter of an ``rt.APG`` or ``rt.Cross``, by its state_dict key (the same set
+    on both sides)."""
     params = dict(module.named_parameters())
     missing = sorted(set(params) - set(weights.state))
     extra = sorted(set(weights.state) - set(params))
     if missing or extra:
         raise ConversionError(
-            f"{node}: mtlc's apg and the peer's differ in parameters "
+            f"{node}: mtlc's {type(module).__name__} and the peer's differ in parameters "
             f"(only mtlc's: {missing}; only the peer's: {extra})"
         )
     for key, param in params.items():
@@ -214,9 +217,8 @@ def _copy(param: Tensor, value: Tensor, where: str) -> None:
     param.copy_(value)
 
 
-def _expect(module: nn.Module, cls: type, node: str) -> nn.Module:
+def _expect(module: nn.Module, cls: type | tuple[type, ...], node: str) -> nn.Module:
     if not isinstance(module, cls):
-        raise ConversionError(
-            f"{node}: expected an rt.{cls.__name__}, found {type(module).__name__}"
-        )
+        names = " or ".join(f"rt.{c.__name__}" for c in (cls if isinstance(cls, tuple) else (cls,)))
+        raise ConversionError(f"{node}: expected an {names}, found {type(module).__name__}")
     return module

@@ -7,9 +7,10 @@
 
 Supported, from ``nextrec.models.multitask``: ``ShareBottom``, ``MMOE``,
 ``PLE``, ``ESMM``, ``AITM``, ``HMOE``, ``POSO`` (``architecture="mlp"`` and
-``"mmoe"``), ``PEPNet`` and ``APG``. Feature names and target names are kept (a task
-is named as its target column). What NextRec computes that the spec cannot
-say is folded exactly here:
+``"mmoe"``), ``PEPNet`` and ``APG``; from ``nextrec.models.ranking``, ``DCN`` and
+``DCNv2`` (every ``cross_type`` and ``architecture``; one task). Feature names
+and target names are kept (a task is named as its target column). What NextRec
+computes that the spec cannot say is folded exactly here:
 
 - the prediction layer's per-task bias is added to the head's bias (HMoE's
   and PEPNet's bias-free last Linears get it as their only bias);
@@ -32,7 +33,9 @@ with ``sigmoid(...) over [pool]``; PEPNet's EPNet and PPNet gates are
 sigmoid gates on ``stopgrad`` groups, in NextRec's concatenation orders;
 APG is one ``apg`` tower read by every head, its ranks (and expands) written
 out, by a group of the scene features (through ``stopgrad`` where
-``detach_scene``).
+``detach_scene``). DCN's and DCNv2's cross networks are ``cross`` towers
+(NextRec's ``CrossNetV2`` with ``bias=outside``), their arrangements written
+by the graph (a group of the cross and deep towers for ``parallel``).
 
 Anything else raises ``ConversionError`` naming the module (for example
 POSO's ``gate_use_softmax=False``, an ``output_activation`` before a softmax
@@ -45,11 +48,11 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 from mtlc.runtime.interop import _copy
 from mtlc.runtime.interop._common import (
-    Apg,
     Block,
     Conversion,
     ConversionError,
@@ -58,6 +61,7 @@ from mtlc.runtime.interop._common import (
     Net,
     Segment,
     SpecWriter,
+    State,
     Transfer,
     activation_of,
     fold_block_input,
@@ -83,7 +87,7 @@ def spec_from(nextrec_model: nn.Module, name: str | None = None) -> str:
 
     Args:
         nextrec_model: a NextRec ``ShareBottom``, ``MMOE``, ``PLE``, ``ESMM``, ``AITM``,
-            ``HMOE``, ``POSO``, ``PEPNet`` or ``APG``.
+            ``HMOE``, ``POSO``, ``PEPNet``, ``APG``, ``DCN`` or ``DCNv2``.
         name: the model (class) name; defaults to NextRec's model name.
 
     Raises:
@@ -116,7 +120,7 @@ def convert(nextrec_model: nn.Module, name: str | None = None) -> Conversion:
                 name,
                 whole=read is not _poso,  # POSO reads only its main and pc groups
                 # EPNet scales the projected values; APG's, see _apg_projects_as_towers
-                project_as_tower=read is _pepnet
+                project_as_tower=read in (_pepnet, _dcn, _dcn_v2)  # see _dcn
                 or (read is _apg and _apg_projects_as_towers(nextrec_model)),
             )
             read(reader)
@@ -138,6 +142,8 @@ def _readers() -> dict[type, object]:
         from nextrec.models.multitask.ple import PLE
         from nextrec.models.multitask.poso import POSO
         from nextrec.models.multitask.share_bottom import ShareBottom
+        from nextrec.models.ranking.dcn import DCN
+        from nextrec.models.ranking.dcn_v2 import DCNv2
     except ImportError as error:
         raise ConversionError(
             f"NextRec is not installed: pip install 'mtlc[nextrec]' ({error})"
@@ -152,6 +158,8 @@ def _readers() -> dict[type, object]:
         POSO: _poso,
         PEPNet: _pepnet,
         APG: _apg,
+        DCN: _dcn,
+        DCNv2: _dcn_v2,
     }
 
 
@@ -701,7 +709,7 @@ def _apg(r: _Reader) -> None:
             text += f", {key}={options[key]}"
     tower = r.spec.fresh("shared")
     r.spec.add(f"tower {tower} = {text})")
-    r.weights[tower] = Apg(_apg_state(r, layers, scene, expand))
+    r.weights[tower] = State(_apg_state(r, layers, scene, expand))
     for t, head in enumerate(model.towers):
         r.head(t, head, tower)
 
@@ -763,3 +771,98 @@ def _apg_state(r: _Reader, layers: list[nn.Module], scene: str, expand: bool) ->
         folded = fold_input(Linear(state[weight].T, state[bias]), r.segments)
         state[weight], state[bias] = folded.weight.T.contiguous(), folded.bias
     return state
+
+
+# -- DCN and DCNv2 (ranking models: one task) -------------------------------------------
+
+
+def _dcn(r: _Reader) -> None:
+    """DCN: a ``cross`` tower (vector form) and, with ``mlp_params``, an ``mlp`` beside it.
+
+    The cross network's ``x0 *`` is not linear in a projected dense value, so
+    projections are towers that the group reads (``_Reader``'s
+    ``project_as_tower``), not folds.
+    """
+    model = r.model
+    crossed = _cross_tower(r, model.cross_network, "cross_network")
+    deep = [_deep_tower(r, model.mlp, r.group, "mlp")] if model.use_dnn else []
+    _final(r, [crossed, *deep])
+
+
+def _dcn_v2(r: _Reader) -> None:
+    """DCNv2: its cross network (``matrix`` or ``mix``), arranged as NextRec's ``architecture``
+    says: ``crossnet_only``, ``parallel`` (the cross tower and an mlp on the input, side by
+    side), ``stacked`` (the mlp reads the cross tower) or ``stacked_parallel`` (both mlps).
+    """
+    model = r.model
+    crossed = _cross_tower(r, model.cross_network, "cross_network")
+    reads = [crossed]
+    if model.stacked_mlp is not None:
+        reads = [_deep_tower(r, model.stacked_mlp, crossed, "stacked_mlp")]
+    if model.parallel_mlp is not None:
+        reads.append(_deep_tower(r, model.parallel_mlp, r.group, "parallel_mlp"))
+    _final(r, reads)
+
+
+def _cross_tower(r: _Reader, network: nn.Module, where: str) -> str:
+    """``tower cross = cross(all, layers=L, ...)`` from NextRec's ``CrossNetwork`` (DCN),
+    ``CrossNetV2`` or ``CrossNetMix`` (DCNv2), with ``rt.Cross``'s state.
+
+    NextRec's layers are lists of modules; ``rt.Cross`` stacks them: a vector
+    layer's ``Linear(D, 1)`` weight is a row of ``weight [L, D]``, a matrix
+    layer's ``Linear(D, D)`` weight a slice of ``weight [L, D, D]``, a mix
+    layer's ``u``, ``v``, ``c`` slices of ``[L, K, ...]``, and its gating
+    Linears ``(D -> 1)`` the rows of ``gate [K, D]``. DCN and ``CrossNetV2`` add
+    the bias outside the product (``CrossNetV2``: unlike the DCNv2 paper),
+    ``CrossNetMix`` inside.
+    """
+    name = type(network).__name__
+    layers = network.num_layers
+    bias = torch.stack([b.detach().reshape(-1) for b in _layer_list(network, "b", "bias")])
+    if name == "CrossNetwork":
+        options = ""
+        state = {"weight": torch.stack([w.weight.detach()[0] for w in network.w])}
+    elif name == "CrossNetV2":
+        options = ", form=matrix, bias=outside"
+        state = {"weight": torch.stack([w.weight.detach() for w in network.w])}
+    elif name == "CrossNetMix":
+        rank, experts = network.u_list[0].shape[-1], network.num_experts
+        options = f", form=mix, rank={rank}, experts={experts}"
+        state = {
+            key: torch.stack([p.detach() for p in getattr(network, f"{key}_list")])
+            for key in ("u", "v", "c")
+        }
+        state["gate"] = torch.cat([g.weight.detach() for g in network.gating])
+    else:
+        raise ConversionError(f"{r.where}.{where}: {name} has no counterpart in mtlc")
+    state["bias"] = bias
+    tower = r.spec.fresh("crossed")
+    r.spec.add(f"tower {tower} = cross({r.group}, layers={layers}{options})")
+    r.weights[tower] = State(state)
+    return tower
+
+
+def _layer_list(network: nn.Module, *names: str) -> nn.ParameterList:
+    """The first of ``names`` that ``network`` has (DCN's and DCNv2's bias lists differ)."""
+    return next(getattr(network, n) for n in names if hasattr(network, n))
+
+
+def _deep_tower(r: _Reader, mlp: nn.Module, source: str, where: str) -> str:
+    """``tower deep = mlp(source, ...)`` from a NextRec ``MLP`` without output layer; an
+    MLP with no layer at all is the identity, and then the tower is ``source`` itself."""
+    block, _ = read_mlp(mlp.mlp, output=False, where=f"{r.where}.{where}")
+    if not block.dims:
+        return source
+    tower = r.spec.fresh("deep" if where != "stacked_mlp" else "stacked")
+    r.spec.add(f"tower {tower} = {block.text(source)}")
+    r.weights[tower] = fold_block_input(block, r.folds(source))
+    return tower
+
+
+def _final(r: _Reader, reads: list[str]) -> None:
+    """The task's head: NextRec's ``final_layer`` on the concatenation of ``reads``."""
+    source = reads[0]
+    if len(reads) > 1:
+        source = r.spec.fresh("both")
+        r.spec.add(f"group {source} = [{', '.join(reads)}]")
+    r.head(0, r.model.final_layer, source)

@@ -87,6 +87,8 @@ def _describe(node, names: dict[str, str]) -> dict:
         ]
     elif isinstance(node, ir.ScaleGate):  # source_stop and the group's stopped stay as dumped
         data["input"], data["source"] = rename(node.input), rename(node.source)
+    elif isinstance(node, ir.Cross):
+        data["input"] = rename(node.input)
     elif isinstance(node, ir.Transfer):
         data["current"], data["previous"] = rename(node.current), rename(node.previous)
     elif isinstance(node, ir.Task):

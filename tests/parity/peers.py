@@ -95,10 +95,26 @@ def compare(ours: nn.Module, peer_forward, batch: dict[str, Tensor], pairing: Pa
     loss_peer.backward()
     for name in batch:
         if inputs_ours[name].requires_grad:
-            _close_grad(inputs_ours[name].grad, inputs_peer[name].grad, f"input {name}")
+            close_grad(inputs_ours[name].grad, inputs_peer[name].grad, f"input {name}")
     for what, mine, theirs, rows in pairing.params:
         rows = rows or slice(None)
-        _close_grad(mine.grad[rows], theirs.grad[rows], what)
+        close_grad(mine.grad[rows], theirs.grad[rows], what)
+
+
+def small_nextrec_features() -> dict:
+    """NextRec features: two sparse ids, a sequence sharing item_id's table, one dense value."""
+    from nextrec.basic.features import DenseFeature, SequenceFeature, SparseFeature
+
+    return dict(
+        sparse_features=[
+            SparseFeature("user_id", 30, embedding_dim=4),
+            SparseFeature("item_id", 20, embedding_dim=4),
+        ],
+        sequence_features=[
+            SequenceFeature("hist", 20, max_len=6, embedding_dim=4, embedding_name="item_id")
+        ],
+        dense_features=[DenseFeature("age")],
+    )
 
 
 def module(model: nn.Module, node: str) -> nn.Module:
@@ -116,7 +132,8 @@ def _with_grad(batch: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.clone().requires_grad_(v.is_floating_point()) for k, v in batch.items()}
 
 
-def _close_grad(mine: Tensor, theirs: Tensor, what: str) -> None:
+def close_grad(mine: Tensor, theirs: Tensor, what: str) -> None:
+    """To 1e-4 relative to the largest of the peer's gradient (which must not be zero)."""
     assert mine is not None and theirs is not None, f"no gradient for {what}"
     scale = theirs.abs().max().item()
     assert scale > 0, f"the peer's gradient for {what} is zero: the comparison would prove nothing"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.parity.peers import NEXTREC_MISSING
+from tests.parity.peers import NEXTREC_MISSING, close_grad
 
 pytest.importorskip("nextrec.models.multitask.apg", reason=NEXTREC_MISSING)
 
@@ -181,15 +181,6 @@ def apg_params(peer, apg) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
             mine = f"layers.{layer}.{name}"
         pairs.append((key, ours.pop(mine), theirs))
     return pairs
-
-
-def close_grad(mine: torch.Tensor, theirs: torch.Tensor, what: str) -> None:
-    """As ``peers.compare``: to 1e-4 relative to the largest of NextRec's gradient."""
-    scale = theirs.abs().max().item()
-    assert scale > 0, f"NextRec's gradient for {what} is zero: the comparison would prove nothing"
-    torch.testing.assert_close(
-        mine, theirs, rtol=1e-4, atol=1e-4 * scale, msg=f"gradient of {what}"
-    )
 
 
 @pytest.mark.parametrize("opt_level", [0, 1])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.parity.peers import NEXTREC_MISSING
+from tests.parity.peers import NEXTREC_MISSING, close_grad
 
 pytest.importorskip("nextrec.models.multitask.hmoe", reason=NEXTREC_MISSING)
 
@@ -287,15 +287,6 @@ def pairing(peer, ours) -> Pairing:
     for head, last in zip(targets, heads(peer)):
         params.append((f"head {head}", module(ours, head).weight, last.weight, None))
     return Pairing(columns, params)
-
-
-def close_grad(mine: torch.Tensor, theirs: torch.Tensor, what: str) -> None:
-    """As ``peers.compare``: to 1e-4 relative to the largest of NextRec's gradient."""
-    scale = theirs.abs().max().item()
-    assert scale > 0, f"NextRec's gradient for {what} is zero: the comparison would prove nothing"
-    torch.testing.assert_close(
-        mine, theirs, rtol=1e-4, atol=1e-4 * scale, msg=f"gradient of {what}"
-    )
 
 
 @pytest.mark.parametrize("opt_level", [0, 1])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.parity.peers import NEXTREC_MISSING
+from tests.parity.peers import NEXTREC_MISSING, small_nextrec_features
 
 pytest.importorskip("nextrec.models.multitask.mmoe", reason=NEXTREC_MISSING)
 
@@ -26,19 +26,7 @@ from nextrec.models.multitask.share_bottom import ShareBottom  # noqa: E402
 from mtlc.runtime.interop import nextrec as nx  # noqa: E402
 from tests.parity.peers import Pairing, build, compare, module, random_batch, randomize  # noqa: E402
 
-
-def small_features() -> dict:
-    """Two sparse features, a sequence sharing item_id's table, one dense value."""
-    return dict(
-        sparse_features=[
-            SparseFeature("user_id", 30, embedding_dim=4),
-            SparseFeature("item_id", 20, embedding_dim=4),
-        ],
-        sequence_features=[
-            SequenceFeature("hist", 20, max_len=6, embedding_dim=4, embedding_name="item_id")
-        ],
-        dense_features=[DenseFeature("age")],
-    )
+small_features = small_nextrec_features
 
 
 def wide_features() -> dict:

@@ -1,4 +1,4 @@
-"""Each spec in specs/ for the five architectures is NextRec's model, in NextRec's words.
+"""Each spec in specs/ for the five architectures and DCNv2 is NextRec's model, in NextRec's words.
 
 For each spec we build the NextRec 0.6.14 model of the same configuration,
 convert it with ``spec_from`` and check that the two specs compute the same
@@ -24,6 +24,7 @@ from nextrec.models.multitask.esmm import ESMM  # noqa: E402
 from nextrec.models.multitask.mmoe import MMOE  # noqa: E402
 from nextrec.models.multitask.ple import PLE  # noqa: E402
 from nextrec.models.multitask.share_bottom import ShareBottom  # noqa: E402
+from nextrec.models.ranking.dcn_v2 import DCNv2  # noqa: E402
 
 from mtlc.api import compile_ir  # noqa: E402
 from mtlc.runtime.interop import nextrec as nx  # noqa: E402
@@ -114,6 +115,23 @@ CASES = {
             target=["click", "buy", "pay"],
         ),
         lambda spec: _ait_with_bias(spec.replace("weighting uncertainty", "")),
+    ),
+    # NextRec's CrossNetV2 adds the bias outside the product; the paper (and the spec) inside.
+    "dcnv2": (
+        lambda: DCNv2(
+            sparse_features=[
+                SparseFeature("user_id", 10_000, embedding_dim=16),
+                SparseFeature("item_id", 5_000, embedding_dim=16),
+                SparseFeature("category", 100, embedding_dim=8),
+            ],
+            dense_features=[DenseFeature("age"), DenseFeature("price")],
+            cross_num=3,
+            cross_type="matrix",
+            architecture="parallel",
+            mlp_params=layers([256, 128]),
+            target="click",
+        ),
+        lambda spec: spec.replace("form=matrix)", "form=matrix, bias=outside)"),
     ),
 }
 
