@@ -46,6 +46,7 @@ ARCHITECTURES = (
     "poso_mmoe",
     "pepnet",
     "apg",
+    "dcnv2",
 )
 RECHUB_ARCHITECTURES = ARCHITECTURES[:5]  # the ones torch-rechub 0.9.0 has
 
@@ -89,9 +90,13 @@ class Config:
     pepnet_feature_gate_hidden: int = 128  # NextRec's default EPNet hidden width
     apg_scene: tuple[str, ...] = ("device",)  # APG's scene (its condition), as PEPNet's domain
     apg_mf_k: int = 16  # NextRec's default: a layer n -> m has rank ceil(min(n, m) / mf_k)
+    cross_layers: int = 3  # DCNv2: NextRec's defaults (3 matrix layers, parallel to the mlp)
 
     def tasks(self, arch: str) -> tuple[str, ...]:
-        """Label names: three for AITM (click -> buy -> pay), two otherwise."""
+        """Label names: three for AITM (click -> buy -> pay), one for the ranking model DCNv2,
+        two otherwise."""
+        if arch == "dcnv2":
+            return ("click",)
         return ("click", "buy", "pay") if arch == "aitm" else ("click", "buy")
 
     @property
@@ -165,6 +170,7 @@ def nextrec_model(config: Config, arch: str, device: str = "cpu") -> nn.Module:
         poso,
         share_bottom,
     )
+    from nextrec.models.ranking import dcn_v2
 
     sparse = [
         SparseFeature(name, vocab_size=vocab, embedding_dim=config.dim)
@@ -272,6 +278,15 @@ def nextrec_model(config: Config, arch: str, device: str = "cpu") -> nn.Module:
             mlp_params={"hidden_dims": list(config.deep_dims)},
             scene_features=list(config.apg_scene),
             mf_k=config.apg_mf_k,
+            target=tasks,
+            **common,
+        )
+    elif arch == "dcnv2":  # a matrix cross network beside the expert-sized mlp, one task
+        model = dcn_v2.DCNv2(
+            cross_num=config.cross_layers,
+            cross_type="matrix",
+            architecture="parallel",
+            mlp_params=expert,
             target=tasks,
             **common,
         )

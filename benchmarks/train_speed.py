@@ -4,9 +4,10 @@
     .venv/bin/python benchmarks/train_speed.py --quick  # < 1 min: MMoE and PLE, batch 256 and 2048
     .venv/bin/python benchmarks/train_speed.py --archs hmoe poso poso_mmoe pepnet --batches 256 2048
     .venv/bin/python benchmarks/train_speed.py --archs apg --batches 256 2048 --lazy
+    .venv/bin/python benchmarks/train_speed.py --archs dcnv2 --batches 256 2048
 
 For each architecture (ShareBottom, MMoE, PLE, ESMM, AITM; HMoE, POSO in its
-MLP and MMoE forms, PEPNet and APG, against NextRec only) of the configuration
+MLP and MMoE forms, PEPNet, APG and DCNv2, against NextRec only) of the configuration
 of ``peers.Config`` and each batch size, the contenders run one training step
 (forward, loss, backward, optimizer step) on a fixed synthetic batch, in
 rounds: every round runs ``--steps`` steps of each contender in turn (the order
@@ -68,6 +69,7 @@ TITLES = {
     "poso_mmoe": "POSOMMoE",
     "pepnet": "PEPNet",
     "apg": "APG",
+    "dcnv2": "DCNv2",
 }
 
 
@@ -130,6 +132,12 @@ def mtlc_spec(config: Config, arch: str, norm: str = "none") -> str:
     elif arch == "apg":
         lines += _apg(config)
         lines += [f"task {t} : binary(label={t}) = shared" for t in tasks]
+        return "\n".join(lines) + "\n"
+    elif arch == "dcnv2":  # NextRec's CrossNetV2 adds the bias outside (the paper: inside)
+        layers = config.cross_layers
+        lines.append(f"tower crossed = cross(all, layers={layers}, form=matrix, bias=outside)")
+        lines += [f"tower deep = {mlp('all', experts)}", "", "group both = [crossed, deep]", ""]
+        lines += [f"task {t} : binary(label={t}) = both" for t in tasks]
         return "\n".join(lines) + "\n"
     elif arch == "aitm":
         lines.append(f"tower {tasks[0]}_in = {mlp('all', experts)}")

@@ -155,6 +155,7 @@ BENCHMARK_ARCHITECTURES = [
     "poso_mmoe",
     "pepnet",
     "apg",
+    "dcnv2",
 ]
 
 
