@@ -1,5 +1,5 @@
-"""Census-Income (KDD): test AUC of ShareBottom, MMoE, PLE, HMoE, POSO, PEPNet, APG and STAR,
-next to the papers and a logistic regression.
+"""Census-Income (KDD): test AUC of ShareBottom, MMoE, PLE, HMoE, POSO, PEPNet, APG, STAR,
+DCNv2 and an MMoE of cross networks, next to the papers and a logistic regression.
 
 Run from the repository root (CPU-heavy; be nice to others on the machine):
 
@@ -7,7 +7,8 @@ Run from the repository root (CPU-heavy; be nice to others on the machine):
         [--specs hmoe poso poso_mmoe pepnet apg star]
 
 It trains each spec (``specs/census_NAME.mtl`` for NAME in ``--specs``, by default
-all of share_bottom, mmoe, ple, hmoe, poso, poso_mmoe, pepnet, apg, star) on the fixed
+all of share_bottom, mmoe, ple, hmoe, poso, poso_mmoe, pepnet, apg, star, dcnv2,
+dcn_mmoe, and the funnel's esmm, escm2, escm2_dr) on the fixed
 ``split == train`` rows (60,111), keeps the epoch with the best mean valid AUC
 (``split == val``), and scores it on ``split == test`` (19,900 rows). The
 logistic regression sees the same inputs (categorical columns one-hot, numeric
@@ -41,9 +42,19 @@ LABELS = {  # spec name (specs/census_NAME.mtl) -> row label in the table
     "pepnet": "PEPNet",
     "apg": "APG",
     "star": "STAR",
+    "dcnv2": "DCNv2 bottom",
+    "dcn_mmoe": "MMoE of cross networks",
+    # the funnel: worked -> worked and earned over 50K
+    "esmm": "ESMM",
+    "escm2": "ESCM2 (IPW)",
+    "escm2_dr": "ESCM2 (DR)",
 }
 SPECS = {name: ROOT / "specs" / f"census_{name}.mtl" for name in LABELS}
 TASKS = ("income", "marital")
+# the funnel's columns: CTR (worked), CTCVR (worked and rich) and, where the spec has the
+# conditional task supervised (ESCM2), CVR: rich among the rows that worked
+FUNNEL = ("worked", "worked_rich", "rich_if_work")
+FUNNEL_SPECS = ("esmm", "escm2", "escm2_dr")
 PAPERS = {
     "Shared-Bottom (MMoE KDD'18, Table 1)": (0.9361, 0.9915),
     "MMoE (MMoE KDD'18, Table 1)": (0.9410, 0.9926),
@@ -66,7 +77,8 @@ def train_spec(model: type, splits: dict, seed: int, args) -> dict:
         trainer = Trainer(model, config, log=lambda line: print("   ", line, flush=True))
         trainer.fit(splits["train"], splits["valid"], run)
         test = Trainer.from_run(model, run).evaluate(splits["test"])
-        return {"auc": {t: test[t]["auc"] for t in TASKS}, "best_epoch": trainer.best.get("epoch")}
+        auc = {task: metrics["auc"] for task, metrics in test.items()}
+        return {"auc": auc, "best_epoch": trainer.best.get("epoch")}
 
 
 def logistic_regression(splits: dict, spec: Path = SPECS["mmoe"]) -> dict:
@@ -158,6 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     skip = ("specs", "seeds", "out", "adult_baseline")
     config = {k: v for k, v in vars(args).items() if k not in skip}
     results = _previous(args.out, config)
+    if results is None:
+        print(
+            f"census_accuracy: {args.out} holds runs made with other options; pass the same "
+            f"options, or --out another file (would lose: {', '.join(_runs(args.out))})",
+            file=sys.stderr,
+        )
+        return 2
     started = time.perf_counter()
     for name in args.specs:
         for seed in args.seeds:
@@ -176,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.out, results)
 
     print(f"\n{'model':<40} {'income AUC':>17} {'marital AUC':>17}")
-    for name in sorted(results["runs"], key=lambda n: list(LABELS).index(n) if n in LABELS else 99):
+    order = sorted(results["runs"], key=lambda n: list(LABELS).index(n) if n in LABELS else 99)
+    for name in (n for n in order if n not in FUNNEL_SPECS):
         runs = results["runs"][name]
         cells = [summary([r["auc"][t] for r in runs]) for t in TASKS]
         label = f"mtlc {LABELS.get(name, name)} ({len(runs)} seeds)"
@@ -185,6 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'logistic regression (same inputs)':<40} {lr['income']:>17.4f} {lr['marital']:>17.4f}")
     for paper, (income, marital) in PAPERS.items():
         print(f"{paper:<40} {income:>17.4f} {marital:>17.4f}")
+    funnel = [n for n in order if n in FUNNEL_SPECS]
+    if funnel:
+        print(f"\n{'funnel model':<40} " + " ".join(f"{t + ' AUC':>17}" for t in FUNNEL))
+    for name in funnel:
+        runs = results["runs"][name]
+        scored = runs[0]["auc"]
+        cells = [summary([r["auc"][t] for r in runs]) if t in scored else "-" for t in FUNNEL]
+        label = f"mtlc {LABELS.get(name, name)} ({len(runs)} seeds)"
+        print(f"{label:<40} " + " ".join(f"{c:>17}" for c in cells))
     print(f"\nwrote {args.out}")
     return 0
 
@@ -209,10 +238,9 @@ def adult_baseline() -> int:
     return 0
 
 
-def _previous(path: Path, config: dict) -> dict:
-    """Earlier results in ``path`` made with the same options, else a fresh record.
-
-    Runs with the same options are reused.
+def _previous(path: Path, config: dict) -> dict | None:
+    """Earlier results in ``path`` made with the same options (reused), a fresh record if
+    there are none, or None if ``path`` holds runs made with other options (not overwritten).
     """
     import torch
 
@@ -220,7 +248,13 @@ def _previous(path: Path, config: dict) -> dict:
         old = json.loads(path.read_text())
         if old.get("config") == config:
             return old
+        if old.get("runs"):
+            return None
     return {"config": config, "torch": torch.__version__, "runs": {}}
+
+
+def _runs(path: Path) -> list[str]:
+    return sorted(json.loads(path.read_text()).get("runs", {}))
 
 
 if __name__ == "__main__":

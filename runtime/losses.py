@@ -3,7 +3,9 @@
 A model says what to train through its class attributes (``tasks``,
 ``constraints``, ``weighting``); ``MultiTaskLoss`` turns them into one scalar
 per step. Every per-task loss is a mean over the rows whose label is present
-(a missing label masks that task's loss for that row only). Losses take logits,
+(a missing label masks that task's loss for that row only). A counterfactual
+CVR task (``loss="ipw"`` or ``"dr"``, ESCM2) is weighed by the clicks of its
+propensity task (see ``counterfactual``). Losses take logits,
 never rounded probabilities, and stay finite for saturated logits (±1e4).
 
 Weighting (see docs/training.md):
@@ -27,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MultiTaskLoss", "product_bce", "focal_with_logits", "LOSSES"]
+__all__ = ["MultiTaskLoss", "product_bce", "focal_with_logits", "counterfactual", "LOSSES"]
 
 FOCAL_GAMMA = 2.0
 HUBER_DELTA = 1.0
@@ -75,6 +77,31 @@ def product_bce(logp: Tensor, y: Tensor) -> Tensor:
     return -(y * logp + (1 - y) * torch.log(-torch.expm1(logp)))
 
 
+PROPENSITY_CLIP = 1e-7  # a propensity is clamped to [clip, 1 - clip], as NextRec's ESCM does
+
+
+def counterfactual(
+    logit: Tensor, y: Tensor, click: Tensor, propensity: Tensor, imputed: Tensor | None = None
+) -> Tensor:
+    """ESCM2's counterfactual loss of a CVR task (Wang et al., SIGIR 2022), per row: [B].
+
+    ``click`` is ``o`` (1 for a clicked row), ``propensity`` the CTR logit, whose
+    probability ``o^`` is read without gradient and clamped; ``e`` is the BCE of
+    the CVR logit against its label. IPW (``imputed`` None): ``o e / o^``. DR,
+    with ``imputed`` the imputation task's ``e^``: ``e^ + o (e - e^) / o^`` (the
+    paper's doubly robust loss, ``e^`` read without gradient) plus the imputation
+    loss ``o (e - e^)^2 / o^`` (``e`` read without gradient): each part trains
+    only its own tower. Averaged over the rows, these are the paper's losses over
+    the entire exposure space.
+    """
+    e = bce(logit, y)
+    weight = click / torch.sigmoid(propensity.detach()).clamp(PROPENSITY_CLIP, 1 - PROPENSITY_CLIP)
+    if imputed is None:
+        return weight * e
+    fixed = imputed.detach()
+    return fixed + weight * (e - fixed) + weight * (e.detach() - imputed) ** 2
+
+
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     """Mean of ``values`` [B] over the rows where ``mask`` [B] is True (0 when none)."""
     mask = mask.to(values.dtype)
@@ -97,7 +124,12 @@ class MultiTaskLoss(nn.Module):
         self.tasks = tasks
         self.names = [t.name for t in tasks.values() if t.label is not None]
         self._factors = {t.name: self._heads(t.name) for t in tasks.values() if t.factors}
-        self._loss = {n: LOSSES[tasks[n].loss] for n in self.names if not tasks[n].factors}
+        self._counterfactual = {n for n in self.names if tasks[n].propensity is not None}
+        self._loss = {
+            n: LOSSES[tasks[n].loss]
+            for n in self.names
+            if not tasks[n].factors and n not in self._counterfactual
+        }
         self.constraints = [(c.left, c.right, float(c.weight)) for c in constraints]
         weights = torch.tensor([float(tasks[n].weight) for n in self.names])
         regression = torch.tensor([tasks[n].kind == "regression" for n in self.names])
@@ -122,11 +154,18 @@ class MultiTaskLoss(nn.Module):
         losses = []
         for name in self.names:
             y = labels[name]
+            mask = masks[name]
             if name in self._factors:
                 per_row = product_bce(log_prob(logits, self._factors[name]), y)
+            elif name in self._counterfactual:  # on the rows whose click is known too
+                task = self.tasks[name]
+                imputed = logits[task.imputation].float() if task.imputation else None
+                click, propensity = labels[task.propensity], logits[task.propensity].float()
+                per_row = counterfactual(logits[name].float(), y, click, propensity, imputed)
+                mask = mask & masks[task.propensity]
             else:
                 per_row = self._loss[name](logits[name].float(), y)
-            losses.append(masked_mean(per_row, masks[name]))
+            losses.append(masked_mean(per_row, mask))
         return torch.stack(losses)
 
     def probability(self, logits: dict[str, Tensor], name: str) -> Tensor:

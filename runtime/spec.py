@@ -43,12 +43,17 @@ class Task:
         name: the output key.
         kind: ``"binary"``, ``"regression"`` or ``"multiclass"``.
         label: the label column; ``None`` for a latent task (no loss of its own).
-        loss: ``"bce"``, ``"focal"``, ``"mse"``, ``"huber"``, ``"ce"``, or ``None``
-            for a latent task.
+        loss: ``"bce"``, ``"focal"``, ``"mse"``, ``"huber"``, ``"ce"``, ``"ipw"``,
+            ``"dr"``, or ``None`` for a latent task.
         weight: the task's weight under fixed weighting.
         classes: number of classes, for multiclass tasks.
         factors: for a product task, the binary tasks whose probabilities it
             multiplies (it has no head of its own).
+        propensity: for ``loss="ipw"`` or ``"dr"`` (ESCM2's counterfactual CVR losses),
+            the binary task whose label marks the clicked rows and whose probability
+            is their propensity.
+        imputation: for ``loss="dr"``, the latent regression task that imputes the
+            error of this task on every row.
     """
 
     name: str
@@ -58,6 +63,8 @@ class Task:
     weight: float = 1.0
     classes: int | None = None
     factors: tuple[str, ...] = ()
+    propensity: str | None = None
+    imputation: str | None = None
 
     @property
     def latent(self) -> bool:

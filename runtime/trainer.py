@@ -425,7 +425,7 @@ class Trainer:
         for task in type(self.model).tasks.values():
             if task.label is None:
                 continue
-            mask = rows.masks[task.name]
+            mask = scored_rows(task, rows.labels, rows.masks)
             metrics[task.name] = task_metrics(
                 task.kind, predictions[task.name][mask], rows.labels[task.name][mask], task.classes
             )
@@ -479,3 +479,12 @@ def _epoch_line(record: dict, epochs: int) -> str:
         parts.append(f"{task}: {values}")
     parts.append(f"({record['seconds']:.1f}s, {record['examples_per_s']:.0f} ex/s)")
     return "  ".join(parts)
+
+
+def scored_rows(task, labels: dict[str, np.ndarray], masks: dict[str, np.ndarray]) -> np.ndarray:
+    """The rows a task's metrics read: those with its label; for a counterfactual CVR task
+    (``loss="ipw"`` or ``"dr"``), only those clicked too, as ESCM2 scores its CVR."""
+    mask = masks[task.name]
+    if task.propensity is not None:
+        mask = mask & masks[task.propensity] & (labels[task.propensity] == 1)
+    return mask

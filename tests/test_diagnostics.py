@@ -149,6 +149,8 @@ EXAMPLE_CODES = [
     "MTL404",
     "MTL405",
     "MTL509",
+    "MTL511",
+    "MTL512",
     "MTL001",
     "MTL007",
     "MTL008",

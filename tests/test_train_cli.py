@@ -207,6 +207,7 @@ needs_shared = pytest.mark.skipif(
     [
         ("census_mmoe.mtl", {"income": 0.85, "marital": 0.95}),
         ("census_esmm.mtl", {"worked": 0.9, "worked_rich": 0.8}),
+        ("census_escm2_dr.mtl", {"worked": 0.9, "worked_rich": 0.8, "rich_if_work": 0.7}),
     ],
 )
 def test_census_slice_trains_to_sensible_auc(spec, floors, tmp_path, capsys):

@@ -64,6 +64,10 @@ def task(node: ir.Task) -> str:
         args.append(f"label={quote(node.label)}")
     if node.loss is not None:
         args.append(f"loss={quote(node.loss.value)}")
+    if node.propensity is not None:
+        args.append(f"propensity={quote(node.propensity)}")
+    if node.imputation is not None:
+        args.append(f"imputation={quote(node.imputation)}")
     args.append(f"weight={number(node.weight)}")
     if node.classes is not None:
         args.append(f"classes={integer(node.classes)}")

@@ -22,6 +22,7 @@ LOSSES = {
     TaskKind.multiclass: (Loss.ce,),
 }
 DEFAULT_LOSS = {kind: losses[0] for kind, losses in LOSSES.items()}
+_COUNTERFACTUAL = (Loss.ipw.value, Loss.dr.value)  # ESCM2's losses, written as calls
 _OPTIONS = {
     TaskKind.binary: ("label", "weight", "loss", "bias"),
     TaskKind.regression: ("label", "weight", "loss", "bias"),
@@ -48,6 +49,8 @@ class TaskRules:
             for keyword in st.kind.keywords
         )
         self.weighting_statement: s.WeightingStmt | None = None
+        self.counterfactual_labels: set[str] = set()  # labels of tasks with ipw or dr losses
+        self.shared_labels: set[str] = set()  # labels already shared once with such a task
 
     # -- task ---------------------------------------------------------------------
 
@@ -65,8 +68,9 @@ class TaskRules:
         opt.read_positionals(call, [], self.report)
         options = opt.read_keywords(call, _OPTIONS[kind], self.report)
         fields: dict = {"kind": kind}
+        counterfactual = "loss" in options and _called_any(options["loss"].value, _COUNTERFACTUAL)
         if "label" in options:
-            fields["label"] = self._label(options["label"].value)
+            fields["label"] = self._label(options["label"].value, counterfactual)
         else:
             for key in ("loss", "weight"):
                 if key in options:
@@ -82,7 +86,9 @@ class TaskRules:
             fields["weight"] = opt.real(
                 options["weight"].value, self.report, "the task weight", 0.0, opt.MAX_REAL
             )
-        if "loss" in options and "label" in options:
+        if "loss" in options and "label" in options and counterfactual:
+            fields.update(self._counterfactual(stmt, options["loss"].value, kind))
+        elif "loss" in options and "label" in options:
             fields["loss"] = self._loss(options["loss"].value, kind)
         elif "label" in options:
             fields["loss"] = DEFAULT_LOSS[kind]
@@ -111,13 +117,25 @@ class TaskRules:
             fields["bias"] = None
         elif "bias" in options:
             fields["bias"] = opt.boolean(options["bias"].value, self.report, "`bias` of a task")
+        propensity = self.scope.nodes.get(fields.get("propensity") or "")
+        if isinstance(propensity, ir.Task) and propensity.label == fields.get("label"):
+            self.report.error(
+                "MTL511",
+                options["label"].value.span,
+                f"`{stmt.name.text}` learns the label of its propensity task `{propensity.name}`",
+                label="the clicks, not the conversions",
+                help="a counterfactual CVR task learns the conversion label",
+            )
+            fields["label"] = None
         body = self._product(stmt, kind) if len(stmt.body) > 1 else self._head(stmt.body[0])
         if body is None or any(value is None for value in fields.values()):
             return None
         width = fields.get("classes") or 1
         return ir.Task(name=stmt.name.text, span=stmt.span, width=width, **fields, **body)
 
-    def _label(self, value: s.Value) -> str | None:
+    def _label(self, value: s.Value, counterfactual: bool = False) -> str | None:
+        """The label column; two tasks may share one only where one of them has a
+        counterfactual loss (ESCM2's CVR reads the conversion label its CTCVR product reads)."""
         ref = opt.name(value, self.report, "a label")
         if ref is None:
             return None
@@ -131,6 +149,12 @@ class TaskRules:
             )
             return None
         first = self.labels.get(ref.text)
+        shared = first is not None and (counterfactual or ref.text in self.counterfactual_labels)
+        if shared and ref.text not in self.shared_labels:
+            self.shared_labels.add(ref.text)
+            return ref.text
+        if counterfactual:
+            self.counterfactual_labels.add(ref.text)
         if first is not None:
             self.report.error(
                 "MTL504",
@@ -149,6 +173,16 @@ class TaskRules:
 
     def _loss(self, value: s.Value, kind: TaskKind) -> Loss | None:
         allowed = [loss.value for loss in LOSSES[kind]]
+        if isinstance(value, s.Name) and value.text in _COUNTERFACTUAL:
+            self.report.error(
+                "MTL303",
+                value.span,
+                f"`{value.text}` needs the propensity task, the binary task of the clicks",
+                label="propensity missing",
+                help=f"write `loss={value.text}(ctr)`"
+                + (", with `imputation=TASK`" if value.text == "dr" else ""),
+            )
+            return None
         if (
             isinstance(value, s.Name)
             and value.text in Loss.__members__
@@ -164,6 +198,93 @@ class TaskRules:
             return None
         chosen = opt.choice(value, self.report, f"{kind.value} loss", allowed)
         return Loss(chosen) if chosen else None
+
+    def _counterfactual(self, stmt: s.TaskStmt, value: s.Value, kind: TaskKind) -> dict:
+        """``loss=ipw(P)`` or ``loss=dr(P, imputation=I)`` (ESCM2): the fields it sets.
+
+        ``P`` is a binary task with a label and a head (its label marks the clicked
+        rows, its probability is their propensity); ``I`` a latent regression task
+        (it imputes the error). Both are declared above, and the task is binary.
+        """
+        assert isinstance(value, s.Call)
+        loss = Loss(value.func.text)
+        fields: dict = {"loss": loss, "propensity": None}
+        if kind is not TaskKind.binary:
+            self.report.error(
+                "MTL503",
+                value.func.span,
+                f"a {kind.value} task cannot use the {loss.value} loss",
+                label="for a binary task",
+                help=f"`{loss.value}` weighs a binary CVR task's loss by its clicks' propensity",
+            )
+            return {"loss": None}
+        (ref,) = opt.read_positionals(value, ["the propensity task"], self.report)
+        keys = ("imputation",) if loss is Loss.dr else ()
+        options = opt.read_keywords(value, keys, self.report)
+        propensity = self._role(ref, "the propensity", stmt)
+        if (
+            propensity is not None
+            and ref is not None
+            and (
+                propensity.kind is not TaskKind.binary
+                or propensity.label is None
+                or propensity.input is None
+                or propensity.propensity is not None
+            )
+        ):
+            self.report.error(
+                "MTL511",
+                ref.span,
+                f"`{propensity.name}` cannot be a propensity: it is not a binary task with "
+                "a label and a head of its own",
+                label="not a click task",
+                help="name the binary CTR task, whose label marks the clicked rows",
+            )
+            propensity = None
+        fields["propensity"] = propensity.name if propensity else None
+        if loss is Loss.dr:
+            fields["imputation"] = None
+            if "imputation" not in options:
+                self.report.error(
+                    "MTL303",
+                    value.span,
+                    "`dr` needs `imputation=TASK`, the task that imputes the error",
+                    label="`imputation` missing",
+                    help="declare `task imp : regression = imp_net` and write "
+                    "`dr(ctr, imputation=imp)`",
+                )
+                return fields
+            imputation = self._role(options["imputation"].value, "the imputation", stmt)
+            if imputation is not None and (
+                imputation.kind is not TaskKind.regression or imputation.label is not None
+            ):
+                self.report.error(
+                    "MTL512",
+                    options["imputation"].value.span,
+                    f"`{imputation.name}` cannot impute the error: it is not a latent "
+                    "regression task",
+                    label="not a latent regression task",
+                    help="declare `task imp : regression = imp_net` (no label: `dr` trains it)",
+                )
+                imputation = None
+            fields["imputation"] = imputation.name if imputation else None
+        return fields
+
+    def _role(self, value: s.Value | None, what: str, stmt: s.TaskStmt) -> ir.Task | None:
+        """The task a counterfactual loss names (not the task itself)."""
+        ref = opt.name(value, self.report, f"{what} task") if value is not None else None
+        if ref is None:
+            return None
+        if ref.text == stmt.name.text:
+            self.report.error(
+                "MTL511",
+                ref.span,
+                f"`{ref.text}` cannot be its own {what.removeprefix('the ')} task",
+                label="the task itself",
+                help="name another task, declared above",
+            )
+            return None
+        return self.scope.resolve(ref, (ir.Task,), f"{what} task (only tasks are)")
 
     def _head(self, ref: s.Name) -> dict | None:
         node = self.scope.resolve(ref, VECTORS, "the input of a task", pools=False)
@@ -293,3 +414,8 @@ class TaskRules:
                 label="nothing to learn from",
                 help="give at least one task a `label=COLUMN`",
             )
+
+
+def _called_any(value: s.Value, funcs: tuple[str, ...]) -> bool:
+    """Whether ``value`` is a call of one of ``funcs``."""
+    return isinstance(value, s.Call) and value.func.text in funcs

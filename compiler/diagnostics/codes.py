@@ -353,14 +353,17 @@ CODES: dict[str, Code] = {
     ),
     "MTL503": Code(
         "loss does not fit the task",
-        "binary tasks take loss bce or focal; regression mse or huber; multiclass ce.",
+        "binary tasks take loss bce or focal (or a counterfactual `ipw(...)`, `dr(...)`); "
+        "regression mse or huber; multiclass ce.",
         "task ctr : binary(label=click, loss=mse) = net",
         "task ctr : binary(label=click, loss=focal) = net",
     ),
     "MTL504": Code(
         "two tasks on one label",
         "Two tasks learn the same label column. mtlc treats this as a mistake; to train "
-        "two heads on one target on purpose, copy the column under a second name in the data.",
+        "two heads on one target on purpose, copy the column under a second name in the data. "
+        "One exception: a task with a counterfactual loss (`ipw`, `dr`) may share its label "
+        "with one other task (ESCM2's CVR and CTCVR read the same conversion label).",
         "task a : binary(label=click) = net1\ntask b : binary(label=click) = net2",
         "task a : binary(label=click) = net1\ntask b : binary(label=click_copy) = net2",
     ),
@@ -401,6 +404,22 @@ CODES: dict[str, Code] = {
         "there.",
         "task cvr : binary = net\ntask both : binary(label=y, bias=false) = ctr * cvr",
         "task cvr : binary = net\ntask both : binary(label=y) = ctr * cvr",
+    ),
+    "MTL511": Code(
+        "not a propensity task",
+        "A counterfactual loss (`loss=ipw(P)`, `loss=dr(P, ...)`, ESCM2) weighs a CVR task's "
+        "rows by the clicks of `P`: `P` is another binary task, declared above, with a label "
+        "(the clicks) and a head of its own (its probability is the propensity).",
+        "task cvr : binary(label=buy, loss=ipw(cvr)) = net",
+        "task cvr : binary(label=buy, loss=ipw(ctr)) = net",
+    ),
+    "MTL512": Code(
+        "not an imputation task",
+        "`loss=dr(P, imputation=I)` learns the error of the CVR task on every row from `I`, "
+        "a latent regression task (no label: the doubly robust loss trains it).",
+        "task cvr : binary(label=buy, loss=dr(ctr, imputation=ctr)) = net",
+        "task imp : regression = net\n"
+        "task cvr : binary(label=buy, loss=dr(ctr, imputation=imp)) = net",
     ),
 }
 

@@ -72,6 +72,8 @@ class Loss(str, Enum):
     mse = "mse"
     huber = "huber"
     ce = "ce"  # multiclass cross-entropy, the only multiclass loss
+    ipw = "ipw"  # ESCM2's counterfactual losses of a CVR task: inverse propensity weighting,
+    dr = "dr"  # and doubly robust (with an imputation task); see Task.propensity
 
 
 class Combine(str, Enum):
@@ -693,6 +695,11 @@ class Task(_Node):
     input_width: int | None = None
     factors: list[str] = Field(default_factory=list)
     bias: bool = True  # ``bias=false``: the head's Linear has no bias
+    # ``loss=ipw(P)`` / ``loss=dr(P, imputation=I)`` (ESCM2): the binary task whose label says
+    # which rows were clicked and whose probability is their propensity, and the latent
+    # regression task that imputes the error (dr only)
+    propensity: str | None = None
+    imputation: str | None = None
 
     def inputs(self) -> list[str]:
         return [self.input] if self.input else list(self.factors)
@@ -720,6 +727,10 @@ class Task(_Node):
             options.append(f"label={self.label}")
         if not self.bias:
             options.append("bias=false")
+        if self.loss is Loss.ipw:
+            options.append(f"loss=ipw({self.propensity})")
+        elif self.loss is Loss.dr:
+            options.append(f"loss=dr({self.propensity}, imputation={self.imputation})")
         kind = self.kind.value + (f"({', '.join(options)})" if options else "")
         if self.factors:
             return f"{kind} = {' * '.join(self.factors)}"

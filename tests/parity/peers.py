@@ -9,6 +9,11 @@ inputs and the task heads.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +29,37 @@ NEXTREC_MISSING = (
     "nextrec is not installed: pip install 'mtlc[nextrec]' && pip install --no-deps nextrec==0.6.14"
 )
 RECHUB_MISSING = "torch-rechub is not installed: pip install 'mtlc[rechub]'"
+ROOT = Path(__file__).resolve().parents[2]
+# NextRec 0.4.28 (STAR, ESCM) cannot be imported beside 0.6.14 (one package name): make
+# installs it apart, and its tests run in a subprocess with this folder first on the path
+NEXTREC_428 = ROOT / ".venv" / "nextrec-0.4.28"
+NEXTREC_428_MISSING = (
+    f"NextRec 0.4.28 is not installed apart in {NEXTREC_428.relative_to(ROOT)}: "
+    "pip install --no-deps --target .venv/nextrec-0.4.28 nextrec==0.4.28 (make test does)"
+)
+
+
+def under_nextrec_428(module: str, mark: str) -> dict:
+    """Run ``python -m module`` with NextRec 0.4.28 first on the path; return the JSON
+    of its last output line that starts with ``mark``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(NEXTREC_428), str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
+    env.setdefault("NEXTREC_TEST_MODE", "1")
+    env.setdefault("NEXTREC_LOG_DIR", os.path.join(tempfile.gettempdir(), "nextrec_logs"))
+    env.setdefault("OMP_NUM_THREADS", "1")
+    done = subprocess.run(
+        [sys.executable, "-m", module],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith(mark)]
+    assert done.returncode == 0 and lines, f"the subprocess failed:\n{done.stdout}\n{done.stderr}"
+    return json.loads(lines[-1].removeprefix(mark))
 
 
 def randomize(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -23,26 +23,18 @@ Linears and PReLU slopes.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from tests.parity.peers import NEXTREC_428, NEXTREC_428_MISSING, under_nextrec_428
+
 ROOT = Path(__file__).resolve().parents[2]
-NEXTREC_428 = ROOT / ".venv" / "nextrec-0.4.28"
 MARK = "STAR-PARITY "  # the result line among whatever NextRec prints
 OPT_LEVELS = (0, 1)
 
-pytestmark = pytest.mark.skipif(
-    not (NEXTREC_428 / "nextrec").is_dir(),
-    reason=(
-        f"NextRec 0.4.28 is not installed apart in {NEXTREC_428.relative_to(ROOT)}: "
-        "pip install --no-deps --target .venv/nextrec-0.4.28 nextrec==0.4.28 (make test does)"
-    ),
-)
+pytestmark = pytest.mark.skipif(not (NEXTREC_428 / "nextrec").is_dir(), reason=NEXTREC_428_MISSING)
 
 
 def _features(F, *, wide: bool) -> dict:
@@ -130,24 +122,7 @@ REFUSALS = {
 @pytest.fixture(scope="module")
 def results() -> dict:
     """Run the comparison under NextRec 0.4.28 and read its JSON line."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(NEXTREC_428), str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
-    )
-    env.setdefault("NEXTREC_TEST_MODE", "1")
-    env.setdefault("NEXTREC_LOG_DIR", os.path.join(tempfile.gettempdir(), "nextrec_logs"))
-    env.setdefault("OMP_NUM_THREADS", "1")
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.parity.test_nextrec_star_parity"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
-    assert done.returncode == 0 and lines, f"the subprocess failed:\n{done.stdout}\n{done.stderr}"
-    return json.loads(lines[-1].removeprefix(MARK))
+    return under_nextrec_428("tests.parity.test_nextrec_star_parity", MARK)
 
 
 def test_the_subprocess_ran_nextrec_0_4_28(results):
