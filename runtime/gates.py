@@ -488,3 +488,36 @@ def _layer_kinds(mlp: MLP) -> list[tuple]:
         else:
             kinds.append((type(module),))
     return kinds
+
+
+class CrossStitch(nn.Module):
+    """A cross-stitch unit (Misra et al., CVPR 2016): ``sum_s a_s * x_s``, elementwise.
+
+    ``forward(x_1, ..., x_S)`` takes ``sources`` tensors ``[B, D]`` (one per
+    column) and returns ``[B, D]``, from one product over the stacked
+    ``[B, S, D]``. ``weight`` is ``[S, D]`` (``weights="channel"``, NextRec
+    0.6.14's per-channel units) or ``[S, 1]`` (``"scalar"``, the paper's one
+    number per pair of columns); it starts at 1 for ``column`` and 0 for the
+    other sources, so a fresh unit passes its own column through (NextRec's
+    identity start).
+    """
+
+    def __init__(self, dim: int, sources: int, column: int = 0, weights: str = "channel") -> None:
+        super().__init__()
+        if weights not in ("channel", "scalar"):
+            raise ValueError(f"weights must be channel or scalar, not {weights!r}")
+        if not 0 <= column < sources:
+            raise ValueError(f"column {column} is not one of the {sources} sources")
+        self.dim, self.sources, self.column, self.weights = dim, sources, column, weights
+        self.weight = nn.Parameter(torch.zeros(sources, dim if weights == "channel" else 1))
+        with torch.no_grad():
+            self.weight[column] = 1.0
+
+    def forward(self, *columns: Tensor) -> Tensor:
+        if len(columns) != self.sources:
+            raise ValueError(f"expected {self.sources} columns, got {len(columns)}")
+        stacked = torch.stack(columns, dim=1)  # [B, S, D]
+        return (stacked * self.weight).sum(dim=1)
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, sources={self.sources}, column={self.column}, weights={self.weights!r}"

@@ -146,6 +146,7 @@ EXAMPLE_CODES = [
     "MTL307",
     "MTL308",
     "MTL309",
+    "MTL316",
     "MTL404",
     "MTL405",
     "MTL509",

@@ -46,6 +46,8 @@ def _reads(node: ir.Node) -> set[str]:
         return {node.input, node.condition}
     if isinstance(node, ir.Cross):  # a tower's or an expert pool's
         return {node.input}
+    if isinstance(node, ir.Stitch):
+        return set(node.sources)
     if isinstance(node, ir.Star):
         return {node.input, node.domain}
     if isinstance(node, ir.Transfer):

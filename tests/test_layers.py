@@ -770,3 +770,41 @@ def test_importing_the_runtime_loads_no_optional_library():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+# -- rt.CrossStitch ------------------------------------------------------------------------
+
+
+def test_cross_stitch_starts_as_its_column_and_mixes_per_channel():
+    from mtlc.runtime import CrossStitch
+
+    torch.manual_seed(0)
+    columns = [torch.randn(5, 4, dtype=torch.float64) for _ in range(3)]
+    unit = CrossStitch(4, sources=3, column=1).double()
+    torch.testing.assert_close(unit(*columns), columns[1])  # NextRec's identity start
+    with torch.no_grad():
+        unit.weight.normal_()
+    expected = sum(unit.weight[s] * columns[s] for s in range(3))
+    torch.testing.assert_close(unit(*columns), expected)
+    scalar = CrossStitch(4, sources=3, weights="scalar").double()
+    assert scalar.weight.shape == (3, 1)
+    with torch.no_grad():
+        scalar.weight.copy_(torch.tensor([[0.9], [0.1], [-0.2]]))
+    expected = 0.9 * columns[0] + 0.1 * columns[1] - 0.2 * columns[2]
+    torch.testing.assert_close(scalar(*columns), expected)
+    inputs = [c.clone().requires_grad_(True) for c in columns]
+    assert torch.autograd.gradcheck(lambda *xs: unit(*xs), inputs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(sources=2, column=2), "column 2"),
+        (dict(sources=2, weights="pair"), "channel or scalar"),
+    ],
+)
+def test_cross_stitch_refuses_bad_arguments(kwargs, words):
+    from mtlc.runtime import CrossStitch
+
+    with pytest.raises(ValueError, match=words):
+        CrossStitch(4, **kwargs)

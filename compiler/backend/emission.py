@@ -47,6 +47,7 @@ from mtlc.backend.plan import (
     ScaleGateModule,
     Split,
     StarModule,
+    StitchModule,
     TransferModule,
     Unbind,
 )
@@ -285,6 +286,15 @@ def _cross(module: CrossModule) -> tuple[str, tuple[str, ...]]:
     return f"rt.Cross({', '.join(args)})", ()
 
 
+def _stitch(module: StitchModule) -> tuple[str, tuple[str, ...]]:
+    args = [integer(module.dim), f"sources={integer(module.sources)}"]
+    if module.column:
+        args.append(f"column={integer(module.column)}")
+    if module.scalar:
+        args.append('weights="scalar"')
+    return f"rt.CrossStitch({', '.join(args)})", ()
+
+
 def _transfer(module: TransferModule) -> tuple[str, tuple[str, ...]]:
     bias = ", qkv_bias=True" if module.qkv_bias else ""
     return f"rt.AITransfer({integer(module.dim)}{bias})", ()
@@ -304,6 +314,7 @@ INIT: dict[type, Callable[[Any], tuple[str, tuple[str, ...]]]] = {
     ApgModule: _apg,
     StarModule: _star,
     CrossModule: _cross,
+    StitchModule: _stitch,
     TransferModule: _transfer,
     HeadModule: _linear,
 }

@@ -52,6 +52,7 @@ from mtlc.backend.plan import (
     Split,
     StarModule,
     Step,
+    StitchModule,
     TransferModule,
     Unbind,
 )
@@ -499,6 +500,17 @@ class _Lowering:
         source = read + (".detach()" if gate.source_stop else "")
         self.steps.append(Call(name, name, (self._vector(gate.input), source), gate.shape, lines))
 
+    def stitch(self, node: ir.Stitch) -> None:
+        """A cross-stitch unit: one module, its sources stacked and weighed in one product."""
+        name, lines = self.name[node.name], (node.span.line,)
+        scalar = node.weights is ir.StitchWeights.scalar
+        column = node.sources.index(node.column)
+        self.modules.append(
+            StitchModule(name, node.width, len(node.sources), column, scalar, lines)
+        )
+        args = tuple(self._vector(source) for source in node.sources)
+        self.steps.append(Call(name, name, args, node.shape, lines))
+
     def transfer(self, node: ir.Transfer) -> None:
         name, lines = self.name[node.name], (node.span.line,)
         self.modules.append(TransferModule(name, node.width, node.qkv_bias, lines))
@@ -558,6 +570,7 @@ LOWER: dict[type, Callable[[_Lowering, Any], None]] = {
     ir.CrossPool: _Lowering.cross,
     ir.Gate: _Lowering.gate,
     ir.ScaleGate: _Lowering.scale_gate,
+    ir.Stitch: _Lowering.stitch,
     ir.Transfer: _Lowering.transfer,
     ir.Task: _Lowering.task,
 }

@@ -143,6 +143,18 @@ class CrossModule:
 
 
 @dataclass(frozen=True)
+class StitchModule:
+    """``rt.CrossStitch``: a cross-stitch unit over ``sources`` columns of width ``dim``."""
+
+    attr: str
+    dim: int
+    sources: int
+    column: int  # the index of the column it continues (its weight starts at 1)
+    scalar: bool
+    lines: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class TransferModule:
     attr: str
     dim: int
@@ -168,6 +180,7 @@ Module = (
     | ApgModule
     | StarModule
     | CrossModule
+    | StitchModule
     | TransferModule
     | HeadModule
 )

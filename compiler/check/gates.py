@@ -18,15 +18,18 @@ _LAYER_OPTIONS = ("activation", "norm", "dropout")  # of a gate's hidden layers
 
 
 def check_gate(scope: Scope, stmt: s.GateStmt) -> None:
-    """``gate NAME = softmax(INPUT, ...) over [SOURCES]``, or ``sigmoid(COND, ...) over [X]``."""
+    """``gate NAME = softmax(INPUT, ...) over [SOURCES]``, ``sigmoid(COND, ...) over [X]``, or
+    ``cross_stitch(COLUMN, ...) over [COLUMNS]``."""
     scope.declare(stmt.name)
     call = opt.expect_call(
-        stmt.gate, ("softmax", "sigmoid"), opt.FUTURE_CALLS, scope.report, "gate"
+        stmt.gate, ("softmax", "sigmoid", "cross_stitch"), opt.FUTURE_CALLS, scope.report, "gate"
     )
     sources = _sources(scope, stmt.sources)
     node: ir.Node | None = None
     if call is not None and call.func.text == "sigmoid":
         node = _sigmoid(scope, stmt, call, sources)
+    elif call is not None and call.func.text == "cross_stitch":
+        node = _stitch(scope, stmt, call, sources)
     elif call is not None:
         node = _softmax(scope, stmt, call, sources)
     scope.add(stmt.name, node)
@@ -146,6 +149,63 @@ def _hidden(scope: Scope, call: s.Call, options: dict[str, s.Keyword]) -> dict[s
         )
         return {"hidden": None}
     return {**fields, **layers}
+
+
+def _stitch(
+    scope: Scope,
+    stmt: s.GateStmt,
+    call: s.Call,
+    sources: list[tuple[ir.GateSource, ir.Node]] | None,
+) -> ir.Stitch | None:
+    """``cross_stitch(COLUMN [, weights=channel|scalar]) over [A, B, ...]``: a cross-stitch
+    unit over two or more vectors of one width, continuing ``COLUMN`` (one of them)."""
+    r = scope.report
+    (column,) = opt.read_positionals(call, ["column"], r)
+    options = opt.read_keywords(call, ("weights",), r)
+    weights: ir.StitchWeights | None = ir.StitchWeights.channel
+    if "weights" in options:
+        word = opt.choice(
+            options["weights"].value, r, "stitch weights", [w.value for w in ir.StitchWeights]
+        )
+        weights = ir.StitchWeights(word) if word else None
+    ref = opt.name(column, r, "the column a cross-stitch unit continues") if column else None
+    if sources is None or ref is None or weights is None:
+        return None
+    names = [source.name for source, _ in sources]
+    problem = None
+    if len(sources) < 2:
+        problem = ("a cross-stitch unit mixes two columns or more", stmt.sources.span, "one source")
+    elif any(source.count > 1 or source.stop or node.is_pool for source, node in sources):
+        problem = (
+            "a cross-stitch unit mixes vectors, one per column, read as they are",
+            stmt.sources.span,
+            "a pool or a stopgrad",
+        )
+    elif ref.text not in names:
+        problem = (
+            f"`{ref.text}` is not one of the unit's sources: it continues one of them",
+            ref.span,
+            "not a source",
+        )
+    if problem is not None:
+        message, span, label = problem
+        r.error(
+            "MTL316",
+            span,
+            message,
+            label=label,
+            help="write `cross_stitch(a_h1) over [a_h1, b_h1]`: the column it continues, "
+            "then every column's vector",
+        )
+        return None
+    return ir.Stitch(
+        name=stmt.name.text,
+        span=stmt.span,
+        width=sources[0][1].width,
+        column=ref.text,
+        sources=names,
+        weights=weights,
+    )
 
 
 def _sources(scope: Scope, listed: s.List) -> list[tuple[ir.GateSource, ir.Node]] | None:

@@ -49,6 +49,7 @@ VECTORS = (
     ir.CrossPool,
     ir.Gate,
     ir.ScaleGate,
+    ir.Stitch,
     ir.Transfer,
     ir.Expert,
 )

@@ -255,7 +255,7 @@ CODES: dict[str, Code] = {
         "not supported yet",
         "The construct is planned for a later version of the language (see the end of "
         "docs/language.md) but cannot be compiled yet.",
-        "gate g = cross_stitch(all) over [a, b]",
+        "gate g = snr(all) over [a, b]",
         "gate g = softmax(all) over [a, b]",
     ),
     "MTL310": Code(
@@ -300,6 +300,13 @@ CODES: dict[str, Code] = {
         "mixture); the `vector` and `matrix` forms have no experts.",
         "tower t = cross(all, layers=2, rank=16)",
         "tower t = cross(all, layers=2, form=mix, rank=16)",
+    ),
+    "MTL316": Code(
+        "not a cross-stitch unit",
+        "`cross_stitch(COLUMN) over [A, B, ...]` mixes two or more columns' vectors (not pools, "
+        "not through stopgrad), and continues COLUMN, one of them.",
+        "gate s = cross_stitch(net) over [net]",
+        "tower net2 = mlp(all, [8])\ngate s = cross_stitch(net) over [net, net2]",
     ),
     # -- widths and sizes -----------------------------------------------------
     "MTL401": Code(

@@ -103,6 +103,13 @@ class CrossBias(str, Enum):
     outside = "outside"
 
 
+class StitchWeights(str, Enum):
+    """A cross-stitch unit's weights: one per source and channel, or one per source."""
+
+    channel = "channel"  # NextRec 0.6.14's: [sources, width]
+    scalar = "scalar"  # the paper's (Misra et al.): one number per pair of columns
+
+
 class WeightingKind(str, Enum):
     fixed = "fixed"
     uncertainty = "uncertainty"
@@ -649,6 +656,35 @@ class ScaleGate(_Node):
         return f"sigmoid x{number(self.scale)}"
 
 
+class Stitch(_Node):
+    """A cross-stitch unit (Misra et al., CVPR 2016): ``sum_s a_s * source_s``, elementwise.
+
+    ``a_s`` is a vector of the width (``weights=channel``) or a number
+    (``scalar``); it starts at 1 for ``column`` (the column the unit continues)
+    and 0 for the others, so a fresh unit passes its own column through.
+    """
+
+    kind_word: ClassVar[str] = "cross-stitch gate"
+
+    op: Literal["stitch"] = "stitch"
+    column: str
+    sources: list[str]
+    weights: StitchWeights = StitchWeights.channel
+
+    def inputs(self) -> list[str]:
+        return list(self.sources)
+
+    def parameters(self) -> int:
+        return len(self.sources) * (self.width if self.weights is StitchWeights.channel else 1)
+
+    def text(self) -> str:
+        options = ", weights=scalar" if self.weights is StitchWeights.scalar else ""
+        return f"gate cross_stitch({self.column}{options}) over [{', '.join(self.sources)}]"
+
+    def brief(self) -> str:
+        return f"cross-stitch x{len(self.sources)}"
+
+
 class Transfer(_Node):
     """AITM's attentive information transfer from ``previous`` into ``current``."""
 
@@ -753,6 +789,7 @@ Node = Annotated[
     | CrossPool
     | Gate
     | ScaleGate
+    | Stitch
     | Transfer
     | Task,
     Field(discriminator="op"),
@@ -771,6 +808,7 @@ NODE_KINDS: tuple[type[_Node], ...] = (
     CrossPool,
     Gate,
     ScaleGate,
+    Stitch,
     Transfer,
     Task,
 )

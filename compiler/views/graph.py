@@ -54,6 +54,7 @@ FAMILY: dict[type, str] = {
     ir.CrossPool: "expert",
     ir.Gate: "gate",
     ir.ScaleGate: "gate",
+    ir.Stitch: "gate",
     ir.Transfer: "transfer",
     ir.Task: "task",
 }

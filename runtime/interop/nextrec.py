@@ -7,7 +7,7 @@
 
 Supported, from ``nextrec.models.multitask``: ``ShareBottom``, ``MMOE``,
 ``PLE``, ``ESMM``, ``AITM``, ``HMOE``, ``POSO`` (``architecture="mlp"`` and
-``"mmoe"``), ``PEPNet`` and ``APG``; from ``nextrec.models.ranking``, ``DCN`` and
+``"mmoe"``), ``PEPNet``, ``APG`` and ``CrossStitch``; from ``nextrec.models.ranking``, ``DCN`` and
 ``DCNv2`` (every ``cross_type`` and ``architecture``; one task). Feature names
 and target names are kept (a task is named as its target column). What NextRec
 computes that the spec cannot say is folded exactly here:
@@ -87,7 +87,7 @@ def spec_from(nextrec_model: nn.Module, name: str | None = None) -> str:
 
     Args:
         nextrec_model: a NextRec ``ShareBottom``, ``MMOE``, ``PLE``, ``ESMM``, ``AITM``,
-            ``HMOE``, ``POSO``, ``PEPNet``, ``APG``, ``DCN`` or ``DCNv2``.
+            ``HMOE``, ``POSO``, ``PEPNet``, ``APG``, ``CrossStitch``, ``DCN`` or ``DCNv2``.
         name: the model (class) name; defaults to NextRec's model name.
 
     Raises:
@@ -135,6 +135,7 @@ def _readers() -> dict[type, object]:
     try:
         from nextrec.models.multitask.aitm import AITM
         from nextrec.models.multitask.apg import APG
+        from nextrec.models.multitask.cross_stitch import CrossStitch
         from nextrec.models.multitask.esmm import ESMM
         from nextrec.models.multitask.hmoe import HMOE
         from nextrec.models.multitask.mmoe import MMOE
@@ -158,6 +159,7 @@ def _readers() -> dict[type, object]:
         POSO: _poso,
         PEPNet: _pepnet,
         APG: _apg,
+        CrossStitch: _cross_stitch,
         DCN: _dcn,
         DCNv2: _dcn_v2,
     }
@@ -771,6 +773,48 @@ def _apg_state(r: _Reader, layers: list[nn.Module], scene: str, expand: bool) ->
         folded = fold_input(Linear(state[weight].T, state[bias]), r.segments)
         state[weight], state[bias] = folded.weight.T.contiguous(), folded.bias
     return state
+
+
+# -- Cross-Stitch -------------------------------------------------------------------------
+
+
+def _cross_stitch(r: _Reader) -> None:
+    """The shared layer (a tower, or the features themselves), then per layer each task's
+    one-layer column and its cross-stitch unit, then each task's tower and head.
+
+    NextRec's unit ``cross_stitch_weight [T, T, d]`` gives task t ``sum_s W[t, s] * h_s``:
+    task t's unit is ``cross_stitch(t_h) over [h_1, ..., h_T]`` with weights ``W[t]``.
+    NextRec calls its shared layer once per task: in training each call draws its own
+    dropout mask and moves a batch norm's statistics once more; mtlc runs it once (the
+    same in eval). See docs/nextrec.md.
+    """
+    model, tasks = r.model, [task for task, _ in r.tasks]
+    source = r.group
+    if isinstance(model.shared_layer, nn.Module) and hasattr(model.shared_layer, "mlp"):
+        block = r.block(model.shared_layer, "shared_layer", r.group)
+        source = r.spec.fresh("shared")
+        r.spec.add(f"tower {source} = {block.text(r.group)}")
+        r.weights[source] = block
+    inputs = [source] * len(tasks)
+    for level, (columns, unit) in enumerate(zip(model.task_layers, model.cross_stitch_layers), 1):
+        r.spec.add("")
+        hidden = []
+        for t, (task, mlp) in enumerate(zip(tasks, columns)):
+            block = r.block(mlp, f"task_layers.{level - 1}.{t}", inputs[t])
+            name = r.spec.fresh(f"{task}_h{level}")
+            r.spec.add(f"tower {name} = {block.text(inputs[t])}")
+            r.weights[name] = block
+            hidden.append(name)
+        weight = unit.cross_stitch_weight.detach()
+        inputs = []
+        for t, task in enumerate(tasks):
+            name = r.spec.fresh(f"{task}_s{level}")
+            r.spec.add(f"gate {name} = cross_stitch({hidden[t]}) over [{', '.join(hidden)}]")
+            r.weights[name] = weight[t].clone()
+            inputs.append(name)
+    r.spec.add("")
+    for t in range(len(tasks)):
+        r.tower_and_head(t, model.towers[t], inputs[t], f"towers.{t}")
 
 
 # -- DCN and DCNv2 (ranking models: one task) -------------------------------------------

@@ -89,6 +89,8 @@ def _describe(node, names: dict[str, str]) -> dict:
         data["input"], data["source"] = rename(node.input), rename(node.source)
     elif isinstance(node, ir.Cross):
         data["input"] = rename(node.input)
+    elif isinstance(node, ir.Stitch):
+        data["column"], data["sources"] = rename(node.column), [rename(s) for s in node.sources]
     elif isinstance(node, ir.Transfer):
         data["current"], data["previous"] = rename(node.current), rename(node.previous)
     elif isinstance(node, ir.Task):

@@ -153,6 +153,43 @@ def small_nextrec_features() -> dict:
     )
 
 
+def nextrec_pairing(peer, ours, heads, read: set[str] | None = None) -> Pairing:
+    """A NextRec model's output columns by target, and the gradients to compare: every
+    embedding table (rows >= 1; only those of features in ``read`` if given) and each head,
+    ``heads`` being (mtlc task, NextRec's Linear) pairs."""
+    targets = list(peer.target_columns)
+    kinds = [peer.task] * len(targets) if isinstance(peer.task, str) else list(peer.task)
+    columns = [(t, i, kind) for i, (t, kind) in enumerate(zip(targets, kinds))]
+    params = []
+    features = list(peer.sparse_features) + list(peer.sequence_features)
+    for table, embedding in peer.embedding.embed_dict.items():
+        if read is not None and not any(
+            f.embedding_name == table and f.name in read for f in features
+        ):
+            continue
+        owner = next(f.name for f in features if f.embedding_name == table)
+        # NextRec builds every table with padding_idx=0: row 0 never gets a gradient there
+        params.append(
+            (f"table {table}", module(ours, owner).weight, embedding.weight, slice(1, None))
+        )
+    for task, linear in heads:
+        params.append((f"head {task}", module(ours, task).weight, linear.weight, None))
+    return Pairing(columns, params)
+
+
+def converted_and_compared(peer: nn.Module, tmp_path: Path, opt_level: int, pairing) -> nn.Module:
+    """Convert a randomised NextRec 0.6.14 model, compile its spec at ``opt_level``, copy its
+    weights, and ``compare`` the two on a random batch; returns mtlc's model (gradients set).
+    ``pairing(peer, ours)`` says what to compare."""
+    from mtlc.runtime.interop import nextrec as nx
+
+    ours = build(nx.spec_from(peer), tmp_path, opt_level)
+    nx.load_weights(ours, peer)
+    batch = random_batch(ours)
+    compare(ours, lambda x: peer.training_adapter.forward(peer, x), batch, pairing(peer, ours))
+    return ours
+
+
 def module(model: nn.Module, node: str) -> nn.Module:
     """The submodule of spec node ``node``: its name, or the name mangled with trailing ``_``."""
     attr = node

@@ -27,10 +27,9 @@ from nextrec.models.ranking.dcn_v2 import DCNv2  # noqa: E402
 from mtlc.runtime.interop import nextrec as nx  # noqa: E402
 from tests.parity.peers import (  # noqa: E402
     Pairing,
-    build,
-    compare,
+    converted_and_compared,
     module,
-    random_batch,
+    nextrec_pairing,
     randomize,
 )
 
@@ -128,29 +127,14 @@ def cross_params(network, cross) -> list[tuple[str, torch.Tensor, torch.Tensor]]
 
 def pairing(peer, ours) -> Pairing:
     """The one output column; gradients of every table (rows >= 1) and of the head."""
-    target = peer.target_columns[0]
-    kind = peer.task if isinstance(peer.task, str) else peer.task[0]
-    params = []
-    features = list(peer.sparse_features) + list(peer.sequence_features)
-    for table, embedding in peer.embedding.embed_dict.items():
-        owner = next(f.name for f in features if f.embedding_name == table)
-        # NextRec builds every table with padding_idx=0: row 0 never gets a gradient there
-        params.append(
-            (f"table {table}", module(ours, owner).weight, embedding.weight, slice(1, None))
-        )
-    params.append(("head", module(ours, target).weight, peer.final_layer.weight, None))
-    return Pairing([(target, 0, kind)], params)
+    return nextrec_pairing(peer, ours, [(peer.target_columns[0], peer.final_layer)])
 
 
 @pytest.mark.parametrize("opt_level", [0, 1])
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_predictions_and_gradients_match_nextrec(config, opt_level, tmp_path):
     peer = randomize(CONFIGS[config](), seed=len(config))
-    spec = nx.spec_from(peer)
-    ours = build(spec, tmp_path, opt_level)
-    nx.load_weights(ours, peer)
-    batch = random_batch(ours)
-    compare(ours, lambda x: peer.training_adapter.forward(peer, x), batch, pairing(peer, ours))
+    ours = converted_and_compared(peer, tmp_path, opt_level, pairing)
     target = peer.target_columns[0]
     head_bias = module(ours, target).bias.grad
     close_grad(head_bias, peer.final_layer.bias.grad, "head bias")

@@ -25,7 +25,13 @@ from nextrec.models.multitask.pepnet import PEPNet  # noqa: E402
 from nextrec.models.multitask.poso import POSO  # noqa: E402
 
 from mtlc.runtime.interop import nextrec as nx  # noqa: E402
-from tests.parity.peers import Pairing, build, compare, module, random_batch, randomize  # noqa: E402
+from tests.parity.peers import (  # noqa: E402
+    Pairing,
+    converted_and_compared,
+    module,
+    nextrec_pairing,
+    randomize,
+)
 
 
 def small_features() -> dict:
@@ -270,34 +276,15 @@ def sigmoid_gates(peer, ours) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
 
 def pairing(peer, ours) -> Pairing:
     """Output columns by target; gradients of every table read (rows >= 1) and head."""
-    targets = list(peer.target_columns)
-    kinds = [peer.task] * len(targets) if isinstance(peer.task, str) else list(peer.task)
-    columns = [(t, i, kind) for i, (t, kind) in enumerate(zip(targets, kinds))]
-    params = []
-    features = list(peer.sparse_features) + list(peer.sequence_features)
-    read = read_features(peer)
-    for table, embedding in peer.embedding.embed_dict.items():
-        if not any(f.embedding_name == table and f.name in read for f in features):
-            continue
-        owner = next(f.name for f in features if f.embedding_name == table)
-        # NextRec builds every table with padding_idx=0: row 0 never gets a gradient there
-        params.append(
-            (f"table {table}", module(ours, owner).weight, embedding.weight, slice(1, None))
-        )
-    for head, last in zip(targets, heads(peer)):
-        params.append((f"head {head}", module(ours, head).weight, last.weight, None))
-    return Pairing(columns, params)
+    heads_ = zip(peer.target_columns, heads(peer))
+    return nextrec_pairing(peer, ours, heads_, read=read_features(peer))
 
 
 @pytest.mark.parametrize("opt_level", [0, 1])
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_predictions_and_gradients_match_nextrec(config, opt_level, tmp_path):
     peer = randomize(CONFIGS[config](), seed=len(config))
-    spec = nx.spec_from(peer)
-    ours = build(spec, tmp_path, opt_level)
-    nx.load_weights(ours, peer)
-    batch = random_batch(ours)
-    compare(ours, lambda x: peer.training_adapter.forward(peer, x), batch, pairing(peer, ours))
+    ours = converted_and_compared(peer, tmp_path, opt_level, pairing)
     # the head's bias is the tower's bias (if any) plus NextRec's prediction bias
     prediction_bias = peer.head.prediction.bias.grad
     for t, (task, last) in enumerate(zip(peer.target_columns, heads(peer))):

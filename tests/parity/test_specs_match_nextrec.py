@@ -1,4 +1,4 @@
-"""Each spec in specs/ for the five architectures and DCNv2 is NextRec's model, in NextRec's words.
+"""Each spec in specs/ for the five architectures, Cross-Stitch and DCNv2 is NextRec's model.
 
 For each spec we build the NextRec 0.6.14 model of the same configuration,
 convert it with ``spec_from`` and check that the two specs compute the same
@@ -20,6 +20,7 @@ pytest.importorskip("nextrec.models.multitask.mmoe", reason=NEXTREC_MISSING)
 
 from nextrec.basic.features import DenseFeature, SequenceFeature, SparseFeature  # noqa: E402
 from nextrec.models.multitask.aitm import AITM  # noqa: E402
+from nextrec.models.multitask.cross_stitch import CrossStitch  # noqa: E402
 from nextrec.models.multitask.esmm import ESMM  # noqa: E402
 from nextrec.models.multitask.mmoe import MMOE  # noqa: E402
 from nextrec.models.multitask.ple import PLE  # noqa: E402
@@ -115,6 +116,15 @@ CASES = {
             target=["click", "buy", "pay"],
         ),
         lambda spec: _ait_with_bias(spec.replace("weighting uncertainty", "")),
+    ),
+    "cross_stitch": (
+        lambda: CrossStitch(
+            **ids("age"),
+            task_mlp_params=layers([256, 128]),
+            tower_mlp_params=layers([64]),
+            target=["click", "buy"],
+        ),
+        lambda spec: spec,
     ),
     # NextRec's CrossNetV2 adds the bias outside the product; the paper (and the spec) inside.
     "dcnv2": (
