@@ -46,6 +46,7 @@ ARCHITECTURES = (
     "poso_mmoe",
     "pepnet",
     "apg",
+    "cross_stitch",
     "dcnv2",
 )
 RECHUB_ARCHITECTURES = ARCHITECTURES[:5]  # the ones torch-rechub 0.9.0 has
@@ -162,6 +163,7 @@ def nextrec_model(config: Config, arch: str, device: str = "cpu") -> nn.Module:
     from nextrec.models.multitask import (
         aitm,
         apg,
+        cross_stitch,
         esmm,
         hmoe,
         mmoe,
@@ -278,6 +280,13 @@ def nextrec_model(config: Config, arch: str, device: str = "cpu") -> nn.Module:
             mlp_params={"hidden_dims": list(config.deep_dims)},
             scene_features=list(config.apg_scene),
             mf_k=config.apg_mf_k,
+            target=tasks,
+            **common,
+        )
+    elif arch == "cross_stitch":  # a column per task of the expert's widths, no shared layer
+        model = cross_stitch.CrossStitch(
+            task_mlp_params=expert,
+            tower_mlp_params={"hidden_dims": list(config.tower_dims)},
             target=tasks,
             **common,
         )

@@ -4,10 +4,10 @@
     .venv/bin/python benchmarks/train_speed.py --quick  # < 1 min: MMoE and PLE, batch 256 and 2048
     .venv/bin/python benchmarks/train_speed.py --archs hmoe poso poso_mmoe pepnet --batches 256 2048
     .venv/bin/python benchmarks/train_speed.py --archs apg --batches 256 2048 --lazy
-    .venv/bin/python benchmarks/train_speed.py --archs dcnv2 --batches 256 2048
+    .venv/bin/python benchmarks/train_speed.py --archs dcnv2 cross_stitch --batches 256 2048
 
 For each architecture (ShareBottom, MMoE, PLE, ESMM, AITM; HMoE, POSO in its
-MLP and MMoE forms, PEPNet, APG and DCNv2, against NextRec only) of the configuration
+MLP and MMoE forms, PEPNet, APG, Cross-Stitch and DCNv2, against NextRec only) of the configuration
 of ``peers.Config`` and each batch size, the contenders run one training step
 (forward, loss, backward, optimizer step) on a fixed synthetic batch, in
 rounds: every round runs ``--steps`` steps of each contender in turn (the order
@@ -69,6 +69,7 @@ TITLES = {
     "poso_mmoe": "POSOMMoE",
     "pepnet": "PEPNet",
     "apg": "APG",
+    "cross_stitch": "CrossStitch",
     "dcnv2": "DCNv2",
 }
 
@@ -133,6 +134,16 @@ def mtlc_spec(config: Config, arch: str, norm: str = "none") -> str:
         lines += _apg(config)
         lines += [f"task {t} : binary(label={t}) = shared" for t in tasks]
         return "\n".join(lines) + "\n"
+    elif arch == "cross_stitch":  # one column per task, a unit per task after each layer
+        inputs = ["all"] * len(tasks)
+        for level, width in enumerate(experts, start=1):
+            lines += [f"tower {t}_h{level} = {mlp(x, [width])}" for t, x in zip(tasks, inputs)]
+            columns = ", ".join(f"{t}_h{level}" for t in tasks)
+            lines += [
+                f"gate {t}_s{level} = cross_stitch({t}_h{level}) over [{columns}]" for t in tasks
+            ]
+            inputs = [f"{t}_s{level}" for t in tasks]
+        lines += [f"tower {t}_net = {mlp(x, towers)}" for t, x in zip(tasks, inputs)]
     elif arch == "dcnv2":  # NextRec's CrossNetV2 adds the bias outside (the paper: inside)
         layers = config.cross_layers
         lines.append(f"tower crossed = cross(all, layers={layers}, form=matrix, bias=outside)")

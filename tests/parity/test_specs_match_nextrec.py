@@ -165,6 +165,7 @@ BENCHMARK_ARCHITECTURES = [
     "poso_mmoe",
     "pepnet",
     "apg",
+    "cross_stitch",
     "dcnv2",
 ]
 
