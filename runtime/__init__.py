@@ -8,7 +8,7 @@ scikit-learn); training lives in the ``trainer``/``data``/... submodules.
 from .apg import APG
 from .convert import convert_o0_state_dict
 from .cross import Cross
-from .gates import CrossStitch, Gate, GateBank, ScaleGate, SoftmaxGate, scale_by
+from .gates import CrossStitch, Gate, GateBank, Route, ScaleGate, SoftmaxGate, scale_by
 from .kernels import gate_mix, gate_softmax_mix, gate_weights, scale_gate
 from .layers import MLP, AITransfer, ExpertPool, Experts, mix, pool_max, pool_mean, pool_sum
 from .spec import Constraint, Feature, Task, Weighting
@@ -20,6 +20,7 @@ __all__ = [
     "Constraint",
     "Cross",
     "CrossStitch",
+    "Route",
     "ExpertPool",
     "Experts",
     "Feature",

@@ -521,3 +521,48 @@ class CrossStitch(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.dim}, sources={self.sources}, column={self.column}, weights={self.weights!r}"
+
+
+class Route(nn.Module):
+    """One output of a sub-network routing layer (SNR-Trans, Ma et al., AAAI 2019).
+
+    ``forward(*sources)`` takes vectors ``[B, D]`` and pools ``[B, k, D]`` whose
+    columns (``experts`` in all) it routes: ``sum_e z_e (x_e T_e)``, computed as
+    one ``[B, E D] x [E D, D]`` product. ``z_e = clamp(1.2 sigmoid(w_e) - 0.1, 0,
+    1)`` (the hard-concrete stretch of NextRec 0.6.14's gate, deterministic) from
+    a logit ``w`` ``[E]``; ``T`` ``[E, D, D]`` is learned, or absent with
+    ``transform=False`` (SNR-Aver: ``sum_e z_e x_e``). Initialisation draws ``w``
+    as NextRec draws its ``logit(u) + log(alpha) / 0.9`` (``u`` and ``alpha``
+    uniform) and ``T`` Xavier-normal over ``[E, D, D]`` for one output.
+    """
+
+    BETA, GAMMA, ZETA = 0.9, -0.1, 1.1  # NextRec's (and Louizos et al.'s) stretch
+
+    def __init__(self, dim: int, experts: int, transform: bool = True) -> None:
+        super().__init__()
+        self.dim, self.experts = dim, experts
+        u = torch.empty(experts).uniform_(1e-8, 1 - 1e-8)
+        alpha = torch.rand(1).clamp(min=1e-8)
+        self.logit = nn.Parameter(torch.log(u) - torch.log1p(-u) + torch.log(alpha) / self.BETA)
+        self.transform = None
+        if transform:
+            std = math.sqrt(2.0 / ((experts + 1) * dim * dim))
+            self.transform = nn.Parameter(torch.randn(experts, dim, dim) * std)
+
+    def gates(self) -> Tensor:
+        """``z``: each column's weight, in [0, 1]."""
+        stretched = torch.sigmoid(self.logit) * (self.ZETA - self.GAMMA) + self.GAMMA
+        return stretched.clamp(0.0, 1.0)
+
+    def forward(self, *sources: Tensor) -> Tensor:
+        x = torch.cat([s if s.dim() == 3 else s.unsqueeze(1) for s in sources], dim=1)
+        if x.shape[1] != self.experts:
+            raise ValueError(f"expected {self.experts} columns, got {x.shape[1]}")
+        z = self.gates()
+        if self.transform is None:
+            return (x * z.view(1, -1, 1)).sum(dim=1)
+        weight = (self.transform * z.view(-1, 1, 1)).reshape(self.experts * self.dim, self.dim)
+        return x.reshape(x.shape[0], -1) @ weight
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, experts={self.experts}, transform={self.transform is not None}"

@@ -207,7 +207,9 @@ CHECK_ERRORS = [
     ("transfer t = ait(net, from=net, bias=yes)", "MTL307", 8, 38, "invalid choice"),
     ("tower t = mlp(all, [8], 0.1)", "MTL308", 8, 25, "extra argument"),
     ("feature f : sparse(10, dim=8)", "MTL308", 8, 20, "extra argument"),
-    ("gate g = snr(all) over [a]", "MTL309", 8, 10, "planned, not yet available"),
+    ("gate g = condition(all) over [a]", "MTL309", 8, 10, "planned, not yet available"),
+    ("gate r = snr() over [net]", "MTL316", 8, 21, "one column"),
+    ("gate r = snr(transform=maybe) over [net]", "MTL307", 8, 24, "invalid choice"),
     ("gate s = cross_stitch(net) over [net]", "MTL316", 8, 33, "one source"),
     (
         "tower n2 = mlp(all, [8])\ngate s = cross_stitch(all) over [net, n2]",

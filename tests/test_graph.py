@@ -48,6 +48,8 @@ def _reads(node: ir.Node) -> set[str]:
         return {node.input}
     if isinstance(node, ir.Stitch):
         return set(node.sources)
+    if isinstance(node, ir.Route):
+        return {source.name for source in node.sources}
     if isinstance(node, ir.Star):
         return {node.input, node.domain}
     if isinstance(node, ir.Transfer):

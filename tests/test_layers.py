@@ -808,3 +808,30 @@ def test_cross_stitch_refuses_bad_arguments(kwargs, words):
 
     with pytest.raises(ValueError, match=words):
         CrossStitch(4, **kwargs)
+
+
+# -- rt.Route (SNR-Trans) ------------------------------------------------------------------
+
+
+def test_route_weighs_each_column_through_its_matrix():
+    from mtlc.runtime import Route
+
+    torch.manual_seed(0)
+    pool = torch.randn(5, 2, 4, dtype=torch.float64)  # two columns of a pool
+    vector = torch.randn(5, 4, dtype=torch.float64)  # and a third, a vector
+    gate = Route(4, experts=3).double()
+    with torch.no_grad():
+        gate.logit.copy_(torch.tensor([3.0, -4.0, 0.2], dtype=torch.float64))
+    z = (torch.sigmoid(gate.logit) * 1.2 - 0.1).clamp(0, 1)
+    assert z[0] == 1 and z[1] == 0 and 0 < z[2] < 1  # the stretch saturates both ways
+    columns = [pool[:, 0], pool[:, 1], vector]
+    expected = sum(z[e] * columns[e] @ gate.transform[e] for e in range(3))
+    torch.testing.assert_close(gate(pool, vector), expected)
+    plain = Route(4, experts=3, transform=False).double()
+    with torch.no_grad():
+        plain.logit.copy_(gate.logit)
+    torch.testing.assert_close(plain(pool, vector), sum(z[e] * columns[e] for e in range(3)))
+    inputs = (pool.clone().requires_grad_(True), vector.clone().requires_grad_(True))
+    assert torch.autograd.gradcheck(lambda p, v: gate(p, v), inputs)
+    with pytest.raises(ValueError, match="expected 3 columns"):
+        gate(pool)

@@ -43,6 +43,7 @@ from mtlc.backend.plan import (
     Output,
     Plan,
     Prediction,
+    RouteModule,
     Scaled,
     ScaleGateModule,
     Split,
@@ -295,6 +296,11 @@ def _stitch(module: StitchModule) -> tuple[str, tuple[str, ...]]:
     return f"rt.CrossStitch({', '.join(args)})", ()
 
 
+def _route(module: RouteModule) -> tuple[str, tuple[str, ...]]:
+    transform = "" if module.transform else ", transform=False"
+    return f"rt.Route({integer(module.dim)}, experts={integer(module.experts)}{transform})", ()
+
+
 def _transfer(module: TransferModule) -> tuple[str, tuple[str, ...]]:
     bias = ", qkv_bias=True" if module.qkv_bias else ""
     return f"rt.AITransfer({integer(module.dim)}{bias})", ()
@@ -315,6 +321,7 @@ INIT: dict[type, Callable[[Any], tuple[str, tuple[str, ...]]]] = {
     StarModule: _star,
     CrossModule: _cross,
     StitchModule: _stitch,
+    RouteModule: _route,
     TransferModule: _transfer,
     HeadModule: _linear,
 }

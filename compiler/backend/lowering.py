@@ -47,6 +47,7 @@ from mtlc.backend.plan import (
     Output,
     Plan,
     Prediction,
+    RouteModule,
     Scaled,
     ScaleGateModule,
     Split,
@@ -511,6 +512,16 @@ class _Lowering:
         args = tuple(self._vector(source) for source in node.sources)
         self.steps.append(Call(name, name, args, node.shape, lines))
 
+    def route(self, node: ir.Route) -> None:
+        """A routing gate: its sources (pools as pools, vectors as vectors) in one product."""
+        name, lines = self.name[node.name], (node.span.line,)
+        self.modules.append(RouteModule(name, node.width, node.experts, node.transform, lines))
+        args = tuple(
+            self._pool(s.name) if s.name in self.pool_names else self._vector(s.name)
+            for s in node.sources
+        )
+        self.steps.append(Call(name, name, args, node.shape, lines))
+
     def transfer(self, node: ir.Transfer) -> None:
         name, lines = self.name[node.name], (node.span.line,)
         self.modules.append(TransferModule(name, node.width, node.qkv_bias, lines))
@@ -571,6 +582,7 @@ LOWER: dict[type, Callable[[_Lowering, Any], None]] = {
     ir.Gate: _Lowering.gate,
     ir.ScaleGate: _Lowering.scale_gate,
     ir.Stitch: _Lowering.stitch,
+    ir.Route: _Lowering.route,
     ir.Transfer: _Lowering.transfer,
     ir.Task: _Lowering.task,
 }

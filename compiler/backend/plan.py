@@ -155,6 +155,17 @@ class StitchModule:
 
 
 @dataclass(frozen=True)
+class RouteModule:
+    """``rt.Route``: one output of a sub-network routing layer over ``experts`` columns."""
+
+    attr: str
+    dim: int
+    experts: int
+    transform: bool
+    lines: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class TransferModule:
     attr: str
     dim: int
@@ -181,6 +192,7 @@ Module = (
     | StarModule
     | CrossModule
     | StitchModule
+    | RouteModule
     | TransferModule
     | HeadModule
 )

@@ -56,7 +56,6 @@ FUTURE_CALLS = (
     "epnet",
     "ppnet",
     "poso",
-    "snr",
     "condition",
 )
 

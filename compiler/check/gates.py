@@ -22,7 +22,11 @@ def check_gate(scope: Scope, stmt: s.GateStmt) -> None:
     ``cross_stitch(COLUMN, ...) over [COLUMNS]``."""
     scope.declare(stmt.name)
     call = opt.expect_call(
-        stmt.gate, ("softmax", "sigmoid", "cross_stitch"), opt.FUTURE_CALLS, scope.report, "gate"
+        stmt.gate,
+        ("softmax", "sigmoid", "cross_stitch", "snr"),
+        opt.FUTURE_CALLS,
+        scope.report,
+        "gate",
     )
     sources = _sources(scope, stmt.sources)
     node: ir.Node | None = None
@@ -30,6 +34,8 @@ def check_gate(scope: Scope, stmt: s.GateStmt) -> None:
         node = _sigmoid(scope, stmt, call, sources)
     elif call is not None and call.func.text == "cross_stitch":
         node = _stitch(scope, stmt, call, sources)
+    elif call is not None and call.func.text == "snr":
+        node = _route(scope, stmt, call, sources)
     elif call is not None:
         node = _softmax(scope, stmt, call, sources)
     scope.add(stmt.name, node)
@@ -205,6 +211,44 @@ def _stitch(
         column=ref.text,
         sources=names,
         weights=weights,
+    )
+
+
+def _route(
+    scope: Scope,
+    stmt: s.GateStmt,
+    call: s.Call,
+    sources: list[tuple[ir.GateSource, ir.Node]] | None,
+) -> ir.Route | None:
+    """``snr([transform=true|false]) over [SOURCES]``: one output of a sub-network routing
+    layer, over two or more columns (pools count their experts) of one width."""
+    r = scope.report
+    opt.read_positionals(call, [], r)
+    options = opt.read_keywords(call, ("transform",), r)
+    transform: bool | None = True
+    if "transform" in options:
+        transform = opt.boolean(options["transform"].value, r, "`transform` of snr")
+    if sources is None or transform is None:
+        return None
+    experts = sum(source.count for source, _ in sources)
+    if experts < 2 or any(source.stop for source, _ in sources):
+        r.error(
+            "MTL316",
+            stmt.sources.span,
+            "a routing gate routes two columns or more, read as they are"
+            if experts < 2
+            else "a routing gate reads its columns as they are, not through stopgrad",
+            label="one column" if experts < 2 else "a stopgrad",
+            help="write `snr() over [experts]` over a pool, or over each expert's vector",
+        )
+        return None
+    return ir.Route(
+        name=stmt.name.text,
+        span=stmt.span,
+        width=sources[0][1].width,
+        sources=[source for source, _ in sources],
+        experts=experts,
+        transform=transform,
     )
 
 

@@ -50,6 +50,7 @@ VECTORS = (
     ir.Gate,
     ir.ScaleGate,
     ir.Stitch,
+    ir.Route,
     ir.Transfer,
     ir.Expert,
 )

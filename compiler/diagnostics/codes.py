@@ -255,7 +255,7 @@ CODES: dict[str, Code] = {
         "not supported yet",
         "The construct is planned for a later version of the language (see the end of "
         "docs/language.md) but cannot be compiled yet.",
-        "gate g = snr(all) over [a, b]",
+        "gate g = condition(all) over [a, b]",
         "gate g = softmax(all) over [a, b]",
     ),
     "MTL310": Code(
@@ -302,9 +302,10 @@ CODES: dict[str, Code] = {
         "tower t = cross(all, layers=2, form=mix, rank=16)",
     ),
     "MTL316": Code(
-        "not a cross-stitch unit",
+        "not a cross-stitch unit or routing gate",
         "`cross_stitch(COLUMN) over [A, B, ...]` mixes two or more columns' vectors (not pools, "
-        "not through stopgrad), and continues COLUMN, one of them.",
+        "not through stopgrad), and continues COLUMN, one of them; `snr() over [...]` routes two "
+        "or more columns (a pool gives its experts), not through stopgrad.",
         "gate s = cross_stitch(net) over [net]",
         "tower net2 = mlp(all, [8])\ngate s = cross_stitch(net) over [net, net2]",
     ),

@@ -685,6 +685,35 @@ class Stitch(_Node):
         return f"cross-stitch x{len(self.sources)}"
 
 
+class Route(_Node):
+    """A sub-network routing gate (SNR-Trans, Ma et al., AAAI 2019), one output:
+    ``sum_e z_e (x_e T_e)`` over the ``experts`` columns of its sources (a pool gives
+    its experts, a vector one), with ``z_e = clamp(1.2 sigmoid(w_e) - 0.1, 0, 1)``
+    from a learned logit ``w_e`` and ``T_e`` a learned square matrix (the identity,
+    absent, with ``transform=false``: SNR-Aver).
+    """
+
+    kind_word: ClassVar[str] = "routing gate"
+
+    op: Literal["route"] = "route"
+    sources: list[GateSource]
+    experts: int  # the columns it routes: the sum of the sources' counts
+    transform: bool = True
+
+    def inputs(self) -> list[str]:
+        return [source.name for source in self.sources]
+
+    def parameters(self) -> int:
+        return self.experts * (1 + (self.width * self.width if self.transform else 0))
+
+    def text(self) -> str:
+        options = "" if self.transform else "transform=false"
+        return f"gate snr({options}) over [{', '.join(s.name for s in self.sources)}]"
+
+    def brief(self) -> str:
+        return f"snr x{self.experts}"
+
+
 class Transfer(_Node):
     """AITM's attentive information transfer from ``previous`` into ``current``."""
 
@@ -790,6 +819,7 @@ Node = Annotated[
     | Gate
     | ScaleGate
     | Stitch
+    | Route
     | Transfer
     | Task,
     Field(discriminator="op"),
@@ -809,6 +839,7 @@ NODE_KINDS: tuple[type[_Node], ...] = (
     Gate,
     ScaleGate,
     Stitch,
+    Route,
     Transfer,
     Task,
 )

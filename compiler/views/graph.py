@@ -55,6 +55,7 @@ FAMILY: dict[type, str] = {
     ir.Gate: "gate",
     ir.ScaleGate: "gate",
     ir.Stitch: "gate",
+    ir.Route: "gate",
     ir.Transfer: "transfer",
     ir.Task: "task",
 }

@@ -110,8 +110,9 @@ class Transfer:
 
 @dataclass
 class State:
-    """A block's weights as its runtime module's whole state_dict: ``rt.APG``'s
-    (``layers.{l}.*``) for an ``apg`` tower, ``rt.Cross``'s for a ``cross`` one.
+    """A node's weights as its runtime module's whole state_dict: ``rt.APG``'s
+    (``layers.{l}.*``) for an ``apg`` tower, ``rt.Cross``'s for a ``cross`` one,
+    ``rt.Route``'s for an ``snr`` gate.
 
     Already in the spec's parametrisation (a projection folded in); ``_copy``
     checks every key and shape against the generated module.

@@ -20,7 +20,7 @@ from mtlc.diagnostics import SpecError
 from mtlc.runtime.apg import APG
 from mtlc.runtime.convert import convert_o0_state_dict
 from mtlc.runtime.cross import Cross
-from mtlc.runtime.gates import ScaleGate, SoftmaxGate
+from mtlc.runtime.gates import Route, ScaleGate, SoftmaxGate
 from mtlc.runtime.interop._common import (
     Block,
     Conversion,
@@ -117,7 +117,7 @@ def _fill(module: nn.Module, weights: object, node: str) -> None:
         for part in ("info", "query", "key", "value"):
             _fill_linear(getattr(transfer, part), getattr(weights, part), f"{node}.{part}")
     elif isinstance(weights, State):
-        _fill_state(_expect(module, (APG, Cross), node), weights, node)
+        _fill_state(_expect(module, (APG, Cross, Route), node), weights, node)
     else:  # pragma: no cover - the converters build only the kinds above
         raise TypeError(f"{node}: unknown weights {type(weights).__name__}")
 
@@ -168,8 +168,8 @@ def _check_hidden(hidden: tuple[int, ...], net: Net, node: str) -> None:
 
 
 def _fill_state(module: nn.Module, weights: State, node: str) -> None:
-    """Every parameter of an ``rt.APG`` or ``rt.Cross``, by its state_dict key (the same set
-    on both sides)."""
+    """Every parameter of an ``rt.APG``, ``rt.Cross`` or ``rt.Route``, by its state_dict key
+    (the same set on both sides)."""
     params = dict(module.named_parameters())
     missing = sorted(set(params) - set(weights.state))
     extra = sorted(set(weights.state) - set(params))

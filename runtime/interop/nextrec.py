@@ -7,7 +7,8 @@
 
 Supported, from ``nextrec.models.multitask``: ``ShareBottom``, ``MMOE``,
 ``PLE``, ``ESMM``, ``AITM``, ``HMOE``, ``POSO`` (``architecture="mlp"`` and
-``"mmoe"``), ``PEPNet``, ``APG`` and ``CrossStitch``; from ``nextrec.models.ranking``, ``DCN`` and
+``"mmoe"``), ``PEPNet``, ``APG``, ``CrossStitch`` and ``SNRTrans``; from
+``nextrec.models.ranking``, ``DCN`` and
 ``DCNv2`` (every ``cross_type`` and ``architecture``; one task). Feature names
 and target names are kept (a task is named as its target column). What NextRec
 computes that the spec cannot say is folded exactly here:
@@ -87,7 +88,8 @@ def spec_from(nextrec_model: nn.Module, name: str | None = None) -> str:
 
     Args:
         nextrec_model: a NextRec ``ShareBottom``, ``MMOE``, ``PLE``, ``ESMM``, ``AITM``,
-            ``HMOE``, ``POSO``, ``PEPNet``, ``APG``, ``CrossStitch``, ``DCN`` or ``DCNv2``.
+            ``HMOE``, ``POSO``, ``PEPNet``, ``APG``, ``CrossStitch``, ``SNRTrans``, ``DCN`` or
+            ``DCNv2``.
         name: the model (class) name; defaults to NextRec's model name.
 
     Raises:
@@ -143,6 +145,7 @@ def _readers() -> dict[type, object]:
         from nextrec.models.multitask.ple import PLE
         from nextrec.models.multitask.poso import POSO
         from nextrec.models.multitask.share_bottom import ShareBottom
+        from nextrec.models.multitask.snr_trans import SNRTrans
         from nextrec.models.ranking.dcn import DCN
         from nextrec.models.ranking.dcn_v2 import DCNv2
     except ImportError as error:
@@ -160,6 +163,7 @@ def _readers() -> dict[type, object]:
         PEPNet: _pepnet,
         APG: _apg,
         CrossStitch: _cross_stitch,
+        SNRTrans: _snr_trans,
         DCN: _dcn,
         DCNv2: _dcn_v2,
     }
@@ -815,6 +819,60 @@ def _cross_stitch(r: _Reader) -> None:
     r.spec.add("")
     for t in range(len(tasks)):
         r.tower_and_head(t, model.towers[t], inputs[t], f"towers.{t}")
+
+
+# -- SNR-Trans ----------------------------------------------------------------------------
+
+
+def _snr_trans(r: _Reader) -> None:
+    """The first layer's experts as a pool on the features; per layer, one ``snr`` gate per
+    route (an expert of the next layer, or a task), each next-layer expert a tower on its
+    route; each task's tower and head on its route.
+
+    NextRec's gate layer keeps ``u [N, E]`` and one ``alpha`` and computes
+    ``z = clamp(1.2 sigmoid(logit(u) + log(alpha) / 0.9) - 0.1, 0, 1)``: output o's
+    gate gets the logits ``logit(u[o]) + log(alpha) / 0.9`` (the same function; in
+    training each route's logits move on their own, where NextRec's alpha is shared by
+    the layer) and the matrices ``trans_matrix[o]``.
+    """
+    model, tasks = r.model, [task for task, _ in r.tasks]
+    layers = list(zip(model.expert_layers, model.gates))
+    first = r.spec.fresh("first")
+    r.pool(first, layers[0][0], "expert_layers.0", r.group)
+    columns = [first]
+    for level, (_, gate) in enumerate(layers, start=1):
+        last = level == len(layers)
+        u, alpha = gate.u.detach(), gate.alpha.detach()
+        if not bool((alpha > 0).all()) or not bool(((u > 0) & (u < 1)).all()):
+            raise ConversionError(
+                f"{r.where}.gates.{level - 1}: alpha <= 0 or u outside (0, 1): NextRec's own "
+                "gate is NaN there"
+            )
+        logits = torch.log(u) - torch.log1p(-u) + torch.log(alpha) / gate.beta
+        routes = tasks if last else [chr(ord("a") + e) for e in range(gate.num_outputs)]
+        names = []
+        r.spec.add("")
+        for o, route in enumerate(routes):
+            name = r.spec.fresh(f"to_{route}" if last else f"route{level}_{route}")
+            r.spec.add(f"gate {name} = snr() over [{', '.join(columns)}]")
+            r.weights[name] = State(
+                {"logit": logits[o].clone(), "transform": gate.trans_matrix[o].detach().clone()}
+            )
+            names.append(name)
+        if last:
+            columns = names
+            break
+        r.spec.add("")
+        columns = []
+        for e, (name, mlp) in enumerate(zip(names, layers[level][0])):
+            block = r.block(mlp, f"expert_layers.{level}.{e}", name)
+            tower = r.spec.fresh(f"expert{level + 1}_{routes[e]}")
+            r.spec.add(f"tower {tower} = {block.text(name)}")
+            r.weights[tower] = block
+            columns.append(tower)
+    r.spec.add("")
+    for t in range(len(tasks)):
+        r.tower_and_head(t, model.towers[t], columns[t], f"towers.{t}")
 
 
 # -- DCN and DCNv2 (ranking models: one task) -------------------------------------------

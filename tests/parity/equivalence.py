@@ -89,6 +89,10 @@ def _describe(node, names: dict[str, str]) -> dict:
         data["input"], data["source"] = rename(node.input), rename(node.source)
     elif isinstance(node, ir.Cross):
         data["input"] = rename(node.input)
+    elif isinstance(node, ir.Route):
+        data["sources"] = [
+            {"name": rename(s.name), "count": s.count, "stop": s.stop} for s in node.sources
+        ]
     elif isinstance(node, ir.Stitch):
         data["column"], data["sources"] = rename(node.column), [rename(s) for s in node.sources]
     elif isinstance(node, ir.Transfer):

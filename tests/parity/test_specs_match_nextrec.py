@@ -1,4 +1,4 @@
-"""Each spec in specs/ for the five architectures, Cross-Stitch and DCNv2 is NextRec's model.
+"""Each spec in specs/ of the five architectures, Cross-Stitch, SNR-Trans, DCNv2: NextRec's model.
 
 For each spec we build the NextRec 0.6.14 model of the same configuration,
 convert it with ``spec_from`` and check that the two specs compute the same
@@ -25,6 +25,7 @@ from nextrec.models.multitask.esmm import ESMM  # noqa: E402
 from nextrec.models.multitask.mmoe import MMOE  # noqa: E402
 from nextrec.models.multitask.ple import PLE  # noqa: E402
 from nextrec.models.multitask.share_bottom import ShareBottom  # noqa: E402
+from nextrec.models.multitask.snr_trans import SNRTrans  # noqa: E402
 from nextrec.models.ranking.dcn_v2 import DCNv2  # noqa: E402
 
 from mtlc.api import compile_ir  # noqa: E402
@@ -122,6 +123,16 @@ CASES = {
             **ids("age"),
             task_mlp_params=layers([256, 128]),
             tower_mlp_params=layers([64]),
+            target=["click", "buy"],
+        ),
+        lambda spec: spec,
+    ),
+    "snr_trans": (
+        lambda: SNRTrans(
+            **ids("age"),
+            expert_mlp_params=layers([128, 64]),
+            num_experts=3,
+            tower_mlp_params_list=[layers([32])] * 2,
             target=["click", "buy"],
         ),
         lambda spec: spec,
