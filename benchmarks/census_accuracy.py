@@ -8,7 +8,7 @@ Run from the repository root (CPU-heavy; be nice to others on the machine):
 
 It trains each spec (``specs/census_NAME.mtl`` for NAME in ``--specs``, by default
 all of share_bottom, mmoe, ple, hmoe, poso, poso_mmoe, pepnet, apg, star, dcnv2,
-dcn_mmoe, cross_stitch, and the funnel's esmm, escm2, escm2_dr) on the fixed
+dcn_mmoe, cross_stitch, snr_trans, and the funnel's esmm, escm2, escm2_dr) on the fixed
 ``split == train`` rows (60,111), keeps the epoch with the best mean valid AUC
 (``split == val``), and scores it on ``split == test`` (19,900 rows). The
 logistic regression sees the same inputs (categorical columns one-hot, numeric
@@ -45,6 +45,7 @@ LABELS = {  # spec name (specs/census_NAME.mtl) -> row label in the table
     "dcnv2": "DCNv2 bottom",
     "dcn_mmoe": "MMoE of cross networks",
     "cross_stitch": "Cross-Stitch",
+    "snr_trans": "SNR-Trans",
     # the funnel: worked -> worked and earned over 50K
     "esmm": "ESMM",
     "escm2": "ESCM2 (IPW)",

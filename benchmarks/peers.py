@@ -47,6 +47,7 @@ ARCHITECTURES = (
     "pepnet",
     "apg",
     "cross_stitch",
+    "snr_trans",
     "dcnv2",
 )
 RECHUB_ARCHITECTURES = ARCHITECTURES[:5]  # the ones torch-rechub 0.9.0 has
@@ -171,6 +172,7 @@ def nextrec_model(config: Config, arch: str, device: str = "cpu") -> nn.Module:
         ple,
         poso,
         share_bottom,
+        snr_trans,
     )
     from nextrec.models.ranking import dcn_v2
 
@@ -287,6 +289,14 @@ def nextrec_model(config: Config, arch: str, device: str = "cpu") -> nn.Module:
         model = cross_stitch.CrossStitch(
             task_mlp_params=expert,
             tower_mlp_params={"hidden_dims": list(config.tower_dims)},
+            target=tasks,
+            **common,
+        )
+    elif arch == "snr_trans":  # layers of the expert's widths, num_experts each, [64] towers
+        model = snr_trans.SNRTrans(
+            expert_mlp_params=expert,
+            num_experts=config.num_experts,
+            tower_mlp_params_list=[{"hidden_dims": list(config.tower_dims)}] * len(tasks),
             target=tasks,
             **common,
         )

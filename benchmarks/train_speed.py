@@ -4,10 +4,10 @@
     .venv/bin/python benchmarks/train_speed.py --quick  # < 1 min: MMoE and PLE, batch 256 and 2048
     .venv/bin/python benchmarks/train_speed.py --archs hmoe poso poso_mmoe pepnet --batches 256 2048
     .venv/bin/python benchmarks/train_speed.py --archs apg --batches 256 2048 --lazy
-    .venv/bin/python benchmarks/train_speed.py --archs dcnv2 cross_stitch --batches 256 2048
+    .venv/bin/python benchmarks/train_speed.py --archs dcnv2 cross_stitch snr_trans --batches 256 2048
 
 For each architecture (ShareBottom, MMoE, PLE, ESMM, AITM; HMoE, POSO in its
-MLP and MMoE forms, PEPNet, APG, Cross-Stitch and DCNv2, against NextRec only) of the configuration
+MLP and MMoE forms, PEPNet, APG, Cross-Stitch, SNR-Trans and DCNv2, against NextRec only) of the configuration
 of ``peers.Config`` and each batch size, the contenders run one training step
 (forward, loss, backward, optimizer step) on a fixed synthetic batch, in
 rounds: every round runs ``--steps`` steps of each contender in turn (the order
@@ -70,6 +70,7 @@ TITLES = {
     "pepnet": "PEPNet",
     "apg": "APG",
     "cross_stitch": "CrossStitch",
+    "snr_trans": "SNRTrans",
     "dcnv2": "DCNv2",
 }
 
@@ -144,6 +145,17 @@ def mtlc_spec(config: Config, arch: str, norm: str = "none") -> str:
             ]
             inputs = [f"{t}_s{level}" for t in tasks]
         lines += [f"tower {t}_net = {mlp(x, towers)}" for t, x in zip(tasks, inputs)]
+    elif arch == "snr_trans":  # a pool, then per layer a gate per route and a tower per route
+        routes = [f"r{e}" for e in range(config.num_experts)]
+        lines.append(f"expert e1 x{config.num_experts} = {mlp('all', experts[:1])}")
+        columns = ["e1"]
+        for level, width in enumerate(experts[1:], start=2):
+            over = ", ".join(columns)
+            lines += [f"gate {r}_g{level - 1} = snr() over [{over}]" for r in routes]
+            lines += [f"tower {r}_e{level} = {mlp(f'{r}_g{level - 1}', [width])}" for r in routes]
+            columns = [f"{r}_e{level}" for r in routes]
+        lines += [f"gate {t}_in = snr() over [{', '.join(columns)}]" for t in tasks]
+        lines += [f"tower {t}_net = {mlp(f'{t}_in', towers)}" for t in tasks]
     elif arch == "dcnv2":  # NextRec's CrossNetV2 adds the bias outside (the paper: inside)
         layers = config.cross_layers
         lines.append(f"tower crossed = cross(all, layers={layers}, form=matrix, bias=outside)")

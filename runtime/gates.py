@@ -531,9 +531,12 @@ class Route(nn.Module):
     one ``[B, E D] x [E D, D]`` product. ``z_e = clamp(1.2 sigmoid(w_e) - 0.1, 0,
     1)`` (the hard-concrete stretch of NextRec 0.6.14's gate, deterministic) from
     a logit ``w`` ``[E]``; ``T`` ``[E, D, D]`` is learned, or absent with
-    ``transform=False`` (SNR-Aver: ``sum_e z_e x_e``). Initialisation draws ``w``
-    as NextRec draws its ``logit(u) + log(alpha) / 0.9`` (``u`` and ``alpha``
-    uniform) and ``T`` Xavier-normal over ``[E, D, D]`` for one output.
+    ``transform=False`` (SNR-Aver: ``sum_e z_e x_e``). ``w`` starts near 0 (``z``
+    near 0.5, as the paper's ``log alpha`` near 0): NextRec's draw, ``logit(u) +
+    log(alpha) / 0.9`` with ``u`` and ``alpha`` uniform, often starts a route with
+    every ``z`` clamped at 0, where no gradient reaches it and it never learns
+    (on census, 2 of 3 seeds of a task predicted a constant). ``T`` is
+    Xavier-normal over ``[E, D, D]`` for one output.
     """
 
     BETA, GAMMA, ZETA = 0.9, -0.1, 1.1  # NextRec's (and Louizos et al.'s) stretch
@@ -541,9 +544,7 @@ class Route(nn.Module):
     def __init__(self, dim: int, experts: int, transform: bool = True) -> None:
         super().__init__()
         self.dim, self.experts = dim, experts
-        u = torch.empty(experts).uniform_(1e-8, 1 - 1e-8)
-        alpha = torch.rand(1).clamp(min=1e-8)
-        self.logit = nn.Parameter(torch.log(u) - torch.log1p(-u) + torch.log(alpha) / self.BETA)
+        self.logit = nn.Parameter(torch.randn(experts) * 0.1)  # z near 0.5: every column live
         self.transform = None
         if transform:
             std = math.sqrt(2.0 / ((experts + 1) * dim * dim))

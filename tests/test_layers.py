@@ -835,3 +835,14 @@ def test_route_weighs_each_column_through_its_matrix():
     assert torch.autograd.gradcheck(lambda p, v: gate(p, v), inputs)
     with pytest.raises(ValueError, match="expected 3 columns"):
         gate(pool)
+
+
+def test_a_fresh_route_reads_every_column():
+    """No gate starts clamped at 0, where the clamp would pass no gradient (NextRec's draw
+    often starts a whole route dead)."""
+    from mtlc.runtime import Route
+
+    torch.manual_seed(0)
+    for _ in range(50):
+        z = Route(8, experts=4).gates()
+        assert bool(((z > 0.2) & (z < 0.8)).all()), z

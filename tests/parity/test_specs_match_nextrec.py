@@ -177,6 +177,7 @@ BENCHMARK_ARCHITECTURES = [
     "pepnet",
     "apg",
     "cross_stitch",
+    "snr_trans",
     "dcnv2",
 ]
 
