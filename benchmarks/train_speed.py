@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/train_speed.py --quick  # < 1 min: MMoE and PLE, batch 256 and 2048
     .venv/bin/python benchmarks/train_speed.py --archs hmoe poso poso_mmoe pepnet --batches 256 2048
     .venv/bin/python benchmarks/train_speed.py --archs apg --batches 256 2048 --lazy
-    .venv/bin/python benchmarks/train_speed.py --archs dcnv2 cross_stitch snr_trans --batches 256 2048
+    .venv/bin/python benchmarks/train_speed.py --archs dcnv2 cross_stitch snr_trans --batches 2048
 
 For each architecture (ShareBottom, MMoE, PLE, ESMM, AITM; HMoE, POSO in its
 MLP and MMoE forms, PEPNet, APG, Cross-Stitch, SNR-Trans and DCNv2, against NextRec only) of the configuration
