@@ -8,8 +8,9 @@
 
 For each architecture (ShareBottom, MMoE, PLE, ESMM, AITM; HMoE, POSO in its
 MLP and MMoE forms, PEPNet, APG, Cross-Stitch, SNR-Trans and DCNv2, against
-NextRec only) of the configuration of ``peers.Config`` and each batch size, the contenders run one training step
-(forward, loss, backward, optimizer step) on a fixed synthetic batch, in
+NextRec only) of the configuration of ``peers.Config`` and each batch size,
+the contenders run one training step (forward, loss, backward, optimizer step)
+on a fixed synthetic batch, in
 rounds: every round runs ``--steps`` steps of each contender in turn (the order
 rotates), so that load from other processes falls on all of them alike.
 Reported: samples/s (median and range over rounds) and the ratio to NextRec
