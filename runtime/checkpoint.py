@@ -2,8 +2,9 @@
 
 A reader never sees half a file: either the old version or the new one. A run
 folder holds ``last.pt`` and ``best.pt`` (checkpoints), ``encoder.json``
-(vocabularies and dense statistics), ``metrics.json``, ``curves.png`` and
-``config.json``.
+(vocabularies and dense statistics), ``metrics.json``, ``curves.png``,
+``config.json`` and ``model.json`` (the model's fingerprint: its class and the
+shape of every tensor of its state, to tell a changed spec before loading).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from mtlc.files import atomic_write
 
 __all__ = ["atomic_write", "write_json", "save_checkpoint", "load_checkpoint"]
 
-LAST, BEST, ENCODER, METRICS, CURVES, CONFIG = (
+LAST, BEST, ENCODER, METRICS, CURVES, CONFIG, MODEL = (
     "last.pt",
     "best.pt",
     "encoder.json",
     "metrics.json",
     "curves.png",
     "config.json",
+    "model.json",
 )
 
 

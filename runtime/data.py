@@ -17,6 +17,7 @@ turns them into shuffled tensor batches.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -158,6 +159,9 @@ class Encoder:
         columns: feature name -> column name, where they differ.
         standardize: standardise dense features with the training statistics.
         sep: the delimiter of sequence features given as strings.
+        fill: how to fill a missing dense value, by feature (``"*"``: every dense feature):
+            ``"mean"`` (the training mean) or a number; a feature not named here refuses
+            missing values. ``fit`` turns it into ``fills``, the values used.
     """
 
     features: dict
@@ -165,14 +169,24 @@ class Encoder:
     columns: dict[str, str] = field(default_factory=dict)
     standardize: bool = True
     sep: str = ","
+    fill: dict[str, str] = field(default_factory=dict)
+    fills: dict[str, list[float]] = field(default_factory=dict)  # fitted: feature -> values
     vocabs: dict[str, list[str]] = field(default_factory=dict)
     stats: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
     rows: int = 0  # rows seen by the last ``fit``
+    warnings: list[str] = field(default_factory=list)  # what the last ``fit`` found suspicious
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.columns) - set(self.features))
         if unknown:
             raise DataError(f"--column names a feature the spec does not have: {unknown[0]!r}")
+        dense = {n for n, f in self.features.items() if f.kind == "dense"}
+        for name, how in self.fill.items():
+            if name != "*" and name not in dense:
+                kind = "not a dense feature" if name in self.features else "not a feature"
+                raise DataError(f"--fill-missing names {name!r}, {kind} of the spec")
+            if how != "mean" and not _is_finite_number(how):
+                raise DataError(f"--fill-missing {name}={how}: expected 'mean' or a finite number")
         self._lookup: dict[str, pa.Array] = {}
 
     # -- what to read ---------------------------------------------------------
@@ -204,12 +218,14 @@ class Encoder:
             DataError: a bad row or column, or a vocabulary larger than the spec's ``vocab``.
         """
         counts: dict[str, Counter] = {self.table(f): Counter() for f in self._categorical()}
+        seen = dict.fromkeys((f.name for f in self._categorical()), 0)  # values per feature
         sums = {f.name: [0.0, 0.0, 0] for f in self._dense()}
         self.rows = 0
         for path, batch, row0 in self._validated(data, labels=True):
             self.rows += batch.num_rows
             for feature in self._categorical():
                 values = self._categorical_values(batch, feature, path, row0)
+                seen[feature.name] += len(values) - values.null_count
                 counted = pc.value_counts(values.drop_null())
                 counts[self.table(feature)].update(
                     dict(
@@ -219,15 +235,35 @@ class Encoder:
                     )
                 )
             for feature in self._dense():
-                x = validate.dense_values(batch, feature, self.column(feature.name), path, row0)
+                x = self._dense_values(batch, feature, path, row0, fitted=False)
+                present = ~np.isnan(x).reshape(len(x), -1).any(1)
+                x = x[present]
                 acc = sums[feature.name]
                 acc[0], acc[1], acc[2] = acc[0] + x.sum(0), acc[1] + (x * x).sum(0), acc[2] + len(x)
         for table, counter in counts.items():
             self.vocabs[table] = [
                 v for v, _ in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
             ]
+        self.warnings = [
+            f"feature {f.name!r}: column {self.column(f.name)!r} holds no value in the training "
+            f"data (every row is missing), so every row reads the unknown id: check the column "
+            f"(--column {f.name}=COLUMN maps another one)"
+            for f in self._categorical()
+            if not seen[f.name]
+        ]
         self._check_vocab_sizes()
         for name, (s, ss, n) in sums.items():
+            how = self._fill_of(name)
+            if how is not None and n == 0:
+                raise DataError(
+                    f"feature {name!r}: column {self.column(name)!r} has no value in the training "
+                    "data to fill missing ones with"
+                )
+            if how is not None:
+                size = self.features[name].dim
+                self.fills[name] = (
+                    np.atleast_1d(s / n).tolist() if how == "mean" else [float(how)] * size
+                )
             mean = np.atleast_1d(s / max(n, 1))
             std = np.sqrt(np.maximum(np.atleast_1d(ss / max(n, 1)) - mean**2, 0.0))
             self.stats[name] = (mean.tolist(), np.where(std < 1e-12, 1.0, std).tolist())
@@ -240,7 +276,7 @@ class Encoder:
             for feature in self._categorical():
                 self._categorical_values(batch, feature, path, row0)
             for feature in self._dense():
-                validate.dense_values(batch, feature, self.column(feature.name), path, row0)
+                self._dense_values(batch, feature, path, row0)
             rows += batch.num_rows
         return rows
 
@@ -249,6 +285,7 @@ class Encoder:
     ) -> Iterator[tuple[Path, pa.RecordBatch, int]]:
         columns = self.read_columns(labels)
         rows: dict[Path, int] = {}
+        labelled = dict.fromkeys((t.name for t in self.supervised()), 0)
         for path, batch in data.fragments(columns):
             if batch.num_rows == 0:
                 continue
@@ -256,11 +293,35 @@ class Encoder:
             if labels:
                 for task in self.supervised():
                     validate.label_values(batch, task, path, row0)
+                    labelled[task.name] += batch.num_rows - batch.column(task.label).null_count
             rows[path] = row0 + batch.num_rows
             yield path, batch, row0
         for path in data.paths:
             if rows.get(path, 0) == 0:
                 raise DataError(f"{path}: the file has no rows")
+        for task in self.supervised() if labels else ():
+            if labelled[task.name] == 0:
+                where = str(data.paths[0]) if len(data.paths) == 1 else "every data file"
+                raise DataError(
+                    f"{where}: task {task.name!r} has no labelled row: column {task.label!r} "
+                    "is missing on every row; check the label column (or the join that made it)"
+                )
+
+    def _fill_of(self, feature: str) -> str | None:
+        return self.fill.get(feature, self.fill.get("*"))
+
+    def _dense_values(
+        self, batch: pa.RecordBatch, feature, path: Path | None, row0: int, fitted: bool = True
+    ) -> np.ndarray:
+        """A dense feature's values; missing ones filled (``fitted``) or NaN where it may fill."""
+        missing = self._fill_of(feature.name) is not None
+        x = validate.dense_values(
+            batch, feature, self.column(feature.name), path, row0, missing=missing
+        )
+        if missing and fitted:
+            fill = np.asarray(self.fills[feature.name]).reshape(-1)
+            x = np.where(np.isnan(x), fill if x.ndim > 1 else fill[0], x)
+        return x
 
     def _check_vocab_sizes(self) -> None:
         for feature in self._categorical():
@@ -308,7 +369,7 @@ class Encoder:
                 lists = validate.sequence_lists(batch, column, None, 0, self.sep)
                 rows.inputs[feature.name] = self._padded(lists, feature)
             else:
-                x = validate.dense_values(batch, feature, column, None, 0)
+                x = self._dense_values(batch, feature, None, 0)
                 if self.standardize and feature.name in self.stats:
                     mean, std = self.stats[feature.name]
                     x = (x - np.asarray(mean)) / np.asarray(std)
@@ -353,12 +414,29 @@ class Encoder:
             "sep": self.sep,
             "vocabs": self.vocabs,
             "stats": {k: [m, s] for k, (m, s) in self.stats.items()},
+            "fill": dict(self.fill),
+            "fills": self.fills,
         }
 
     @classmethod
     def from_state(cls, features: dict, tasks: dict, state: dict) -> Encoder:
         """Rebuild a fitted encoder from ``state()``."""
-        encoder = cls(features, tasks, state["columns"], state["standardize"], state["sep"])
+        encoder = cls(
+            features,
+            tasks,
+            state["columns"],
+            state["standardize"],
+            state["sep"],
+            fill=dict(state.get("fill", {})),
+        )
+        encoder.fills = {k: list(v) for k, v in state.get("fills", {}).items()}
         encoder.vocabs = {k: list(v) for k, v in state["vocabs"].items()}
         encoder.stats = {k: (m, s) for k, (m, s) in state["stats"].items()}
         return encoder
+
+
+def _is_finite_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False

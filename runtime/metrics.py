@@ -129,7 +129,8 @@ def plot_curves(history: list[dict], path) -> None:
                     epochs, [np.nan if v is None else v for v in values], marker="o", label=task
                 )
         ax.set(title=f"valid {metric}", xlabel="epoch")
-        ax.legend(fontsize="small")
+        if ax.get_legend_handles_labels()[1]:  # none where every value is undefined
+            ax.legend(fontsize="small")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)

@@ -77,6 +77,7 @@ class TrainConfig:
     monitor: str | None = None
     standardize: bool = True
     columns: dict[str, str] = field(default_factory=dict)
+    fill: dict[str, str] = field(default_factory=dict)
     sep: str = ","
     progress: bool | None = None
     eval_batch_size: int = 8192
@@ -98,8 +99,12 @@ class Trainer:
         model: type[nn.Module] | nn.Module,
         config: TrainConfig | None = None,
         log: Callable[[str], None] = print,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config or TrainConfig()
+        problem = _config_problem(self.config)
+        if problem:
+            raise TrainError(problem)
         if self.config.optimizer not in OPTIMIZERS:
             raise TrainError(
                 f"unknown optimizer {self.config.optimizer!r}: "
@@ -121,6 +126,7 @@ class Trainer:
             dict(self.config.columns),
             self.config.standardize,
             self.config.sep,
+            fill=dict(self.config.fill),
         )
         if self.config.optimizer == "lazy_adam" and self.dist.active:
             raise TrainError("--optimizer lazy_adam is not supported with torchrun; use adam")
@@ -147,10 +153,14 @@ class Trainer:
         if problem:
             raise TrainError(problem)
         self.log = log if self.dist.is_main else (lambda _: None)
+        warn = warn or (lambda message: print(f"mtlc: warning: {message}", file=sys.stderr))
+        self.warn = warn if self.dist.is_main else (lambda _: None)
         self.history: list[dict] = []
         self.best: dict = {}
         self._shared: list[nn.Parameter] | None = None
         self._rows = 0
+        self._initial_loss: float | None = None  # the run's first step's loss
+        self._warned_diverging = False
 
     # -- fitting ----------------------------------------------------------------
 
@@ -165,6 +175,9 @@ class Trainer:
         train_files = open_data(data)
         valid_files = open_data(valid) if valid is not None else None
         out = Path(out) if out is not None else None
+        if out is not None and out.is_dir() and self.dist.is_main:
+            for stale in out.glob(".*.tmp"):  # a write cut short (a killed process)
+                stale.unlink(missing_ok=True)
         start = (
             self._restore(out)
             if resume and out is not None and (out / ckpt.LAST).exists()
@@ -177,6 +190,8 @@ class Trainer:
                     "or choose another --out"
                 )
             self._rows = self.encoder.fit(train_files).rows
+            for message in self.encoder.warnings:
+                self.warn(message)
         else:
             self.encoder.check(train_files)
         if valid_files is not None:
@@ -184,6 +199,7 @@ class Trainer:
         if out is not None and self.dist.is_main and start is None:
             ckpt.write_json(out / ckpt.ENCODER, self.encoder.state())
             ckpt.write_json(out / ckpt.CONFIG, asdict(self.config))
+            ckpt.write_json(out / ckpt.MODEL, fingerprint(self.model))
         if self.device.type == "cpu" and self.config.keep_freed_memory:
             _keep_freed_memory_once()
         for epoch in range((start or 0) + 1, self.config.epochs + 1):
@@ -194,6 +210,7 @@ class Trainer:
                 )
                 break
             record = self._epoch(train_files, valid_files, epoch)
+            self._warn_if_diverging(record)
             self.history.append(record)
             self._update_best(record)
             self.log(_epoch_line(record, self.config.epochs))
@@ -247,14 +264,27 @@ class Trainer:
         bar = tqdm(
             batches, total=steps, desc=f"epoch {epoch}", leave=False, unit="batch", disable=not show
         )
+        finite = []  # one flag a step, read once at the end (no device sync per step)
         for step, batch in enumerate(bar):
             total_loss, task_losses = self._step(batch)
+            finite.append(torch.isfinite(total_loss))
+            if self._initial_loss is None:  # the scale a sane loss keeps (one read, once)
+                self._initial_loss = float(total_loss)
             rows += batch.size
             sums += torch.cat([total_loss.reshape(1), task_losses]).double() * batch.size
             if show and step % 20 == 0:  # reading the loss waits for the device: not every step
                 speed = rows * self.dist.world / (time.perf_counter() - started)
                 bar.set_postfix(loss=f"{float(sums[0]) / max(rows, 1):.4f}", ex_s=f"{speed:.0f}")
         bar.close()
+        if finite and not bool(torch.stack(finite).all()):
+            step = int((~torch.stack(finite)).nonzero()[0]) + 1
+            last = (
+                f"the checkpoints of epoch {epoch - 1} are kept" if epoch > 1 else "nothing saved"
+            )
+            raise TrainError(
+                f"the training loss is not finite at epoch {epoch}, step {step} of {len(finite)}: "
+                f"the run stops ({last}); try a smaller --lr, or --grad-clip"
+            )
         return rows, sums
 
     def _step(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -319,6 +349,21 @@ class Trainer:
             self.best = {"metric": metric, "value": old, **self.best}
             self.best["bad_epochs"] = self.best.get("bad_epochs", 0) + 1
 
+    def _warn_if_diverging(self, record: dict) -> None:
+        """Warn when the training loss has grown a hundredfold over its lowest so far."""
+        losses = [r["train_loss"] for r in self.history]
+        if self._initial_loss is not None and math.isfinite(self._initial_loss):
+            losses.append(self._initial_loss)
+        low = min((x for x in losses if x > 0), default=None)
+        if self._warned_diverging or low is None:
+            return
+        if record["train_loss"] > 100 * low:
+            self._warned_diverging = True
+            self.warn(
+                f"the training loss grew from {low:.4g} to {record['train_loss']:.4g} "
+                f"by epoch {record['epoch']}: the learning rate may be too high (--lr)"
+            )
+
     def _stopped(self) -> bool:
         patience = self.config.patience
         return patience is not None and self.best.get("bad_epochs", 0) >= patience
@@ -332,6 +377,7 @@ class Trainer:
             "history": self.history,
             "best": self.best,
             "rows": self._rows,
+            "initial_loss": self._initial_loss,
             "encoder": self.encoder.state(),
             "rng": ckpt.rng_state(),
         }
@@ -354,12 +400,24 @@ class Trainer:
             dict(state["best"]),
             state["rows"],
         )
+        self._initial_loss = state.get("initial_loss")
         ckpt.set_rng_state(state["rng"])
         self.log(f"resuming {out} after epoch {state['epoch']}")
         return int(state["epoch"])
 
     def load_state(self, state: dict) -> None:
-        """Load the model, loss weights and encoder of a checkpoint, to evaluate or predict."""
+        """Load the model, loss weights and encoder of a checkpoint, to evaluate or predict.
+
+        A checkpoint of another spec is refused before loading, naming the nodes that differ.
+        """
+        differences = state_differences(state["model"], self.model.state_dict())
+        if differences:
+            shown = "; ".join(differences[:5])
+            more = f" (and {len(differences) - 5} more)" if len(differences) > 5 else ""
+            raise TrainError(
+                f"the spec differs from the one the run was trained with "
+                f"({type(self.model).__name__}): {shown}{more}"
+            )
         try:
             self.model.load_state_dict(state["model"])
             self.loss.load_state_dict(state["loss"])
@@ -488,3 +546,45 @@ def scored_rows(task, labels: dict[str, np.ndarray], masks: dict[str, np.ndarray
     if task.propensity is not None:
         mask = mask & masks[task.propensity] & (labels[task.propensity] == 1)
     return mask
+
+
+def _config_problem(config: TrainConfig) -> str | None:
+    """What is wrong with ``config``'s numbers (the command line checks them first)."""
+    for name in ("lr", "weight_decay"):
+        value = getattr(config, name)
+        if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+            kind = "positive" if name == "lr" else "non-negative"
+            return f"{name} must be a {kind} number, got {value}"
+    if config.grad_clip is not None and not (
+        math.isfinite(config.grad_clip) and config.grad_clip > 0
+    ):
+        return f"grad_clip must be a positive number, got {config.grad_clip}"
+    for name in ("epochs", "batch_size", "eval_batch_size"):
+        if getattr(config, name) < 1:
+            return f"{name} must be at least 1, got {getattr(config, name)}"
+    return None
+
+
+def fingerprint(model: nn.Module) -> dict:
+    """The run's record of its model: the class and the shape of every state tensor."""
+    return {
+        "class": type(model).__name__,
+        "state": {key: list(value.shape) for key, value in model.state_dict().items()},
+    }
+
+
+def state_differences(saved: dict, wanted: dict) -> list[str]:
+    """How a checkpoint's model state differs from a model's, by node (the key's first part)."""
+    found = []
+    for key in sorted(set(saved) | set(wanted)):
+        node = key.split(".")[0]
+        if key not in wanted:
+            found.append(f"node {node!r}: {key} is in the run, not in the spec")
+        elif key not in saved:
+            found.append(f"node {node!r}: {key} is in the spec, not in the run")
+        elif tuple(saved[key].shape) != tuple(wanted[key].shape):
+            found.append(
+                f"node {node!r}: {key} has shape {list(saved[key].shape)} in the run, "
+                f"{list(wanted[key].shape)} in the spec"
+            )
+    return found

@@ -69,6 +69,11 @@ def _is_number(kind: pa.DataType) -> bool:
     return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
 
 
+def _floats(array: pa.Array) -> np.ndarray:
+    """Numbers as float64 (nulls as NaN); an integer beyond 2**53 rounds, never raises."""
+    return array.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+
+
 def sparse_values(batch: pa.RecordBatch, column: str, path: Path | None, row0: int) -> pa.Array:
     """The column as strings (nulls kept); integers and booleans are categories too."""
     array = _column(batch, column)
@@ -100,15 +105,32 @@ def sequence_lists(
 
 
 def dense_values(
-    batch: pa.RecordBatch, feature, column: str, path: Path | None, row0: int
+    batch: pa.RecordBatch,
+    feature,
+    column: str,
+    path: Path | None,
+    row0: int,
+    missing: bool = False,
 ) -> np.ndarray:
-    """The column as float64 [n] (dim 1) or [n, dim]; no nulls, NaN or infinities."""
+    """The column as float64 [n] (dim 1) or [n, dim]; no nulls, NaN or infinities.
+
+    ``missing``: a null (or NaN) value is missing, returned as NaN, for the
+    caller to fill (``--fill-missing``); infinities are still refused.
+    """
     array = _column(batch, column)
     if feature.dim > 1 and (
         pa.types.is_list(array.type) or pa.types.is_fixed_size_list(array.type)
     ):
         lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)
-        bad = np.asarray(lengths != feature.dim) | array.is_null().to_numpy(zero_copy_only=False)
+        null = array.is_null().to_numpy(zero_copy_only=False)
+        bad = (
+            np.asarray(lengths != feature.dim) & ~null
+            if missing
+            else np.asarray(lengths != feature.dim) | null
+        )
+        if missing and null.any():
+            filled = pa.array([[None] * feature.dim] * len(array), pa.list_(pa.float64()))
+            array = pc.if_else(array.is_null(), filled, array.cast(pa.list_(pa.float64())))
         if bad.any():
             raise DataError(
                 f"{_where(path, column, row0 + _first(bad) + 1)}: expected {feature.dim} numbers"
@@ -118,12 +140,15 @@ def dense_values(
             raise DataError(
                 f"{_where(path, column, row0 + 1)}: type {array.type}; expected numbers"
             )
-        x = values.cast(pa.float64()).to_numpy(zero_copy_only=False).reshape(-1, feature.dim)
+        x = _floats(values).reshape(-1, feature.dim)
     elif feature.dim == 1 and _is_number(array.type):
-        if array.null_count:
+        if array.null_count and not missing:
             bad = array.is_null().to_numpy(zero_copy_only=False)
-            raise DataError(f"{_where(path, column, row0 + _first(bad) + 1)}: the value is missing")
-        x = array.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            raise DataError(
+                f"{_where(path, column, row0 + _first(bad) + 1)}: the value is missing "
+                "(--fill-missing fills it with the training mean or a number)"
+            )
+        x = _floats(array)
     else:
         expected = "numbers" if feature.dim == 1 else f"lists of {feature.dim} numbers"
         raise DataError(
@@ -131,6 +156,8 @@ def dense_values(
             f"expected {expected}"
         )
     finite = np.isfinite(x).reshape(len(x), -1).all(1)
+    if missing:
+        finite |= np.isnan(x).reshape(len(x), -1).any(1) & ~np.isinf(x).reshape(len(x), -1).any(1)
     if not finite.all():
         raise DataError(
             f"{_where(path, column, row0 + _first(~finite) + 1)}: NaN or infinite value"
@@ -147,7 +174,7 @@ def label_values(batch: pa.RecordBatch, task, path: Path, row0: int) -> None:
             f"{where}, data row {row0 + 1}: type {array.type} for the label of task "
             f"{task.name!r}; expected numbers"
         )
-    y = array.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    y = _floats(array)
     present = array.is_valid().to_numpy(zero_copy_only=False)
     checks = [(np.isnan(y) & present, "the label is NaN (leave it empty to mask the row)")]
     if task.kind == "binary":
@@ -177,5 +204,5 @@ def label_arrays(batch: pa.RecordBatch, task) -> tuple[np.ndarray, np.ndarray]:
     """Labels (float32, int64 for multiclass; 0 where missing) and the mask of present labels."""
     array = _column(batch, task.label)
     mask = array.is_valid().to_numpy(zero_copy_only=False)
-    y = pc.fill_null(array.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+    y = pc.fill_null(array.cast(pa.float64(), safe=False), 0.0).to_numpy(zero_copy_only=False)
     return (y.astype(np.int64) if task.kind == "multiclass" else y.astype(np.float32)), mask

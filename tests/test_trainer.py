@@ -44,6 +44,7 @@ def test_fit_writes_metrics_curves_and_checkpoints_and_learns(data, tmp_path):
         "encoder.json",
         "last.pt",
         "metrics.json",
+        "model.json",
     ]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3, 4]
@@ -131,8 +132,16 @@ def test_from_run_rejects_a_checkpoint_of_another_model(data, tmp_path):
     Trainer(toys.make_model(), TrainConfig(epochs=1, batch_size=256)).fit(
         data[0], out=tmp_path / "run"
     )
-    with pytest.raises(TrainError, match="does not fit"):
+    with pytest.raises(TrainError) as error:
         Trainer.from_run(toys.make_model(hidden=5), tmp_path / "run")
+    message = str(error.value)
+    assert message.startswith("the spec differs from the one the run was trained with")
+    # the node that differs, its shape in the run and in the spec
+    assert "node 'bottom': bottom.0.weight has shape [8, 9] in the run, [5, 9] in the spec" in (
+        message
+    )
+    fingerprint = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert fingerprint["state"]["bottom.0.weight"] == [8, 9]
     assert Trainer.from_run(toys.make_model(), tmp_path / "run").predict(data[1])["ctr"].shape == (
         300,
     )

@@ -82,6 +82,7 @@ def train(args: argparse.Namespace) -> int:
         monitor=args.monitor,
         standardize=args.standardize,
         columns=dict(args.column),
+        fill=dict(args.fill_missing),
         sep=args.sep,
         progress=args.progress,
     )

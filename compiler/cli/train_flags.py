@@ -7,6 +7,7 @@ Nothing here imports torch: the handlers import the runtime when they run, so
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -31,14 +32,36 @@ def _column(text: str) -> tuple[str, str]:
     return feature, column
 
 
+def _fill(text: str) -> tuple[str, str]:
+    feature, sep, how = text.rpartition("=")
+    feature = feature if sep else "*"
+    if not how or (sep and not feature):
+        raise argparse.ArgumentTypeError(f"expected [FEATURE=]mean|NUMBER, got {text!r}")
+    if how != "mean":
+        try:
+            value = float(how)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected mean or a number, got {how!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {how!r}")
+    return feature, how
+
+
 def _positive(kind: Callable[[str], _Number]) -> Callable[[str], _Number]:
     def parse(text: str) -> _Number:
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
         return value
 
     return parse
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +96,7 @@ def _train_parser(subparsers: _Subparsers[argparse.ArgumentParser]) -> None:
         default="adam",
         help="adam (default) or lazy_adam (row-sparse updates of embedding tables)",
     )
-    p.add_argument("--weight-decay", type=float, default=0.0, metavar="F")
+    p.add_argument("--weight-decay", type=_non_negative, default=0.0, metavar="F")
     p.add_argument(
         "--grad-clip", type=_positive(float), metavar="F", help="clip the gradient norm to F"
     )
@@ -97,6 +120,15 @@ def _train_parser(subparsers: _Subparsers[argparse.ArgumentParser]) -> None:
         default=[],
         metavar="FEATURE=COLUMN",
         help="read FEATURE from COLUMN (repeatable)",
+    )
+    p.add_argument(
+        "--fill-missing",
+        type=_fill,
+        action="append",
+        default=[],
+        metavar="[FEATURE=]mean|NUMBER",
+        help="fill missing dense values with the training mean or a number, for FEATURE "
+        "or every dense feature (repeatable; default: a missing value is an error)",
     )
     p.add_argument("--sep", default=",", help="delimiter of sequences given as strings (default ,)")
     p.add_argument(
