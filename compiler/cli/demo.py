@@ -17,6 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mtlc.cli.extras import needs_extra
+
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 DEMO_SPEC = SPECS / "adult_mmoe.mtl"
 
@@ -64,6 +66,17 @@ def train_adult(epochs: int, batch_size: int, seed: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except ModuleNotFoundError as error:
+        line = needs_extra("demo", error)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mtlc.cli.demo", description=__doc__.splitlines()[0]
     )

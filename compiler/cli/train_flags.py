@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from typing import TypeVar
+
+from mtlc.cli.exits import USAGE
+from mtlc.cli.extras import needs_extra
 
 __all__ = ["register"]
 
@@ -180,8 +184,16 @@ def _evaluate_parser(subparsers: _Subparsers[argparse.ArgumentParser]) -> None:
 
 def _run(name: str) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
-        from mtlc.cli import train  # imports torch and pyarrow: only when a training command runs
-
+        try:
+            from mtlc.cli import (
+                train,
+            )  # imports torch and pyarrow: only when a training command runs
+        except ModuleNotFoundError as error:
+            line = needs_extra(name, error)
+            if line is None:
+                raise
+            print(line, file=sys.stderr)
+            return USAGE
         return getattr(train, name)(args)
 
     return handler
