@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mtlc import ir
 from mtlc.backend import emit, lower
+from mtlc.backend.linewrap import LINE_LENGTH
 from mtlc.check import check
 from mtlc.frontend import parse
 
@@ -28,7 +29,12 @@ def compile_ir(source: str, filename: str = "spec.mtl") -> ir.Model:
 
 
 def compile_spec(
-    source: str, filename: str = "spec.mtl", *, opt_level: int = 1, output: str = "python"
+    source: str,
+    filename: str = "spec.mtl",
+    *,
+    opt_level: int = 1,
+    output: str = "python",
+    line_length: int = LINE_LENGTH,
 ) -> str:
     """Compile the text of a ``.mtl`` spec into the source of a PyTorch module.
 
@@ -37,6 +43,8 @@ def compile_spec(
         filename: the name diagnostics and the generated header use.
         opt_level: 0 for the plain form, 1 (default) for batched experts and gate banks.
         output: ``"python"`` for the module's source, ``"ir"`` for the checked IR as JSON.
+        line_length: the module is laid out as black lays it out at this length
+            (default 88, black's own default).
 
     Raises:
         mtlc.SpecError: the spec has errors (``.diagnostics`` lists them all).
@@ -49,7 +57,7 @@ def compile_spec(
     model = compile_ir(source, filename)
     if output == "ir":
         return model.model_dump_json(indent=2) + "\n"
-    return emit(lower(model, opt_level))
+    return emit(lower(model, opt_level), line_length)
 
 
 def load_model(path: str | Path, *, opt_level: int = 1) -> type:

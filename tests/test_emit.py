@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+from pathlib import Path
 
 import pytest
 
@@ -188,3 +189,28 @@ def test_black_leaves_hostile_docstrings_unchanged(description):
 
     text = emit(lower(ir_models.mmoe().model_copy(update={"description": description})))
     assert black.format_str(text, mode=black.Mode(line_length=LINE_LENGTH)) == text
+
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "models"
+
+
+@pytest.mark.parametrize("golden", sorted(GOLDEN.glob("*.py")), ids=lambda p: p.name)
+def test_black_at_its_defaults_leaves_every_golden_module_unchanged(golden):
+    """A repository that runs black as it comes (88 columns) keeps the generated file as is,
+    so ``mtlc compile ... && git diff --exit-code`` holds in its CI."""
+    import black
+
+    text = golden.read_text(encoding="utf-8")
+    assert black.format_str(text, mode=black.Mode()) == text
+
+
+@pytest.mark.parametrize("width", [79, 100, 120])
+def test_another_line_length_is_black_clean_at_that_length(width):
+    import black
+
+    from mtlc.api import compile_spec
+
+    spec = (Path(__file__).resolve().parents[1] / "specs" / "dcn_mmoe.mtl").read_text()
+    text = compile_spec(spec, "dcn_mmoe.mtl", line_length=width)
+    assert black.format_str(text, mode=black.Mode(line_length=width)) == text
+    assert text != compile_spec(spec, "dcn_mmoe.mtl")  # laid out for that length

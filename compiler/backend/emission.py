@@ -15,14 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import jinja2
 
 from mtlc import ir
 from mtlc.backend import literals
-from mtlc.backend.linewrap import fit, quote
+from mtlc.backend.linewrap import LINE_LENGTH, quote
+from mtlc.backend.linewrap import fit as _fit
 from mtlc.backend.literals import integer, number
 from mtlc.backend.plan import (
     ApgModule,
@@ -54,9 +55,10 @@ from mtlc.backend.plan import (
 )
 
 
-def emit(plan: Plan) -> str:
-    """The generated module of ``plan``, formatted; the same plan gives the same bytes."""
-    text = _template().render(**_view(plan))
+def emit(plan: Plan, line_length: int = LINE_LENGTH) -> str:
+    """The generated module of ``plan``, formatted as black formats at ``line_length``
+    (its default, 88); the same plan gives the same bytes."""
+    text = _template().render(**_view(plan, line_length))
     compile(text, _file_name(plan.model.source), "exec")
     return text
 
@@ -83,14 +85,15 @@ class _Line:
     comment: str = ""
     above: tuple[str, ...] = ()  # comment lines above the statement
 
-    def at(self, indent: int, entry: bool = False) -> str:
+    def at(self, indent: int, width: int, entry: bool = False) -> str:
         """Laid out at column ``indent`` (see ``backend.linewrap.fit``)."""
-        laid = fit(self.code, indent, self.comment, entry=entry)
+        laid = _fit(self.code, indent, self.comment, entry=entry, width=width)
         return f"\n{' ' * indent}".join([*(f"# {line}" for line in self.above), laid])
 
 
-def _view(plan: Plan) -> dict:
+def _view(plan: Plan, width: int) -> dict:
     model = plan.model
+    fit = partial(_fit, width=width)
     source = literals.safe_text(_file_name(model.source))
     summary = literals.summary(model)
     constraints = _tuple([literals.constraint(c) for c in model.constraints])
@@ -110,9 +113,9 @@ def _view(plan: Plan) -> dict:
         "weighting": fit(f"weighting = {literals.weighting(model.weighting)}", 4),
         "gate_banks": [fit(bank, 8, entry=True) for bank in banks],
         "expert_pools": [fit(pool, 8, entry=True) for pool in pools],
-        "init": [_init(module).at(8) for module in plan.modules],
-        "steps": [_step(step).at(8) for step in plan.steps],
-        "heads": [_head(head).at(12, entry=True) for head in plan.heads],
+        "init": [_init(module).at(8, width) for module in plan.modules],
+        "steps": [_step(step).at(8, width) for step in plan.steps],
+        "heads": [_head(head).at(12, width, entry=True) for head in plan.heads],
         "predictions": [fit(PREDICT[p.output](p), 8) for p in plan.predictions],
         "outputs": fit(f"return {{{outputs}}}", 8),
     }

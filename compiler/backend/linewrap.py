@@ -11,7 +11,7 @@ comment never makes black break a statement.
 
 from __future__ import annotations
 
-LINE_LENGTH = 100
+LINE_LENGTH = 88  # black's default, so a repository that runs black leaves the module as it is
 
 
 def quote(text: str) -> str:
@@ -25,7 +25,9 @@ def quote(text: str) -> str:
     return literal
 
 
-def fit(code: str, indent: int, comment: str = "", *, entry: bool = False) -> str:
+def fit(
+    code: str, indent: int, comment: str = "", *, entry: bool = False, width: int = LINE_LENGTH
+) -> str:
     """``code`` (a statement, or with ``entry`` a ``key: value,`` entry of a dict) laid out.
 
     Args:
@@ -33,27 +35,28 @@ def fit(code: str, indent: int, comment: str = "", *, entry: bool = False) -> st
         indent: the column it starts at.
         comment: the text of a trailing comment, or "".
         entry: ``code`` is a dict entry ending in a comma.
+        width: the line length (black's ``--line-length``).
 
     Returns:
         The text to print at column ``indent``; lines after the first carry
         their own indentation.
     """
-    if comment and indent + len(code) + 4 + len(comment) <= LINE_LENGTH:
+    if comment and indent + len(code) + 4 + len(comment) <= width:
         return f"{code}  # {comment}"
-    lines = [code] if indent + len(code) <= LINE_LENGTH else _black(code, indent, entry)
+    lines = [code] if indent + len(code) <= width else _black(code, indent, entry, width)
     if comment:
         lines.insert(0, f"# {comment}")
     return f"\n{' ' * indent}".join(lines)
 
 
-def _black(code: str, indent: int, entry: bool) -> list[str]:
+def _black(code: str, indent: int, entry: bool, width: int) -> list[str]:
     """The lines black makes of ``code`` at ``indent``, relative to that indentation."""
     import black  # only when a statement needs breaking: it is slow to import
 
     if not entry:
-        text = black.format_str(code, mode=black.Mode(line_length=LINE_LENGTH - indent))
+        text = black.format_str(code, mode=black.Mode(line_length=width - indent))
         return text.rstrip("\n").split("\n")
     wrapped = "{\n    " + code + "\n}"
-    text = black.format_str(wrapped, mode=black.Mode(line_length=LINE_LENGTH - indent + 4))
+    text = black.format_str(wrapped, mode=black.Mode(line_length=width - indent + 4))
     inner = text.rstrip("\n").split("\n")[1:-1]
     return [line[4:] for line in inner]

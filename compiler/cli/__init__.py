@@ -43,6 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         return INTERRUPTED
 
 
+def _line_length(text: str) -> int:
+    value = int(text)
+    if not 79 <= value <= 400:  # the module's fixed lines fit in 79 (PEP 8's length)
+        raise argparse.ArgumentTypeError(f"must be between 79 and 400, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mtlc",
@@ -67,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=(0, 1),
         default=1,
         help="-O0: plain form; -O1 (default): batched experts, gate banks",
+    )
+    compile_.add_argument(
+        "--line-length",
+        type=_line_length,
+        default=88,
+        metavar="N",
+        help="lay the module out as black does at N columns (default 88, black's default)",
     )
     compile_.set_defaults(run=_compile)
 
@@ -142,7 +156,13 @@ def _compile(args: argparse.Namespace) -> int:
 
     source = _read(args.spec)
     try:
-        text = compile_spec(source, args.spec, opt_level=args.opt_level, output=args.emit)
+        text = compile_spec(
+            source,
+            args.spec,
+            opt_level=args.opt_level,
+            output=args.emit,
+            line_length=args.line_length,
+        )
     except SpecError as error:
         print(str(error), file=sys.stderr)
         return SPEC_ERRORS

@@ -50,8 +50,12 @@ class AdultMMoE(nn.Module):
         "hours_per_week": rt.Feature("hours_per_week", "dense", dim=1),
     }
     tasks = {
-        "income": rt.Task("income", "binary", label="label_income", loss="bce", weight=1.0),
-        "marital": rt.Task("marital", "binary", label="label_marital", loss="bce", weight=1.0),
+        "income": rt.Task(
+            "income", "binary", label="label_income", loss="bce", weight=1.0
+        ),
+        "marital": rt.Task(
+            "marital", "binary", label="label_marital", loss="bce", weight=1.0
+        ),
     }
     constraints = ()
     weighting = rt.Weighting("fixed")
@@ -109,7 +113,8 @@ class AdultMMoE(nn.Module):
             dim=-1,
         )
         shared = self.shared(all_)  # [B, 4, 32]  line 30
-        to_income, to_marital = self.gates(all_, shared).unbind(1)  # [B, 32] each  lines 32-33
+        # [B, 32] each  lines 32-33
+        to_income, to_marital = self.gates(all_, shared).unbind(1)
         income_net = self.income_net(to_income)  # [B, 16]  line 35
         marital_net = self.marital_net(to_marital)  # [B, 16]  line 36
         return {

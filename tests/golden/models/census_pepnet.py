@@ -116,8 +116,12 @@ class CensusPEPNet(nn.Module):
         "weeks_worked": rt.Feature("weeks_worked", "dense", dim=1),
     }
     tasks = {
-        "income": rt.Task("income", "binary", label="label_income", loss="bce", weight=1.0),
-        "marital": rt.Task("marital", "binary", label="label_marital", loss="bce", weight=1.0),
+        "income": rt.Task(
+            "income", "binary", label="label_income", loss="bce", weight=1.0
+        ),
+        "marital": rt.Task(
+            "marital", "binary", label="label_marital", loss="bce", weight=1.0
+        ),
     }
     constraints = ()
     weighting = rt.Weighting("fixed")
@@ -166,18 +170,25 @@ class CensusPEPNet(nn.Module):
         self.personal = rt.ScaleGate(139, 135, hidden=[128], scale=2.0)  # line 76
         # the nets of the sigmoid gates income_0 and marital_0, as one pool
         # lines 81, 89
-        self.income_0_nets = rt.ScaleGate(144, 135, hidden=[135], scale=2.0, num_experts=2)
+        self.income_0_nets = rt.ScaleGate(
+            144, 135, hidden=[135], scale=2.0, num_experts=2
+        )
         self.income_1 = rt.MLP(135, [64])  # line 82
         # the nets of the sigmoid gates income_2 and marital_2, as one pool
         # lines 83, 91
-        self.income_2_nets = rt.ScaleGate(144, 64, hidden=[64], scale=2.0, num_experts=2)
+        self.income_2_nets = rt.ScaleGate(
+            144, 64, hidden=[64], scale=2.0, num_experts=2
+        )
         self.income_3 = rt.MLP(64, [32])  # line 84
         # the nets of the sigmoid gates income_4 and marital_4, as one pool
         # lines 85, 93
-        self.income_4_nets = rt.ScaleGate(144, 32, hidden=[32], scale=2.0, num_experts=2)
+        self.income_4_nets = rt.ScaleGate(
+            144, 32, hidden=[32], scale=2.0, num_experts=2
+        )
         self.income_5 = rt.MLP(32, [16])  # line 86
         # the nets of the sigmoid gates income_6 and marital_6, as one pool
-        self.income_6_nets = rt.ScaleGate(144, 16, hidden=[16], num_experts=2)  # lines 87, 95
+        # lines 87, 95
+        self.income_6_nets = rt.ScaleGate(144, 16, hidden=[16], num_experts=2)
         self.marital_1 = rt.MLP(135, [64])  # line 90
         self.marital_3 = rt.MLP(64, [32])  # line 92
         self.marital_5 = rt.MLP(32, [16])  # line 94
@@ -198,17 +209,21 @@ class CensusPEPNet(nn.Module):
         sex = self.sex(batch["sex"])  # [B, 4]  line 31
         union_member = self.union_member(batch["union_member"])  # [B, 4]  line 32
         unemp_reason = self.unemp_reason(batch["unemp_reason"])  # [B, 4]  line 33
-        full_or_part_emp = self.full_or_part_emp(batch["full_or_part_emp"])  # [B, 4]  line 34
+        # [B, 4]  line 34
+        full_or_part_emp = self.full_or_part_emp(batch["full_or_part_emp"])
         tax_filer_stat = self.tax_filer_stat(batch["tax_filer_stat"])  # [B, 4]  line 35
-        region_prev_res = self.region_prev_res(batch["region_prev_res"])  # [B, 4]  line 36
+        # [B, 4]  line 36
+        region_prev_res = self.region_prev_res(batch["region_prev_res"])
         state_prev_res = self.state_prev_res(batch["state_prev_res"])  # [B, 4]  line 37
-        det_hh_fam_stat = self.det_hh_fam_stat(batch["det_hh_fam_stat"])  # [B, 4]  line 38
+        # [B, 4]  line 38
+        det_hh_fam_stat = self.det_hh_fam_stat(batch["det_hh_fam_stat"])
         det_hh_summ = self.det_hh_summ(batch["det_hh_summ"])  # [B, 4]  line 39
         mig_chg_msa = self.mig_chg_msa(batch["mig_chg_msa"])  # [B, 4]  line 40
         mig_chg_reg = self.mig_chg_reg(batch["mig_chg_reg"])  # [B, 4]  line 41
         mig_move_reg = self.mig_move_reg(batch["mig_move_reg"])  # [B, 4]  line 42
         mig_same = self.mig_same(batch["mig_same"])  # [B, 4]  line 43
-        mig_prev_sunbelt = self.mig_prev_sunbelt(batch["mig_prev_sunbelt"])  # [B, 4]  line 44
+        # [B, 4]  line 44
+        mig_prev_sunbelt = self.mig_prev_sunbelt(batch["mig_prev_sunbelt"])
         fam_under_18 = self.fam_under_18(batch["fam_under_18"])  # [B, 4]  line 45
         country_father = self.country_father(batch["country_father"])  # [B, 4]  line 46
         country_mother = self.country_mother(batch["country_mother"])  # [B, 4]  line 47
@@ -270,11 +285,13 @@ class CensusPEPNet(nn.Module):
             ],
             dim=-1,
         )
-        domain_in = torch.cat([all_.detach(), class_worker.detach()], dim=-1)  # [B, 139]  line 75
+        # [B, 139]  line 75
+        domain_in = torch.cat([all_.detach(), class_worker.detach()], dim=-1)
         personal = self.personal(domain_in, all_)  # [B, 135]  line 76
         # [B, 144]  line 79
         priors = torch.cat(
-            [class_worker.detach(), sex.detach(), age.detach(), personal.detach()], dim=-1
+            [class_worker.detach(), sex.detach(), age.detach(), personal.detach()],
+            dim=-1,
         )
         # [B, 135] each  lines 81, 89
         income_0_z, marital_0_z = self.income_0_nets.logits(priors).unbind(1)

@@ -116,8 +116,12 @@ class CensusPEPNet(nn.Module):
         "weeks_worked": rt.Feature("weeks_worked", "dense", dim=1),
     }
     tasks = {
-        "income": rt.Task("income", "binary", label="label_income", loss="bce", weight=1.0),
-        "marital": rt.Task("marital", "binary", label="label_marital", loss="bce", weight=1.0),
+        "income": rt.Task(
+            "income", "binary", label="label_income", loss="bce", weight=1.0
+        ),
+        "marital": rt.Task(
+            "marital", "binary", label="label_marital", loss="bce", weight=1.0
+        ),
     }
     constraints = ()
     weighting = rt.Weighting("fixed")
@@ -188,17 +192,21 @@ class CensusPEPNet(nn.Module):
         sex = self.sex(batch["sex"])  # [B, 4]  line 31
         union_member = self.union_member(batch["union_member"])  # [B, 4]  line 32
         unemp_reason = self.unemp_reason(batch["unemp_reason"])  # [B, 4]  line 33
-        full_or_part_emp = self.full_or_part_emp(batch["full_or_part_emp"])  # [B, 4]  line 34
+        # [B, 4]  line 34
+        full_or_part_emp = self.full_or_part_emp(batch["full_or_part_emp"])
         tax_filer_stat = self.tax_filer_stat(batch["tax_filer_stat"])  # [B, 4]  line 35
-        region_prev_res = self.region_prev_res(batch["region_prev_res"])  # [B, 4]  line 36
+        # [B, 4]  line 36
+        region_prev_res = self.region_prev_res(batch["region_prev_res"])
         state_prev_res = self.state_prev_res(batch["state_prev_res"])  # [B, 4]  line 37
-        det_hh_fam_stat = self.det_hh_fam_stat(batch["det_hh_fam_stat"])  # [B, 4]  line 38
+        # [B, 4]  line 38
+        det_hh_fam_stat = self.det_hh_fam_stat(batch["det_hh_fam_stat"])
         det_hh_summ = self.det_hh_summ(batch["det_hh_summ"])  # [B, 4]  line 39
         mig_chg_msa = self.mig_chg_msa(batch["mig_chg_msa"])  # [B, 4]  line 40
         mig_chg_reg = self.mig_chg_reg(batch["mig_chg_reg"])  # [B, 4]  line 41
         mig_move_reg = self.mig_move_reg(batch["mig_move_reg"])  # [B, 4]  line 42
         mig_same = self.mig_same(batch["mig_same"])  # [B, 4]  line 43
-        mig_prev_sunbelt = self.mig_prev_sunbelt(batch["mig_prev_sunbelt"])  # [B, 4]  line 44
+        # [B, 4]  line 44
+        mig_prev_sunbelt = self.mig_prev_sunbelt(batch["mig_prev_sunbelt"])
         fam_under_18 = self.fam_under_18(batch["fam_under_18"])  # [B, 4]  line 45
         country_father = self.country_father(batch["country_father"])  # [B, 4]  line 46
         country_mother = self.country_mother(batch["country_mother"])  # [B, 4]  line 47
@@ -260,11 +268,13 @@ class CensusPEPNet(nn.Module):
             ],
             dim=-1,
         )
-        domain_in = torch.cat([all_.detach(), class_worker.detach()], dim=-1)  # [B, 139]  line 75
+        # [B, 139]  line 75
+        domain_in = torch.cat([all_.detach(), class_worker.detach()], dim=-1)
         personal = self.personal(domain_in, all_)  # [B, 135]  line 76
         # [B, 144]  line 79
         priors = torch.cat(
-            [class_worker.detach(), sex.detach(), age.detach(), personal.detach()], dim=-1
+            [class_worker.detach(), sex.detach(), age.detach(), personal.detach()],
+            dim=-1,
         )
         income_0 = self.income_0(priors, personal)  # [B, 135]  line 81
         income_1 = self.income_1(income_0)  # [B, 64]  line 82

@@ -112,8 +112,12 @@ class CensusPLE(nn.Module):
         "weeks_worked": rt.Feature("weeks_worked", "dense", dim=1),
     }
     tasks = {
-        "income": rt.Task("income", "binary", label="label_income", loss="bce", weight=1.0),
-        "marital": rt.Task("marital", "binary", label="label_marital", loss="bce", weight=1.0),
+        "income": rt.Task(
+            "income", "binary", label="label_income", loss="bce", weight=1.0
+        ),
+        "marital": rt.Task(
+            "marital", "binary", label="label_marital", loss="bce", weight=1.0
+        ),
     }
     constraints = ()
     weighting = rt.Weighting("fixed")
@@ -182,17 +186,21 @@ class CensusPLE(nn.Module):
         sex = self.sex(batch["sex"])  # [B, 4]  line 18
         union_member = self.union_member(batch["union_member"])  # [B, 4]  line 19
         unemp_reason = self.unemp_reason(batch["unemp_reason"])  # [B, 4]  line 20
-        full_or_part_emp = self.full_or_part_emp(batch["full_or_part_emp"])  # [B, 4]  line 21
+        # [B, 4]  line 21
+        full_or_part_emp = self.full_or_part_emp(batch["full_or_part_emp"])
         tax_filer_stat = self.tax_filer_stat(batch["tax_filer_stat"])  # [B, 4]  line 22
-        region_prev_res = self.region_prev_res(batch["region_prev_res"])  # [B, 4]  line 23
+        # [B, 4]  line 23
+        region_prev_res = self.region_prev_res(batch["region_prev_res"])
         state_prev_res = self.state_prev_res(batch["state_prev_res"])  # [B, 4]  line 24
-        det_hh_fam_stat = self.det_hh_fam_stat(batch["det_hh_fam_stat"])  # [B, 4]  line 25
+        # [B, 4]  line 25
+        det_hh_fam_stat = self.det_hh_fam_stat(batch["det_hh_fam_stat"])
         det_hh_summ = self.det_hh_summ(batch["det_hh_summ"])  # [B, 4]  line 26
         mig_chg_msa = self.mig_chg_msa(batch["mig_chg_msa"])  # [B, 4]  line 27
         mig_chg_reg = self.mig_chg_reg(batch["mig_chg_reg"])  # [B, 4]  line 28
         mig_move_reg = self.mig_move_reg(batch["mig_move_reg"])  # [B, 4]  line 29
         mig_same = self.mig_same(batch["mig_same"])  # [B, 4]  line 30
-        mig_prev_sunbelt = self.mig_prev_sunbelt(batch["mig_prev_sunbelt"])  # [B, 4]  line 31
+        # [B, 4]  line 31
+        mig_prev_sunbelt = self.mig_prev_sunbelt(batch["mig_prev_sunbelt"])
         fam_under_18 = self.fam_under_18(batch["fam_under_18"])  # [B, 4]  line 32
         country_father = self.country_father(batch["country_father"])  # [B, 4]  line 33
         country_mother = self.country_mother(batch["country_mother"])  # [B, 4]  line 34
@@ -260,16 +268,24 @@ class CensusPLE(nn.Module):
         # [B, 32]  line 64
         income_g1 = rt.mix(self.income_g1(all_), torch.cat([shared1, income1], dim=1))
         # [B, 32]  line 65
-        marital_g1 = rt.mix(self.marital_g1(all_), torch.cat([shared1, marital1], dim=1))
+        marital_g1 = rt.mix(
+            self.marital_g1(all_), torch.cat([shared1, marital1], dim=1)
+        )
         # [B, 32]  line 66
-        shared_g1 = rt.mix(self.shared_g1(all_), torch.cat([income1, marital1, shared1], dim=1))
+        shared_g1 = rt.mix(
+            self.shared_g1(all_), torch.cat([income1, marital1, shared1], dim=1)
+        )
         shared2 = self.shared2(shared_g1)  # [B, 2, 32]  line 68
         income2 = self.income2(income_g1)  # [B, 1, 32]  line 69
         marital2 = self.marital2(marital_g1)  # [B, 1, 32]  line 70
         # [B, 32]  line 71
-        income_g2 = rt.mix(self.income_g2(income_g1), torch.cat([shared2, income2], dim=1))
+        income_g2 = rt.mix(
+            self.income_g2(income_g1), torch.cat([shared2, income2], dim=1)
+        )
         # [B, 32]  line 72
-        marital_g2 = rt.mix(self.marital_g2(marital_g1), torch.cat([shared2, marital2], dim=1))
+        marital_g2 = rt.mix(
+            self.marital_g2(marital_g1), torch.cat([shared2, marital2], dim=1)
+        )
         income_net = self.income_net(income_g2)  # [B, 16]  line 74
         marital_net = self.marital_net(marital_g2)  # [B, 16]  line 75
         return {

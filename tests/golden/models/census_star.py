@@ -102,8 +102,12 @@ class CensusSTAR(nn.Module):
         "weeks_worked": rt.Feature("weeks_worked", "dense", dim=1),
     }
     tasks = {
-        "income": rt.Task("income", "binary", label="label_income", loss="bce", weight=1.0),
-        "marital": rt.Task("marital", "binary", label="label_marital", loss="bce", weight=1.0),
+        "income": rt.Task(
+            "income", "binary", label="label_income", loss="bce", weight=1.0
+        ),
+        "marital": rt.Task(
+            "marital", "binary", label="label_marital", loss="bce", weight=1.0
+        ),
     }
     constraints = ()
     weighting = rt.Weighting("fixed")
@@ -142,7 +146,8 @@ class CensusSTAR(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 55
         self.vet_benefits = nn.Embedding(64, 4)  # line 56
         self.year = nn.Embedding(64, 4)  # line 57
-        self.bottom = rt.Star(135, [128, 64], num_domains=11, norm="partitioned")  # line 78
+        # line 78
+        self.bottom = rt.Star(135, [128, 64], num_domains=11, norm="partitioned")
         self.income_net = rt.MLP(64, [32])  # line 79
         self.marital_net = rt.MLP(64, [32])  # line 80
         self.income = nn.Linear(32, 1)  # line 82
@@ -162,17 +167,21 @@ class CensusSTAR(nn.Module):
         sex = self.sex(batch["sex"])  # [B, 4]  line 35
         union_member = self.union_member(batch["union_member"])  # [B, 4]  line 36
         unemp_reason = self.unemp_reason(batch["unemp_reason"])  # [B, 4]  line 37
-        full_or_part_emp = self.full_or_part_emp(batch["full_or_part_emp"])  # [B, 4]  line 38
+        # [B, 4]  line 38
+        full_or_part_emp = self.full_or_part_emp(batch["full_or_part_emp"])
         tax_filer_stat = self.tax_filer_stat(batch["tax_filer_stat"])  # [B, 4]  line 39
-        region_prev_res = self.region_prev_res(batch["region_prev_res"])  # [B, 4]  line 40
+        # [B, 4]  line 40
+        region_prev_res = self.region_prev_res(batch["region_prev_res"])
         state_prev_res = self.state_prev_res(batch["state_prev_res"])  # [B, 4]  line 41
-        det_hh_fam_stat = self.det_hh_fam_stat(batch["det_hh_fam_stat"])  # [B, 4]  line 42
+        # [B, 4]  line 42
+        det_hh_fam_stat = self.det_hh_fam_stat(batch["det_hh_fam_stat"])
         det_hh_summ = self.det_hh_summ(batch["det_hh_summ"])  # [B, 4]  line 43
         mig_chg_msa = self.mig_chg_msa(batch["mig_chg_msa"])  # [B, 4]  line 44
         mig_chg_reg = self.mig_chg_reg(batch["mig_chg_reg"])  # [B, 4]  line 45
         mig_move_reg = self.mig_move_reg(batch["mig_move_reg"])  # [B, 4]  line 46
         mig_same = self.mig_same(batch["mig_same"])  # [B, 4]  line 47
-        mig_prev_sunbelt = self.mig_prev_sunbelt(batch["mig_prev_sunbelt"])  # [B, 4]  line 48
+        # [B, 4]  line 48
+        mig_prev_sunbelt = self.mig_prev_sunbelt(batch["mig_prev_sunbelt"])
         fam_under_18 = self.fam_under_18(batch["fam_under_18"])  # [B, 4]  line 49
         country_father = self.country_father(batch["country_father"])  # [B, 4]  line 50
         country_mother = self.country_mother(batch["country_mother"])  # [B, 4]  line 51

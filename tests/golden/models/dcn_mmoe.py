@@ -50,7 +50,9 @@ class DCNMMoE(nn.Module):
         self.item_id = nn.Embedding(5_000, 16)  # line 12
         self.category = nn.Embedding(100, 8)  # line 13
         # line 18
-        self.crosses = rt.Cross(41, layers=2, form="mix", rank=8, experts=2, num_experts=4)
+        self.crosses = rt.Cross(
+            41, layers=2, form="mix", rank=8, experts=2, num_experts=4
+        )
         # to_ctr and to_cvr each mix crosses
         self.gates = rt.GateBank(41, num_experts=4, num_gates=2)  # lines 20-21
         self.ctr_net = rt.MLP(41, [64])  # line 23
@@ -66,7 +68,8 @@ class DCNMMoE(nn.Module):
         age = batch["age"].unsqueeze(-1)  # [B, 1]  line 14
         all_ = torch.cat([user_id, item_id, category, age], dim=-1)  # [B, 41]  line 16
         crosses = self.crosses(all_)  # [B, 4, 41]  line 18
-        to_ctr, to_cvr = self.gates(all_, crosses).unbind(1)  # [B, 41] each  lines 20-21
+        # [B, 41] each  lines 20-21
+        to_ctr, to_cvr = self.gates(all_, crosses).unbind(1)
         ctr_net = self.ctr_net(to_ctr)  # [B, 64]  line 23
         cvr_net = self.cvr_net(to_cvr)  # [B, 64]  line 24
         return {

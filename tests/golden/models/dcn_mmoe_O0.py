@@ -46,7 +46,9 @@ class DCNMMoE(nn.Module):
         self.item_id = nn.Embedding(5_000, 16)  # line 12
         self.category = nn.Embedding(100, 8)  # line 13
         # line 18
-        self.crosses = rt.Cross(41, layers=2, form="mix", rank=8, experts=2, num_experts=4)
+        self.crosses = rt.Cross(
+            41, layers=2, form="mix", rank=8, experts=2, num_experts=4
+        )
         self.to_ctr = rt.SoftmaxGate(41, num_experts=4)  # line 20
         self.to_cvr = rt.SoftmaxGate(41, num_experts=4)  # line 21
         self.ctr_net = rt.MLP(41, [64])  # line 23

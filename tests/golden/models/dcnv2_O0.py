@@ -54,7 +54,8 @@ class DCNv2(nn.Module):
         category = self.category(batch["category"])  # [B, 8]  line 15
         age = batch["age"].unsqueeze(-1)  # [B, 1]  line 16
         price = batch["price"].unsqueeze(-1)  # [B, 1]  line 17
-        all_ = torch.cat([user_id, item_id, category, age, price], dim=-1)  # [B, 42]  line 19
+        # [B, 42]  line 19
+        all_ = torch.cat([user_id, item_id, category, age, price], dim=-1)
         crossed = self.crossed(all_)  # [B, 42]  line 21
         deep = self.deep(all_)  # [B, 128]  line 22
         both = torch.cat([crossed, deep], dim=-1)  # [B, 170]  line 24

@@ -31,7 +31,13 @@ class ESCM2(nn.Module):
         "user_id": rt.Feature("user_id", "sparse", dim=16, vocab=10_000),
         "item_id": rt.Feature("item_id", "sparse", dim=16, vocab=5_000),
         "hist_item": rt.Feature(
-            "hist_item", "sequence", dim=16, vocab=5_000, maxlen=20, pool="mean", table="item_id"
+            "hist_item",
+            "sequence",
+            dim=16,
+            vocab=5_000,
+            maxlen=20,
+            pool="mean",
+            table="item_id",
         ),
         "price": rt.Feature("price", "dense", dim=1),
     }
@@ -39,10 +45,21 @@ class ESCM2(nn.Module):
         "ctr": rt.Task("ctr", "binary", label="click", loss="bce", weight=1.0),
         "imp": rt.Task("imp", "regression", weight=1.0),
         "cvr": rt.Task(
-            "cvr", "binary", label="buy", loss="dr", propensity="ctr", imputation="imp", weight=1.0
+            "cvr",
+            "binary",
+            label="buy",
+            loss="dr",
+            propensity="ctr",
+            imputation="imp",
+            weight=1.0,
         ),
         "ctcvr": rt.Task(
-            "ctcvr", "binary", label="buy", loss="bce", weight=1.0, factors=("ctr", "cvr")
+            "ctcvr",
+            "binary",
+            label="buy",
+            loss="bce",
+            weight=1.0,
+            factors=("ctr", "cvr"),
         ),
     }
     constraints = ()
@@ -66,7 +83,8 @@ class ESCM2(nn.Module):
         # [B, 16]  line 15
         hist_item = rt.pool_mean(self.item_id(batch["hist_item"]), batch["hist_item"])
         price = batch["price"].unsqueeze(-1)  # [B, 1]  line 16
-        all_ = torch.cat([user_id, item_id, hist_item, price], dim=-1)  # [B, 49]  line 18
+        # [B, 49]  line 18
+        all_ = torch.cat([user_id, item_id, hist_item, price], dim=-1)
         ctr_net = self.ctr_net(all_)  # [B, 128]  line 20
         cvr_net = self.cvr_net(all_)  # [B, 128]  line 21
         imp_net = self.imp_net(all_)  # [B, 64]  line 22

@@ -29,7 +29,13 @@ class ESMM(nn.Module):
         "user_id": rt.Feature("user_id", "sparse", dim=16, vocab=10_000),
         "item_id": rt.Feature("item_id", "sparse", dim=16, vocab=5_000),
         "hist_item": rt.Feature(
-            "hist_item", "sequence", dim=16, vocab=5_000, maxlen=20, pool="mean", table="item_id"
+            "hist_item",
+            "sequence",
+            dim=16,
+            vocab=5_000,
+            maxlen=20,
+            pool="mean",
+            table="item_id",
         ),
         "price": rt.Feature("price", "dense", dim=1),
     }
@@ -37,7 +43,12 @@ class ESMM(nn.Module):
         "ctr": rt.Task("ctr", "binary", label="click", loss="bce", weight=1.0),
         "cvr": rt.Task("cvr", "binary", weight=1.0),
         "ctcvr": rt.Task(
-            "ctcvr", "binary", label="buy", loss="bce", weight=1.0, factors=("ctr", "cvr")
+            "ctcvr",
+            "binary",
+            label="buy",
+            loss="bce",
+            weight=1.0,
+            factors=("ctr", "cvr"),
         ),
     }
     constraints = ()
@@ -59,7 +70,8 @@ class ESMM(nn.Module):
         # [B, 16]  line 9
         hist_item = rt.pool_mean(self.item_id(batch["hist_item"]), batch["hist_item"])
         price = batch["price"].unsqueeze(-1)  # [B, 1]  line 10
-        all_ = torch.cat([user_id, item_id, hist_item, price], dim=-1)  # [B, 49]  line 12
+        # [B, 49]  line 12
+        all_ = torch.cat([user_id, item_id, hist_item, price], dim=-1)
         ctr_net = self.ctr_net(all_)  # [B, 128]  line 14
         cvr_net = self.cvr_net(all_)  # [B, 128]  line 15
         return {

@@ -70,7 +70,8 @@ class HMoE(nn.Module):
         age = batch["age"].unsqueeze(-1)  # [B, 1]  line 12
         all_ = torch.cat([user_id, item_id, age], dim=-1)  # [B, 33]  line 14
         shared = self.shared(all_)  # [B, 4, 128]  line 16
-        to_ctr, to_cvr = self.gates_1(all_, shared).unbind(1)  # [B, 128] each  lines 18-19
+        # [B, 128] each  lines 18-19
+        to_ctr, to_cvr = self.gates_1(all_, shared).unbind(1)
         ctr_net = self.ctr_net(to_ctr)  # [B, 64]  line 21
         cvr_net = self.cvr_net(to_cvr)  # [B, 64]  line 22
         # [B, 64] each  lines 24-25

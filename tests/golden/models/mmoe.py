@@ -61,7 +61,8 @@ class MMoE(nn.Module):
         age = batch["age"].unsqueeze(-1)  # [B, 1]  line 9
         all_ = torch.cat([user_id, item_id, age], dim=-1)  # [B, 33]  line 11
         shared = self.shared(all_)  # [B, 4, 128]  line 13
-        to_ctr, to_cvr = self.gates(all_, shared).unbind(1)  # [B, 128] each  lines 15-16
+        # [B, 128] each  lines 15-16
+        to_ctr, to_cvr = self.gates(all_, shared).unbind(1)
         ctr_net = self.ctr_net(to_ctr)  # [B, 64]  line 18
         cvr_net = self.cvr_net(to_cvr)  # [B, 64]  line 19
         return {

@@ -69,7 +69,8 @@ class PEPNet(nn.Module):
         self.ctr_2_nets = rt.ScaleGate(81, 128, hidden=[128], scale=2.0, num_experts=2)
         self.ctr_3 = rt.MLP(128, [64])  # line 28
         # the nets of the sigmoid gates ctr_4 and cvr_4, as one pool
-        self.ctr_4_nets = rt.ScaleGate(81, 64, hidden=[64], num_experts=2)  # lines 29, 35
+        # lines 29, 35
+        self.ctr_4_nets = rt.ScaleGate(81, 64, hidden=[64], num_experts=2)
         self.cvr_1 = rt.MLP(41, [128])  # line 32
         self.cvr_3 = rt.MLP(128, [64])  # line 34
         self.ctr = nn.Linear(64, 1)  # line 37
@@ -82,19 +83,24 @@ class PEPNet(nn.Module):
         domain = self.domain(batch["domain"])  # [B, 8]  line 13
         age = batch["age"].unsqueeze(-1)  # [B, 1]  line 14
         all_ = torch.cat([user_id, item_id, domain, age], dim=-1)  # [B, 41]  line 16
-        domain_in = torch.cat([all_.detach(), domain.detach()], dim=-1)  # [B, 49]  line 19
+        # [B, 49]  line 19
+        domain_in = torch.cat([all_.detach(), domain.detach()], dim=-1)
         personal = self.personal(domain_in, all_)  # [B, 41]  line 20
         # [B, 81]  line 23
         priors = torch.cat(
-            [domain.detach(), user_id.detach(), item_id.detach(), personal.detach()], dim=-1
+            [domain.detach(), user_id.detach(), item_id.detach(), personal.detach()],
+            dim=-1,
         )
-        ctr_0_z, cvr_0_z = self.ctr_0_nets.logits(priors).unbind(1)  # [B, 41] each  lines 25, 31
+        # [B, 41] each  lines 25, 31
+        ctr_0_z, cvr_0_z = self.ctr_0_nets.logits(priors).unbind(1)
         ctr_0 = rt.scale_by(personal, ctr_0_z, 2.0)  # [B, 41]  line 25
         ctr_1 = self.ctr_1(ctr_0)  # [B, 128]  line 26
-        ctr_2_z, cvr_2_z = self.ctr_2_nets.logits(priors).unbind(1)  # [B, 128] each  lines 27, 33
+        # [B, 128] each  lines 27, 33
+        ctr_2_z, cvr_2_z = self.ctr_2_nets.logits(priors).unbind(1)
         ctr_2 = rt.scale_by(ctr_1, ctr_2_z, 2.0)  # [B, 128]  line 27
         ctr_3 = self.ctr_3(ctr_2)  # [B, 64]  line 28
-        ctr_4_z, cvr_4_z = self.ctr_4_nets.logits(priors).unbind(1)  # [B, 64] each  lines 29, 35
+        # [B, 64] each  lines 29, 35
+        ctr_4_z, cvr_4_z = self.ctr_4_nets.logits(priors).unbind(1)
         ctr_4 = rt.scale_by(ctr_3, ctr_4_z, 1.0)  # [B, 64]  line 29
         cvr_0 = rt.scale_by(personal, cvr_0_z, 2.0)  # [B, 41]  line 31
         cvr_1 = self.cvr_1(cvr_0)  # [B, 128]  line 32

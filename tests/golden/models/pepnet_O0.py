@@ -74,11 +74,13 @@ class PEPNet(nn.Module):
         domain = self.domain(batch["domain"])  # [B, 8]  line 13
         age = batch["age"].unsqueeze(-1)  # [B, 1]  line 14
         all_ = torch.cat([user_id, item_id, domain, age], dim=-1)  # [B, 41]  line 16
-        domain_in = torch.cat([all_.detach(), domain.detach()], dim=-1)  # [B, 49]  line 19
+        # [B, 49]  line 19
+        domain_in = torch.cat([all_.detach(), domain.detach()], dim=-1)
         personal = self.personal(domain_in, all_)  # [B, 41]  line 20
         # [B, 81]  line 23
         priors = torch.cat(
-            [domain.detach(), user_id.detach(), item_id.detach(), personal.detach()], dim=-1
+            [domain.detach(), user_id.detach(), item_id.detach(), personal.detach()],
+            dim=-1,
         )
         ctr_0 = self.ctr_0(priors, personal)  # [B, 41]  line 25
         ctr_1 = self.ctr_1(ctr_0)  # [B, 128]  line 26

@@ -83,7 +83,8 @@ class PLE(nn.Module):
         age = batch["age"].unsqueeze(-1)  # [B, 1]  line 12
         all_ = torch.cat([user_id, item_id, age], dim=-1)  # [B, 33]  line 14
         experts = self.experts(all_)  # [B, 4, 64]  lines 16-18
-        ctr_g1, cvr_g1, shared_g1 = self.gates(all_, experts).unbind(1)  # [B, 64] each  lines 19-21
+        # [B, 64] each  lines 19-21
+        ctr_g1, cvr_g1, shared_g1 = self.gates(all_, experts).unbind(1)
         shared2 = self.shared2(shared_g1)  # [B, 2, 64]  line 23
         ctr2 = self.ctr2(ctr_g1)  # [B, 1, 64]  line 24
         cvr2 = self.cvr2(cvr_g1)  # [B, 1, 64]  line 25

@@ -75,15 +75,21 @@ class PLE(nn.Module):
         shared1 = self.shared1(all_)  # [B, 2, 64]  line 16
         ctr1 = self.ctr1(all_)  # [B, 1, 64]  line 17
         cvr1 = self.cvr1(all_)  # [B, 1, 64]  line 18
-        ctr_g1 = rt.mix(self.ctr_g1(all_), torch.cat([shared1, ctr1], dim=1))  # [B, 64]  line 19
-        cvr_g1 = rt.mix(self.cvr_g1(all_), torch.cat([shared1, cvr1], dim=1))  # [B, 64]  line 20
+        # [B, 64]  line 19
+        ctr_g1 = rt.mix(self.ctr_g1(all_), torch.cat([shared1, ctr1], dim=1))
+        # [B, 64]  line 20
+        cvr_g1 = rt.mix(self.cvr_g1(all_), torch.cat([shared1, cvr1], dim=1))
         # [B, 64]  line 21
-        shared_g1 = rt.mix(self.shared_g1(all_), torch.cat([ctr1, cvr1, shared1], dim=1))
+        shared_g1 = rt.mix(
+            self.shared_g1(all_), torch.cat([ctr1, cvr1, shared1], dim=1)
+        )
         shared2 = self.shared2(shared_g1)  # [B, 2, 64]  line 23
         ctr2 = self.ctr2(ctr_g1)  # [B, 1, 64]  line 24
         cvr2 = self.cvr2(cvr_g1)  # [B, 1, 64]  line 25
-        ctr_g2 = rt.mix(self.ctr_g2(ctr_g1), torch.cat([shared2, ctr2], dim=1))  # [B, 64]  line 26
-        cvr_g2 = rt.mix(self.cvr_g2(cvr_g1), torch.cat([shared2, cvr2], dim=1))  # [B, 64]  line 27
+        # [B, 64]  line 26
+        ctr_g2 = rt.mix(self.ctr_g2(ctr_g1), torch.cat([shared2, ctr2], dim=1))
+        # [B, 64]  line 27
+        cvr_g2 = rt.mix(self.cvr_g2(cvr_g1), torch.cat([shared2, cvr2], dim=1))
         ctr_net = self.ctr_net(ctr_g2)  # [B, 32]  line 29
         cvr_net = self.cvr_net(cvr_g2)  # [B, 32]  line 30
         return {

@@ -60,7 +60,8 @@ class POSO(nn.Module):
         self.ctr_2_nets = rt.ScaleGate(9, 128, hidden=[32], scale=2.0, num_experts=2)
         self.ctr_3 = rt.MLP(128, [64])  # line 20
         # the nets of the sigmoid gates ctr_4 and cvr_4, as one pool
-        self.ctr_4_nets = rt.ScaleGate(9, 64, hidden=[32], scale=2.0, num_experts=2)  # lines 21, 26
+        # lines 21, 26
+        self.ctr_4_nets = rt.ScaleGate(9, 64, hidden=[32], scale=2.0, num_experts=2)
         self.cvr_1 = rt.MLP(33, [128])  # line 23
         self.cvr_3 = rt.MLP(128, [64])  # line 25
         self.ctr = nn.Linear(64, 1)  # line 28
@@ -75,10 +76,12 @@ class POSO(nn.Module):
         main = torch.cat([user_id, item_id, age], dim=-1)  # [B, 33]  line 15
         personal = torch.cat([user_group, age], dim=-1)  # [B, 9]  line 16
         ctr_1 = self.ctr_1(main)  # [B, 128]  line 18
-        ctr_2_z, cvr_2_z = self.ctr_2_nets.logits(personal).unbind(1)  # [B, 128] each  lines 19, 24
+        # [B, 128] each  lines 19, 24
+        ctr_2_z, cvr_2_z = self.ctr_2_nets.logits(personal).unbind(1)
         ctr_2 = rt.scale_by(ctr_1, ctr_2_z, 2.0)  # [B, 128]  line 19
         ctr_3 = self.ctr_3(ctr_2)  # [B, 64]  line 20
-        ctr_4_z, cvr_4_z = self.ctr_4_nets.logits(personal).unbind(1)  # [B, 64] each  lines 21, 26
+        # [B, 64] each  lines 21, 26
+        ctr_4_z, cvr_4_z = self.ctr_4_nets.logits(personal).unbind(1)
         ctr_4 = rt.scale_by(ctr_3, ctr_4_z, 2.0)  # [B, 64]  line 21
         cvr_1 = self.cvr_1(main)  # [B, 128]  line 23
         cvr_2 = rt.scale_by(cvr_1, cvr_2_z, 2.0)  # [B, 128]  line 24

@@ -52,7 +52,8 @@ class POSOMMoE(nn.Module):
         self.item_id = nn.Embedding(5_000, 16)  # line 10
         self.user_group = nn.Embedding(8, 8)  # line 11
         self.shared = rt.ExpertPool(33, [256, 128], num_experts=4)  # line 17
-        self.personalised = rt.ScaleGate(9, 128, hidden=[32], scale=2.0, num_experts=4)  # line 18
+        # line 18
+        self.personalised = rt.ScaleGate(9, 128, hidden=[32], scale=2.0, num_experts=4)
         # to_ctr and to_cvr each mix personalised
         self.gates = rt.GateBank(33, num_experts=4, num_gates=2)  # lines 20-21
         self.ctr_net = rt.MLP(128, [64])  # line 23
@@ -70,7 +71,8 @@ class POSOMMoE(nn.Module):
         personal = torch.cat([user_group, age], dim=-1)  # [B, 9]  line 15
         shared = self.shared(main)  # [B, 4, 128]  line 17
         personalised = self.personalised(personal, shared)  # [B, 4, 128]  line 18
-        to_ctr, to_cvr = self.gates(main, personalised).unbind(1)  # [B, 128] each  lines 20-21
+        # [B, 128] each  lines 20-21
+        to_ctr, to_cvr = self.gates(main, personalised).unbind(1)
         ctr_net = self.ctr_net(to_ctr)  # [B, 64]  line 23
         cvr_net = self.cvr_net(to_cvr)  # [B, 64]  line 24
         return {

@@ -48,7 +48,8 @@ class POSOMMoE(nn.Module):
         self.item_id = nn.Embedding(5_000, 16)  # line 10
         self.user_group = nn.Embedding(8, 8)  # line 11
         self.shared = rt.Experts(33, [256, 128], num_experts=4)  # line 17
-        self.personalised = rt.ScaleGate(9, 128, hidden=[32], scale=2.0, num_experts=4)  # line 18
+        # line 18
+        self.personalised = rt.ScaleGate(9, 128, hidden=[32], scale=2.0, num_experts=4)
         self.to_ctr = rt.SoftmaxGate(33, num_experts=4)  # line 20
         self.to_cvr = rt.SoftmaxGate(33, num_experts=4)  # line 21
         self.ctr_net = rt.MLP(128, [64])  # line 23

@@ -47,7 +47,9 @@ class STAR(nn.Module):
         self.item_id = nn.Embedding(5_000, 16)  # line 14
         self.domain = nn.Embedding(4, 4)  # line 15
         # lines 20-21
-        self.stars = rt.Star(37, [128, 64], num_domains=4, norm="partitioned", num_experts=2)
+        self.stars = rt.Star(
+            37, [128, 64], num_domains=4, norm="partitioned", num_experts=2
+        )
         self.ctr = nn.Linear(64, 1)  # line 23
         self.cvr = nn.Linear(64, 1)  # line 24
 

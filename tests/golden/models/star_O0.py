@@ -42,8 +42,10 @@ class STAR(nn.Module):
         self.user_id = nn.Embedding(10_000, 16)  # line 13
         self.item_id = nn.Embedding(5_000, 16)  # line 14
         self.domain = nn.Embedding(4, 4)  # line 15
-        self.ctr_net = rt.Star(37, [128, 64], num_domains=4, norm="partitioned")  # line 20
-        self.cvr_net = rt.Star(37, [128, 64], num_domains=4, norm="partitioned")  # line 21
+        # line 20
+        self.ctr_net = rt.Star(37, [128, 64], num_domains=4, norm="partitioned")
+        # line 21
+        self.cvr_net = rt.Star(37, [128, 64], num_domains=4, norm="partitioned")
         self.ctr = nn.Linear(64, 1)  # line 23
         self.cvr = nn.Linear(64, 1)  # line 24
 
