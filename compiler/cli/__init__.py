@@ -1,6 +1,6 @@
 """The command-line face.
 
-``mtlc compile|check|explain|graph`` are here, ``train|predict|evaluate`` in ``train``.
+``mtlc compile|check|fmt|explain|graph`` are here, ``train|predict|evaluate`` in ``train``.
 
 The only part of the compiler that does I/O or sets exit codes (``exits``: 0
 ok, 1 a spec has errors, 2 a usage error such as a bad option or a file that
@@ -93,6 +93,14 @@ def _parser() -> argparse.ArgumentParser:
         help="text (default), json, or GitHub annotations",
     )
     check.set_defaults(run=_check)
+
+    fmt = sub.add_parser("fmt", help="lay specs out in the canonical layout, comments kept")
+    fmt.add_argument("specs", nargs="+", metavar="SPEC", help="the .mtl specs (rewritten in place)")
+    fmt.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if a spec would change"
+    )
+    fmt.add_argument("--diff", action="store_true", help="change nothing; print the diffs")
+    fmt.set_defaults(run=_fmt)
 
     explain = sub.add_parser(
         "explain",
@@ -208,6 +216,50 @@ def _check(args: argparse.Namespace) -> int:
             ok = len(args.specs) - len(failed)
             print(f"{ok} of {len(args.specs)} specs ok", file=sys.stderr if failed else sys.stdout)
     return SPEC_ERRORS if failed else OK
+
+
+def _fmt(args: argparse.Namespace) -> int:
+    """Rewrite each spec in the canonical layout; a spec with errors gets them, untouched."""
+    import difflib
+
+    from mtlc.api import compile_ir
+    from mtlc.diagnostics import SpecError
+    from mtlc.formatter import format_spec
+
+    changed, failed = [], 0
+    for path in args.specs:
+        source = _read(path)
+        try:
+            compile_ir(source, path)  # a spec with errors is reported and left as it is
+            text = format_spec(source, path)
+        except SpecError as error:
+            print(str(error), file=sys.stderr)
+            failed += 1
+            continue
+        if text == source:
+            continue
+        changed.append(path)
+        if args.diff:
+            sys.stdout.writelines(
+                difflib.unified_diff(
+                    source.splitlines(keepends=True),
+                    text.splitlines(keepends=True),
+                    f"{path} (as written)",
+                    f"{path} (formatted)",
+                )
+            )
+        elif args.check:
+            print(f"would reformat {path}", file=sys.stderr)
+        else:
+            _write(Path(path), text)
+            print(f"reformatted {path}", file=sys.stderr)
+    if not args.diff:
+        kept = len(args.specs) - len(changed) - failed
+        done = "would be reformatted" if args.check else "reformatted"
+        print(f"{len(changed)} {done}, {kept} unchanged", file=sys.stderr)
+    if failed:
+        return SPEC_ERRORS
+    return SPEC_ERRORS if changed and args.check else OK
 
 
 def _explain(args: argparse.Namespace) -> int:

@@ -146,13 +146,13 @@ class CensusAITM(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 43
         self.vet_benefits = nn.Embedding(64, 4)  # line 44
         self.year = nn.Embedding(64, 4)  # line 45
-        self.work_in = rt.MLP(134, [64, 32])  # line 65
-        self.rich_raw = rt.MLP(134, [64, 32])  # line 66
-        self.rich_in = rt.AITransfer(32)  # line 68
-        self.work_net = rt.MLP(32, [16])  # line 70
-        self.rich_net = rt.MLP(32, [16])  # line 71
-        self.worked = nn.Linear(16, 1)  # line 73
-        self.worked_rich = nn.Linear(16, 1)  # line 74
+        self.work_in = rt.MLP(134, [64, 32])  # line 63
+        self.rich_raw = rt.MLP(134, [64, 32])  # line 64
+        self.rich_in = rt.AITransfer(32)  # line 66
+        self.work_net = rt.MLP(32, [16])  # line 68
+        self.rich_net = rt.MLP(32, [16])  # line 69
+        self.worked = nn.Linear(16, 1)  # line 71
+        self.worked_rich = nn.Linear(16, 1)  # line 72
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -242,14 +242,14 @@ class CensusAITM(nn.Module):
             ],
             dim=-1,
         )
-        work_in = self.work_in(all_)  # [B, 32]  line 65
-        rich_raw = self.rich_raw(all_)  # [B, 32]  line 66
-        rich_in = self.rich_in(rich_raw, work_in)  # [B, 32]  line 68
-        work_net = self.work_net(work_in)  # [B, 16]  line 70
-        rich_net = self.rich_net(rich_in)  # [B, 16]  line 71
+        work_in = self.work_in(all_)  # [B, 32]  line 63
+        rich_raw = self.rich_raw(all_)  # [B, 32]  line 64
+        rich_in = self.rich_in(rich_raw, work_in)  # [B, 32]  line 66
+        work_net = self.work_net(work_in)  # [B, 16]  line 68
+        rich_net = self.rich_net(rich_in)  # [B, 16]  line 69
         return {
-            "worked": self.worked(work_net).squeeze(-1),  # [B]  line 73
-            "worked_rich": self.worked_rich(rich_net).squeeze(-1),  # [B]  line 74
+            "worked": self.worked(work_net).squeeze(-1),  # [B]  line 71
+            "worked_rich": self.worked_rich(rich_net).squeeze(-1),  # [B]  line 72
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

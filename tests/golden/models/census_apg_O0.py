@@ -147,11 +147,11 @@ class CensusAPG(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 52
         self.vet_benefits = nn.Embedding(64, 4)  # line 53
         self.year = nn.Embedding(64, 4)  # line 54
-        self.bottom = rt.APG(135, [128, 64], cond_dim=4, ranks=[32, 16])  # line 77
-        self.income_net = rt.MLP(64, [32])  # line 78
-        self.marital_net = rt.MLP(64, [32])  # line 79
-        self.income = nn.Linear(32, 1)  # line 81
-        self.marital = nn.Linear(32, 1)  # line 82
+        self.bottom = rt.APG(135, [128, 64], cond_dim=4, ranks=[32, 16])  # line 75
+        self.income_net = rt.MLP(64, [32])  # line 76
+        self.marital_net = rt.MLP(64, [32])  # line 77
+        self.income = nn.Linear(32, 1)  # line 79
+        self.marital = nn.Linear(32, 1)  # line 80
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -243,13 +243,13 @@ class CensusAPG(nn.Module):
             ],
             dim=-1,
         )
-        worker = class_worker.detach()  # [B, 4]  line 75
-        bottom = self.bottom(all_, worker)  # [B, 64]  line 77
-        income_net = self.income_net(bottom)  # [B, 32]  line 78
-        marital_net = self.marital_net(bottom)  # [B, 32]  line 79
+        worker = class_worker.detach()  # [B, 4]  line 73
+        bottom = self.bottom(all_, worker)  # [B, 64]  line 75
+        income_net = self.income_net(bottom)  # [B, 32]  line 76
+        marital_net = self.marital_net(bottom)  # [B, 32]  line 77
         return {
-            "income": self.income(income_net).squeeze(-1),  # [B]  line 81
-            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 82
+            "income": self.income(income_net).squeeze(-1),  # [B]  line 79
+            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 80
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

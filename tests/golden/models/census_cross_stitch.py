@@ -153,18 +153,18 @@ class CensusCrossStitch(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 37
         self.vet_benefits = nn.Embedding(64, 4)  # line 38
         self.year = nn.Embedding(64, 4)  # line 39
-        self.income_h1 = rt.MLP(135, [64])  # line 60
-        self.marital_h1 = rt.MLP(135, [64])  # line 61
-        self.income_s1 = rt.CrossStitch(64, sources=2)  # line 63
-        self.marital_s1 = rt.CrossStitch(64, sources=2, column=1)  # line 64
-        self.income_h2 = rt.MLP(64, [32])  # line 66
-        self.marital_h2 = rt.MLP(64, [32])  # line 67
-        self.income_s2 = rt.CrossStitch(32, sources=2)  # line 69
-        self.marital_s2 = rt.CrossStitch(32, sources=2, column=1)  # line 70
-        self.income_net = rt.MLP(32, [16])  # line 72
-        self.marital_net = rt.MLP(32, [16])  # line 73
-        self.income = nn.Linear(16, 1)  # line 75
-        self.marital = nn.Linear(16, 1)  # line 76
+        self.income_h1 = rt.MLP(135, [64])  # line 58
+        self.marital_h1 = rt.MLP(135, [64])  # line 59
+        self.income_s1 = rt.CrossStitch(64, sources=2)  # line 61
+        self.marital_s1 = rt.CrossStitch(64, sources=2, column=1)  # line 62
+        self.income_h2 = rt.MLP(64, [32])  # line 64
+        self.marital_h2 = rt.MLP(64, [32])  # line 65
+        self.income_s2 = rt.CrossStitch(32, sources=2)  # line 67
+        self.marital_s2 = rt.CrossStitch(32, sources=2, column=1)  # line 68
+        self.income_net = rt.MLP(32, [16])  # line 70
+        self.marital_net = rt.MLP(32, [16])  # line 71
+        self.income = nn.Linear(16, 1)  # line 73
+        self.marital = nn.Linear(16, 1)  # line 74
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -256,19 +256,19 @@ class CensusCrossStitch(nn.Module):
             ],
             dim=-1,
         )
-        income_h1 = self.income_h1(all_)  # [B, 64]  line 60
-        marital_h1 = self.marital_h1(all_)  # [B, 64]  line 61
-        income_s1 = self.income_s1(income_h1, marital_h1)  # [B, 64]  line 63
-        marital_s1 = self.marital_s1(income_h1, marital_h1)  # [B, 64]  line 64
-        income_h2 = self.income_h2(income_s1)  # [B, 32]  line 66
-        marital_h2 = self.marital_h2(marital_s1)  # [B, 32]  line 67
-        income_s2 = self.income_s2(income_h2, marital_h2)  # [B, 32]  line 69
-        marital_s2 = self.marital_s2(income_h2, marital_h2)  # [B, 32]  line 70
-        income_net = self.income_net(income_s2)  # [B, 16]  line 72
-        marital_net = self.marital_net(marital_s2)  # [B, 16]  line 73
+        income_h1 = self.income_h1(all_)  # [B, 64]  line 58
+        marital_h1 = self.marital_h1(all_)  # [B, 64]  line 59
+        income_s1 = self.income_s1(income_h1, marital_h1)  # [B, 64]  line 61
+        marital_s1 = self.marital_s1(income_h1, marital_h1)  # [B, 64]  line 62
+        income_h2 = self.income_h2(income_s1)  # [B, 32]  line 64
+        marital_h2 = self.marital_h2(marital_s1)  # [B, 32]  line 65
+        income_s2 = self.income_s2(income_h2, marital_h2)  # [B, 32]  line 67
+        marital_s2 = self.marital_s2(income_h2, marital_h2)  # [B, 32]  line 68
+        income_net = self.income_net(income_s2)  # [B, 16]  line 70
+        marital_net = self.marital_net(marital_s2)  # [B, 16]  line 71
         return {
-            "income": self.income(income_net).squeeze(-1),  # [B]  line 75
-            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 76
+            "income": self.income(income_net).squeeze(-1),  # [B]  line 73
+            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 74
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -152,16 +152,16 @@ class CensusDCNMMoE(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 38
         self.vet_benefits = nn.Embedding(64, 4)  # line 39
         self.year = nn.Embedding(64, 4)  # line 40
-        # line 61
+        # line 59
         self.crosses = rt.Cross(
             135, layers=2, form="mix", rank=16, experts=2, num_experts=4
         )
         # to_income and to_marital each mix crosses
-        self.gates = rt.GateBank(135, num_experts=4, num_gates=2)  # lines 63-64
-        self.income_net = rt.MLP(135, [16])  # line 66
-        self.marital_net = rt.MLP(135, [16])  # line 67
-        self.income = nn.Linear(16, 1)  # line 69
-        self.marital = nn.Linear(16, 1)  # line 70
+        self.gates = rt.GateBank(135, num_experts=4, num_gates=2)  # lines 61-62
+        self.income_net = rt.MLP(135, [16])  # line 64
+        self.marital_net = rt.MLP(135, [16])  # line 65
+        self.income = nn.Linear(16, 1)  # line 67
+        self.marital = nn.Linear(16, 1)  # line 68
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -253,14 +253,14 @@ class CensusDCNMMoE(nn.Module):
             ],
             dim=-1,
         )
-        crosses = self.crosses(all_)  # [B, 4, 135]  line 61
-        # [B, 135] each  lines 63-64
+        crosses = self.crosses(all_)  # [B, 4, 135]  line 59
+        # [B, 135] each  lines 61-62
         to_income, to_marital = self.gates(all_, crosses).unbind(1)
-        income_net = self.income_net(to_income)  # [B, 16]  line 66
-        marital_net = self.marital_net(to_marital)  # [B, 16]  line 67
+        income_net = self.income_net(to_income)  # [B, 16]  line 64
+        marital_net = self.marital_net(to_marital)  # [B, 16]  line 65
         return {
-            "income": self.income(income_net).squeeze(-1),  # [B]  line 69
-            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 70
+            "income": self.income(income_net).squeeze(-1),  # [B]  line 67
+            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 68
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -148,12 +148,12 @@ class CensusDCNv2(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 38
         self.vet_benefits = nn.Embedding(64, 4)  # line 39
         self.year = nn.Embedding(64, 4)  # line 40
-        self.crossed = rt.Cross(135, layers=3, form="matrix")  # line 61
-        self.deep = rt.MLP(135, [64, 32])  # line 62
-        self.income_net = rt.MLP(167, [16])  # line 66
-        self.marital_net = rt.MLP(167, [16])  # line 67
-        self.income = nn.Linear(16, 1)  # line 69
-        self.marital = nn.Linear(16, 1)  # line 70
+        self.crossed = rt.Cross(135, layers=3, form="matrix")  # line 59
+        self.deep = rt.MLP(135, [64, 32])  # line 60
+        self.income_net = rt.MLP(167, [16])  # line 64
+        self.marital_net = rt.MLP(167, [16])  # line 65
+        self.income = nn.Linear(16, 1)  # line 67
+        self.marital = nn.Linear(16, 1)  # line 68
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -245,14 +245,14 @@ class CensusDCNv2(nn.Module):
             ],
             dim=-1,
         )
-        crossed = self.crossed(all_)  # [B, 135]  line 61
-        deep = self.deep(all_)  # [B, 32]  line 62
-        bottom = torch.cat([crossed, deep], dim=-1)  # [B, 167]  line 64
-        income_net = self.income_net(bottom)  # [B, 16]  line 66
-        marital_net = self.marital_net(bottom)  # [B, 16]  line 67
+        crossed = self.crossed(all_)  # [B, 135]  line 59
+        deep = self.deep(all_)  # [B, 32]  line 60
+        bottom = torch.cat([crossed, deep], dim=-1)  # [B, 167]  line 62
+        income_net = self.income_net(bottom)  # [B, 16]  line 64
+        marital_net = self.marital_net(bottom)  # [B, 16]  line 65
         return {
-            "income": self.income(income_net).squeeze(-1),  # [B]  line 69
-            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 70
+            "income": self.income(income_net).squeeze(-1),  # [B]  line 67
+            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 68
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

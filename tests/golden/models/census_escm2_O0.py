@@ -157,10 +157,10 @@ class CensusESCM2(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 40
         self.vet_benefits = nn.Embedding(64, 4)  # line 41
         self.year = nn.Embedding(64, 4)  # line 42
-        self.work_net = rt.MLP(134, [64, 32])  # line 62
-        self.rich_net = rt.MLP(134, [64, 32])  # line 63
-        self.worked = nn.Linear(32, 1)  # line 65
-        self.rich_if_work = nn.Linear(32, 1)  # line 66
+        self.work_net = rt.MLP(134, [64, 32])  # line 60
+        self.rich_net = rt.MLP(134, [64, 32])  # line 61
+        self.worked = nn.Linear(32, 1)  # line 63
+        self.rich_if_work = nn.Linear(32, 1)  # line 64
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -250,11 +250,11 @@ class CensusESCM2(nn.Module):
             ],
             dim=-1,
         )
-        work_net = self.work_net(all_)  # [B, 32]  line 62
-        rich_net = self.rich_net(all_)  # [B, 32]  line 63
+        work_net = self.work_net(all_)  # [B, 32]  line 60
+        rich_net = self.rich_net(all_)  # [B, 32]  line 61
         return {
-            "worked": self.worked(work_net).squeeze(-1),  # [B]  line 65
-            "rich_if_work": self.rich_if_work(rich_net).squeeze(-1),  # [B]  line 66
+            "worked": self.worked(work_net).squeeze(-1),  # [B]  line 63
+            "rich_if_work": self.rich_if_work(rich_net).squeeze(-1),  # [B]  line 64
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

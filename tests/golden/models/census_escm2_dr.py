@@ -161,12 +161,12 @@ class CensusESCM2DR(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 40
         self.vet_benefits = nn.Embedding(64, 4)  # line 41
         self.year = nn.Embedding(64, 4)  # line 42
-        self.work_net = rt.MLP(134, [64, 32])  # line 62
-        self.rich_net = rt.MLP(134, [64, 32])  # line 63
-        self.imp_net = rt.MLP(134, [32, 16])  # line 64
-        self.worked = nn.Linear(32, 1)  # line 66
-        self.imp = nn.Linear(16, 1)  # line 67
-        self.rich_if_work = nn.Linear(32, 1)  # line 68
+        self.work_net = rt.MLP(134, [64, 32])  # line 60
+        self.rich_net = rt.MLP(134, [64, 32])  # line 61
+        self.imp_net = rt.MLP(134, [32, 16])  # line 62
+        self.worked = nn.Linear(32, 1)  # line 64
+        self.imp = nn.Linear(16, 1)  # line 65
+        self.rich_if_work = nn.Linear(32, 1)  # line 66
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -256,13 +256,13 @@ class CensusESCM2DR(nn.Module):
             ],
             dim=-1,
         )
-        work_net = self.work_net(all_)  # [B, 32]  line 62
-        rich_net = self.rich_net(all_)  # [B, 32]  line 63
-        imp_net = self.imp_net(all_)  # [B, 16]  line 64
+        work_net = self.work_net(all_)  # [B, 32]  line 60
+        rich_net = self.rich_net(all_)  # [B, 32]  line 61
+        imp_net = self.imp_net(all_)  # [B, 16]  line 62
         return {
-            "worked": self.worked(work_net).squeeze(-1),  # [B]  line 66
-            "imp": self.imp(imp_net).squeeze(-1),  # [B]  line 67
-            "rich_if_work": self.rich_if_work(rich_net).squeeze(-1),  # [B]  line 68
+            "worked": self.worked(work_net).squeeze(-1),  # [B]  line 64
+            "imp": self.imp(imp_net).squeeze(-1),  # [B]  line 65
+            "rich_if_work": self.rich_if_work(rich_net).squeeze(-1),  # [B]  line 66
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

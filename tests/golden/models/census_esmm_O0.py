@@ -150,10 +150,10 @@ class CensusESMM(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 42
         self.vet_benefits = nn.Embedding(64, 4)  # line 43
         self.year = nn.Embedding(64, 4)  # line 44
-        self.work_net = rt.MLP(134, [64, 32])  # line 64
-        self.rich_net = rt.MLP(134, [64, 32])  # line 65
-        self.worked = nn.Linear(32, 1)  # line 67
-        self.rich_if_work = nn.Linear(32, 1)  # line 68
+        self.work_net = rt.MLP(134, [64, 32])  # line 62
+        self.rich_net = rt.MLP(134, [64, 32])  # line 63
+        self.worked = nn.Linear(32, 1)  # line 65
+        self.rich_if_work = nn.Linear(32, 1)  # line 66
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -243,11 +243,11 @@ class CensusESMM(nn.Module):
             ],
             dim=-1,
         )
-        work_net = self.work_net(all_)  # [B, 32]  line 64
-        rich_net = self.rich_net(all_)  # [B, 32]  line 65
+        work_net = self.work_net(all_)  # [B, 32]  line 62
+        rich_net = self.rich_net(all_)  # [B, 32]  line 63
         return {
-            "worked": self.worked(work_net).squeeze(-1),  # [B]  line 67
-            "rich_if_work": self.rich_if_work(rich_net).squeeze(-1),  # [B]  line 68
+            "worked": self.worked(work_net).squeeze(-1),  # [B]  line 65
+            "rich_if_work": self.rich_if_work(rich_net).squeeze(-1),  # [B]  line 66
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -155,19 +155,19 @@ class CensusHMoE(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 44
         self.vet_benefits = nn.Embedding(64, 4)  # line 45
         self.year = nn.Embedding(64, 4)  # line 46
-        self.shared = rt.ExpertPool(135, [64, 32], num_experts=8)  # line 67
+        self.shared = rt.ExpertPool(135, [64, 32], num_experts=8)  # line 65
         # to_income and to_marital each mix shared
-        self.gates_1 = rt.GateBank(135, num_experts=8, num_gates=2)  # lines 69-70
-        self.income_net = rt.MLP(32, [16])  # line 72
-        self.marital_net = rt.MLP(32, [16])  # line 73
+        self.gates_1 = rt.GateBank(135, num_experts=8, num_gates=2)  # lines 67-68
+        self.income_net = rt.MLP(32, [16])  # line 70
+        self.marital_net = rt.MLP(32, [16])  # line 71
         # income_fused mixes income_net + stopgrad(marital_net)
         # marital_fused mixes stopgrad(income_net) + marital_net
-        # lines 75-76
+        # lines 73-74
         self.gates_2 = rt.GateBank(
             135, num_experts=4, num_gates=2, hidden=[32], masks=((0, 1), (2, 3))
         )
-        self.income = nn.Linear(16, 1)  # line 78
-        self.marital = nn.Linear(16, 1)  # line 79
+        self.income = nn.Linear(16, 1)  # line 76
+        self.marital = nn.Linear(16, 1)  # line 77
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -259,12 +259,12 @@ class CensusHMoE(nn.Module):
             ],
             dim=-1,
         )
-        shared = self.shared(all_)  # [B, 8, 32]  line 67
-        # [B, 32] each  lines 69-70
+        shared = self.shared(all_)  # [B, 8, 32]  line 65
+        # [B, 32] each  lines 67-68
         to_income, to_marital = self.gates_1(all_, shared).unbind(1)
-        income_net = self.income_net(to_income)  # [B, 16]  line 72
-        marital_net = self.marital_net(to_marital)  # [B, 16]  line 73
-        # [B, 16] each  lines 75-76
+        income_net = self.income_net(to_income)  # [B, 16]  line 70
+        marital_net = self.marital_net(to_marital)  # [B, 16]  line 71
+        # [B, 16] each  lines 73-74
         income_fused, marital_fused = self.gates_2(
             all_,
             income_net.unsqueeze(1),
@@ -273,8 +273,8 @@ class CensusHMoE(nn.Module):
             marital_net.unsqueeze(1),
         ).unbind(1)
         return {
-            "income": self.income(income_fused).squeeze(-1),  # [B]  line 78
-            "marital": self.marital(marital_fused).squeeze(-1),  # [B]  line 79
+            "income": self.income(income_fused).squeeze(-1),  # [B]  line 76
+            "marital": self.marital(marital_fused).squeeze(-1),  # [B]  line 77
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

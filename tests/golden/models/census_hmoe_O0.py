@@ -150,15 +150,15 @@ class CensusHMoE(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 44
         self.vet_benefits = nn.Embedding(64, 4)  # line 45
         self.year = nn.Embedding(64, 4)  # line 46
-        self.shared = rt.Experts(135, [64, 32], num_experts=8)  # line 67
-        self.to_income = rt.SoftmaxGate(135, num_experts=8)  # line 69
-        self.to_marital = rt.SoftmaxGate(135, num_experts=8)  # line 70
-        self.income_net = rt.MLP(32, [16])  # line 72
-        self.marital_net = rt.MLP(32, [16])  # line 73
-        self.income_fused = rt.SoftmaxGate(135, num_experts=2, hidden=[32])  # line 75
-        self.marital_fused = rt.SoftmaxGate(135, num_experts=2, hidden=[32])  # line 76
-        self.income = nn.Linear(16, 1)  # line 78
-        self.marital = nn.Linear(16, 1)  # line 79
+        self.shared = rt.Experts(135, [64, 32], num_experts=8)  # line 65
+        self.to_income = rt.SoftmaxGate(135, num_experts=8)  # line 67
+        self.to_marital = rt.SoftmaxGate(135, num_experts=8)  # line 68
+        self.income_net = rt.MLP(32, [16])  # line 70
+        self.marital_net = rt.MLP(32, [16])  # line 71
+        self.income_fused = rt.SoftmaxGate(135, num_experts=2, hidden=[32])  # line 73
+        self.marital_fused = rt.SoftmaxGate(135, num_experts=2, hidden=[32])  # line 74
+        self.income = nn.Linear(16, 1)  # line 76
+        self.marital = nn.Linear(16, 1)  # line 77
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -250,19 +250,19 @@ class CensusHMoE(nn.Module):
             ],
             dim=-1,
         )
-        shared = self.shared(all_)  # [B, 8, 32]  line 67
-        to_income = rt.mix(self.to_income(all_), shared)  # [B, 32]  line 69
-        to_marital = rt.mix(self.to_marital(all_), shared)  # [B, 32]  line 70
-        income_net = self.income_net(to_income)  # [B, 16]  line 72
-        marital_net = self.marital_net(to_marital)  # [B, 16]  line 73
-        # [B, 16]  line 75
+        shared = self.shared(all_)  # [B, 8, 32]  line 65
+        to_income = rt.mix(self.to_income(all_), shared)  # [B, 32]  line 67
+        to_marital = rt.mix(self.to_marital(all_), shared)  # [B, 32]  line 68
+        income_net = self.income_net(to_income)  # [B, 16]  line 70
+        marital_net = self.marital_net(to_marital)  # [B, 16]  line 71
+        # [B, 16]  line 73
         income_fused = rt.mix(
             self.income_fused(all_),
             torch.cat(
                 [income_net.unsqueeze(1), marital_net.unsqueeze(1).detach()], dim=1
             ),
         )
-        # [B, 16]  line 76
+        # [B, 16]  line 74
         marital_fused = rt.mix(
             self.marital_fused(all_),
             torch.cat(
@@ -270,8 +270,8 @@ class CensusHMoE(nn.Module):
             ),
         )
         return {
-            "income": self.income(income_fused).squeeze(-1),  # [B]  line 78
-            "marital": self.marital(marital_fused).squeeze(-1),  # [B]  line 79
+            "income": self.income(income_fused).squeeze(-1),  # [B]  line 76
+            "marital": self.marital(marital_fused).squeeze(-1),  # [B]  line 77
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -152,13 +152,13 @@ class CensusMMoE(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 39
         self.vet_benefits = nn.Embedding(64, 4)  # line 40
         self.year = nn.Embedding(64, 4)  # line 41
-        self.shared = rt.ExpertPool(135, [64, 32], num_experts=8)  # line 62
+        self.shared = rt.ExpertPool(135, [64, 32], num_experts=8)  # line 60
         # to_income and to_marital each mix shared
-        self.gates = rt.GateBank(135, num_experts=8, num_gates=2)  # lines 64-65
-        self.income_net = rt.MLP(32, [16])  # line 67
-        self.marital_net = rt.MLP(32, [16])  # line 68
-        self.income = nn.Linear(16, 1)  # line 70
-        self.marital = nn.Linear(16, 1)  # line 71
+        self.gates = rt.GateBank(135, num_experts=8, num_gates=2)  # lines 62-63
+        self.income_net = rt.MLP(32, [16])  # line 65
+        self.marital_net = rt.MLP(32, [16])  # line 66
+        self.income = nn.Linear(16, 1)  # line 68
+        self.marital = nn.Linear(16, 1)  # line 69
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -250,14 +250,14 @@ class CensusMMoE(nn.Module):
             ],
             dim=-1,
         )
-        shared = self.shared(all_)  # [B, 8, 32]  line 62
-        # [B, 32] each  lines 64-65
+        shared = self.shared(all_)  # [B, 8, 32]  line 60
+        # [B, 32] each  lines 62-63
         to_income, to_marital = self.gates(all_, shared).unbind(1)
-        income_net = self.income_net(to_income)  # [B, 16]  line 67
-        marital_net = self.marital_net(to_marital)  # [B, 16]  line 68
+        income_net = self.income_net(to_income)  # [B, 16]  line 65
+        marital_net = self.marital_net(to_marital)  # [B, 16]  line 66
         return {
-            "income": self.income(income_net).squeeze(-1),  # [B]  line 70
-            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 71
+            "income": self.income(income_net).squeeze(-1),  # [B]  line 68
+            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 69
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

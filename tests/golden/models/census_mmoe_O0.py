@@ -148,13 +148,13 @@ class CensusMMoE(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 39
         self.vet_benefits = nn.Embedding(64, 4)  # line 40
         self.year = nn.Embedding(64, 4)  # line 41
-        self.shared = rt.Experts(135, [64, 32], num_experts=8)  # line 62
-        self.to_income = rt.SoftmaxGate(135, num_experts=8)  # line 64
-        self.to_marital = rt.SoftmaxGate(135, num_experts=8)  # line 65
-        self.income_net = rt.MLP(32, [16])  # line 67
-        self.marital_net = rt.MLP(32, [16])  # line 68
-        self.income = nn.Linear(16, 1)  # line 70
-        self.marital = nn.Linear(16, 1)  # line 71
+        self.shared = rt.Experts(135, [64, 32], num_experts=8)  # line 60
+        self.to_income = rt.SoftmaxGate(135, num_experts=8)  # line 62
+        self.to_marital = rt.SoftmaxGate(135, num_experts=8)  # line 63
+        self.income_net = rt.MLP(32, [16])  # line 65
+        self.marital_net = rt.MLP(32, [16])  # line 66
+        self.income = nn.Linear(16, 1)  # line 68
+        self.marital = nn.Linear(16, 1)  # line 69
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -246,14 +246,14 @@ class CensusMMoE(nn.Module):
             ],
             dim=-1,
         )
-        shared = self.shared(all_)  # [B, 8, 32]  line 62
-        to_income = rt.mix(self.to_income(all_), shared)  # [B, 32]  line 64
-        to_marital = rt.mix(self.to_marital(all_), shared)  # [B, 32]  line 65
-        income_net = self.income_net(to_income)  # [B, 16]  line 67
-        marital_net = self.marital_net(to_marital)  # [B, 16]  line 68
+        shared = self.shared(all_)  # [B, 8, 32]  line 60
+        to_income = rt.mix(self.to_income(all_), shared)  # [B, 32]  line 62
+        to_marital = rt.mix(self.to_marital(all_), shared)  # [B, 32]  line 63
+        income_net = self.income_net(to_income)  # [B, 16]  line 65
+        marital_net = self.marital_net(to_marital)  # [B, 16]  line 66
         return {
-            "income": self.income(income_net).squeeze(-1),  # [B]  line 70
-            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 71
+            "income": self.income(income_net).squeeze(-1),  # [B]  line 68
+            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 69
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

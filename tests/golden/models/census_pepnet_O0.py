@@ -160,7 +160,7 @@ class CensusPEPNet(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 51
         self.vet_benefits = nn.Embedding(64, 4)  # line 52
         self.year = nn.Embedding(64, 4)  # line 53
-        self.personal = rt.ScaleGate(139, 135, hidden=[128], scale=2.0)  # line 76
+        self.personal = rt.ScaleGate(139, 135, hidden=[128], scale=2.0)  # line 74
         self.income_0 = rt.ScaleGate(144, 135, hidden=[135], scale=2.0)  # line 81
         self.income_1 = rt.MLP(135, [64])  # line 82
         self.income_2 = rt.ScaleGate(144, 64, hidden=[64], scale=2.0)  # line 83
@@ -268,10 +268,10 @@ class CensusPEPNet(nn.Module):
             ],
             dim=-1,
         )
-        # [B, 139]  line 75
+        # [B, 139]  line 73
         domain_in = torch.cat([all_.detach(), class_worker.detach()], dim=-1)
-        personal = self.personal(domain_in, all_)  # [B, 135]  line 76
-        # [B, 144]  line 79
+        personal = self.personal(domain_in, all_)  # [B, 135]  line 74
+        # [B, 144]  line 77
         priors = torch.cat(
             [class_worker.detach(), sex.detach(), age.detach(), personal.detach()],
             dim=-1,

@@ -164,26 +164,26 @@ class CensusPLE(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 38
         self.vet_benefits = nn.Embedding(64, 4)  # line 39
         self.year = nn.Embedding(64, 4)  # line 40
-        self.experts = rt.ExpertPool(135, [64, 32], num_experts=6)  # lines 61-63
+        self.experts = rt.ExpertPool(135, [64, 32], num_experts=6)  # lines 59-61
         # income_g1 mixes shared1 + income1
         # marital_g1 mixes shared1 + marital1
         # shared_g1 mixes income1 + marital1 + shared1
-        # lines 64-66
+        # lines 62-64
         self.gates = rt.GateBank(
             135,
             num_experts=6,
             num_gates=3,
             masks=((0, 1, 2, 3), (0, 1, 4, 5), (2, 3, 4, 5, 0, 1)),
         )
-        self.shared2 = rt.ExpertPool(32, [32], num_experts=2)  # line 68
-        self.income2 = rt.ExpertPool(32, [32], num_experts=1)  # line 69
-        self.marital2 = rt.ExpertPool(32, [32], num_experts=1)  # line 70
-        self.income_g2 = rt.Gate(32, num_experts=3)  # line 71
-        self.marital_g2 = rt.Gate(32, num_experts=3)  # line 72
-        self.income_net = rt.MLP(32, [16])  # line 74
-        self.marital_net = rt.MLP(32, [16])  # line 75
-        self.income = nn.Linear(16, 1)  # line 77
-        self.marital = nn.Linear(16, 1)  # line 78
+        self.shared2 = rt.ExpertPool(32, [32], num_experts=2)  # line 66
+        self.income2 = rt.ExpertPool(32, [32], num_experts=1)  # line 67
+        self.marital2 = rt.ExpertPool(32, [32], num_experts=1)  # line 68
+        self.income_g2 = rt.Gate(32, num_experts=3)  # line 69
+        self.marital_g2 = rt.Gate(32, num_experts=3)  # line 70
+        self.income_net = rt.MLP(32, [16])  # line 72
+        self.marital_net = rt.MLP(32, [16])  # line 73
+        self.income = nn.Linear(16, 1)  # line 75
+        self.marital = nn.Linear(16, 1)  # line 76
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -275,19 +275,19 @@ class CensusPLE(nn.Module):
             ],
             dim=-1,
         )
-        experts = self.experts(all_)  # [B, 6, 32]  lines 61-63
-        # [B, 32] each  lines 64-66
+        experts = self.experts(all_)  # [B, 6, 32]  lines 59-61
+        # [B, 32] each  lines 62-64
         income_g1, marital_g1, shared_g1 = self.gates(all_, experts).unbind(1)
-        shared2 = self.shared2(shared_g1)  # [B, 2, 32]  line 68
-        income2 = self.income2(income_g1)  # [B, 1, 32]  line 69
-        marital2 = self.marital2(marital_g1)  # [B, 1, 32]  line 70
-        income_g2 = self.income_g2(income_g1, shared2, income2)  # [B, 32]  line 71
-        marital_g2 = self.marital_g2(marital_g1, shared2, marital2)  # [B, 32]  line 72
-        income_net = self.income_net(income_g2)  # [B, 16]  line 74
-        marital_net = self.marital_net(marital_g2)  # [B, 16]  line 75
+        shared2 = self.shared2(shared_g1)  # [B, 2, 32]  line 66
+        income2 = self.income2(income_g1)  # [B, 1, 32]  line 67
+        marital2 = self.marital2(marital_g1)  # [B, 1, 32]  line 68
+        income_g2 = self.income_g2(income_g1, shared2, income2)  # [B, 32]  line 69
+        marital_g2 = self.marital_g2(marital_g1, shared2, marital2)  # [B, 32]  line 70
+        income_net = self.income_net(income_g2)  # [B, 16]  line 72
+        marital_net = self.marital_net(marital_g2)  # [B, 16]  line 73
         return {
-            "income": self.income(income_net).squeeze(-1),  # [B]  line 77
-            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 78
+            "income": self.income(income_net).squeeze(-1),  # [B]  line 75
+            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 76
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -156,21 +156,21 @@ class CensusPLE(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 38
         self.vet_benefits = nn.Embedding(64, 4)  # line 39
         self.year = nn.Embedding(64, 4)  # line 40
-        self.shared1 = rt.Experts(135, [64, 32], num_experts=2)  # line 61
-        self.income1 = rt.Experts(135, [64, 32], num_experts=2)  # line 62
-        self.marital1 = rt.Experts(135, [64, 32], num_experts=2)  # line 63
-        self.income_g1 = rt.SoftmaxGate(135, num_experts=4)  # line 64
-        self.marital_g1 = rt.SoftmaxGate(135, num_experts=4)  # line 65
-        self.shared_g1 = rt.SoftmaxGate(135, num_experts=6)  # line 66
-        self.shared2 = rt.Experts(32, [32], num_experts=2)  # line 68
-        self.income2 = rt.Experts(32, [32], num_experts=1)  # line 69
-        self.marital2 = rt.Experts(32, [32], num_experts=1)  # line 70
-        self.income_g2 = rt.SoftmaxGate(32, num_experts=3)  # line 71
-        self.marital_g2 = rt.SoftmaxGate(32, num_experts=3)  # line 72
-        self.income_net = rt.MLP(32, [16])  # line 74
-        self.marital_net = rt.MLP(32, [16])  # line 75
-        self.income = nn.Linear(16, 1)  # line 77
-        self.marital = nn.Linear(16, 1)  # line 78
+        self.shared1 = rt.Experts(135, [64, 32], num_experts=2)  # line 59
+        self.income1 = rt.Experts(135, [64, 32], num_experts=2)  # line 60
+        self.marital1 = rt.Experts(135, [64, 32], num_experts=2)  # line 61
+        self.income_g1 = rt.SoftmaxGate(135, num_experts=4)  # line 62
+        self.marital_g1 = rt.SoftmaxGate(135, num_experts=4)  # line 63
+        self.shared_g1 = rt.SoftmaxGate(135, num_experts=6)  # line 64
+        self.shared2 = rt.Experts(32, [32], num_experts=2)  # line 66
+        self.income2 = rt.Experts(32, [32], num_experts=1)  # line 67
+        self.marital2 = rt.Experts(32, [32], num_experts=1)  # line 68
+        self.income_g2 = rt.SoftmaxGate(32, num_experts=3)  # line 69
+        self.marital_g2 = rt.SoftmaxGate(32, num_experts=3)  # line 70
+        self.income_net = rt.MLP(32, [16])  # line 72
+        self.marital_net = rt.MLP(32, [16])  # line 73
+        self.income = nn.Linear(16, 1)  # line 75
+        self.marital = nn.Linear(16, 1)  # line 76
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -262,35 +262,35 @@ class CensusPLE(nn.Module):
             ],
             dim=-1,
         )
-        shared1 = self.shared1(all_)  # [B, 2, 32]  line 61
-        income1 = self.income1(all_)  # [B, 2, 32]  line 62
-        marital1 = self.marital1(all_)  # [B, 2, 32]  line 63
-        # [B, 32]  line 64
+        shared1 = self.shared1(all_)  # [B, 2, 32]  line 59
+        income1 = self.income1(all_)  # [B, 2, 32]  line 60
+        marital1 = self.marital1(all_)  # [B, 2, 32]  line 61
+        # [B, 32]  line 62
         income_g1 = rt.mix(self.income_g1(all_), torch.cat([shared1, income1], dim=1))
-        # [B, 32]  line 65
+        # [B, 32]  line 63
         marital_g1 = rt.mix(
             self.marital_g1(all_), torch.cat([shared1, marital1], dim=1)
         )
-        # [B, 32]  line 66
+        # [B, 32]  line 64
         shared_g1 = rt.mix(
             self.shared_g1(all_), torch.cat([income1, marital1, shared1], dim=1)
         )
-        shared2 = self.shared2(shared_g1)  # [B, 2, 32]  line 68
-        income2 = self.income2(income_g1)  # [B, 1, 32]  line 69
-        marital2 = self.marital2(marital_g1)  # [B, 1, 32]  line 70
-        # [B, 32]  line 71
+        shared2 = self.shared2(shared_g1)  # [B, 2, 32]  line 66
+        income2 = self.income2(income_g1)  # [B, 1, 32]  line 67
+        marital2 = self.marital2(marital_g1)  # [B, 1, 32]  line 68
+        # [B, 32]  line 69
         income_g2 = rt.mix(
             self.income_g2(income_g1), torch.cat([shared2, income2], dim=1)
         )
-        # [B, 32]  line 72
+        # [B, 32]  line 70
         marital_g2 = rt.mix(
             self.marital_g2(marital_g1), torch.cat([shared2, marital2], dim=1)
         )
-        income_net = self.income_net(income_g2)  # [B, 16]  line 74
-        marital_net = self.marital_net(marital_g2)  # [B, 16]  line 75
+        income_net = self.income_net(income_g2)  # [B, 16]  line 72
+        marital_net = self.marital_net(marital_g2)  # [B, 16]  line 73
         return {
-            "income": self.income(income_net).squeeze(-1),  # [B]  line 77
-            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 78
+            "income": self.income(income_net).squeeze(-1),  # [B]  line 75
+            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 76
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -162,23 +162,23 @@ class CensusPOSO(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 47
         self.vet_benefits = nn.Embedding(64, 4)  # line 48
         self.year = nn.Embedding(64, 4)  # line 49
-        self.income_1 = rt.MLP(135, [64])  # line 72
+        self.income_1 = rt.MLP(135, [64])  # line 70
         # the nets of the sigmoid gates income_2 and marital_2, as one pool
-        # lines 73, 80
+        # lines 71, 78
         self.income_2_nets = rt.ScaleGate(5, 64, hidden=[32], scale=2.0, num_experts=2)
-        self.income_3 = rt.MLP(64, [32])  # line 74
+        self.income_3 = rt.MLP(64, [32])  # line 72
         # the nets of the sigmoid gates income_4 and marital_4, as one pool
-        # lines 75, 82
+        # lines 73, 80
         self.income_4_nets = rt.ScaleGate(5, 32, hidden=[32], scale=2.0, num_experts=2)
-        self.income_5 = rt.MLP(32, [16])  # line 76
+        self.income_5 = rt.MLP(32, [16])  # line 74
         # the nets of the sigmoid gates income_6 and marital_6, as one pool
-        # lines 77, 84
+        # lines 75, 82
         self.income_6_nets = rt.ScaleGate(5, 16, hidden=[32], scale=2.0, num_experts=2)
-        self.marital_1 = rt.MLP(135, [64])  # line 79
-        self.marital_3 = rt.MLP(64, [32])  # line 81
-        self.marital_5 = rt.MLP(32, [16])  # line 83
-        self.income = nn.Linear(16, 1)  # line 86
-        self.marital = nn.Linear(16, 1)  # line 87
+        self.marital_1 = rt.MLP(135, [64])  # line 77
+        self.marital_3 = rt.MLP(64, [32])  # line 79
+        self.marital_5 = rt.MLP(32, [16])  # line 81
+        self.income = nn.Linear(16, 1)  # line 84
+        self.marital = nn.Linear(16, 1)  # line 85
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -270,28 +270,28 @@ class CensusPOSO(nn.Module):
             ],
             dim=-1,
         )
-        personal = torch.cat([sex, age], dim=-1)  # [B, 5]  line 70
-        income_1 = self.income_1(all_)  # [B, 64]  line 72
-        # [B, 64] each  lines 73, 80
+        personal = torch.cat([sex, age], dim=-1)  # [B, 5]  line 68
+        income_1 = self.income_1(all_)  # [B, 64]  line 70
+        # [B, 64] each  lines 71, 78
         income_2_z, marital_2_z = self.income_2_nets.logits(personal).unbind(1)
-        income_2 = rt.scale_by(income_1, income_2_z, 2.0)  # [B, 64]  line 73
-        income_3 = self.income_3(income_2)  # [B, 32]  line 74
-        # [B, 32] each  lines 75, 82
+        income_2 = rt.scale_by(income_1, income_2_z, 2.0)  # [B, 64]  line 71
+        income_3 = self.income_3(income_2)  # [B, 32]  line 72
+        # [B, 32] each  lines 73, 80
         income_4_z, marital_4_z = self.income_4_nets.logits(personal).unbind(1)
-        income_4 = rt.scale_by(income_3, income_4_z, 2.0)  # [B, 32]  line 75
-        income_5 = self.income_5(income_4)  # [B, 16]  line 76
-        # [B, 16] each  lines 77, 84
+        income_4 = rt.scale_by(income_3, income_4_z, 2.0)  # [B, 32]  line 73
+        income_5 = self.income_5(income_4)  # [B, 16]  line 74
+        # [B, 16] each  lines 75, 82
         income_6_z, marital_6_z = self.income_6_nets.logits(personal).unbind(1)
-        income_6 = rt.scale_by(income_5, income_6_z, 2.0)  # [B, 16]  line 77
-        marital_1 = self.marital_1(all_)  # [B, 64]  line 79
-        marital_2 = rt.scale_by(marital_1, marital_2_z, 2.0)  # [B, 64]  line 80
-        marital_3 = self.marital_3(marital_2)  # [B, 32]  line 81
-        marital_4 = rt.scale_by(marital_3, marital_4_z, 2.0)  # [B, 32]  line 82
-        marital_5 = self.marital_5(marital_4)  # [B, 16]  line 83
-        marital_6 = rt.scale_by(marital_5, marital_6_z, 2.0)  # [B, 16]  line 84
+        income_6 = rt.scale_by(income_5, income_6_z, 2.0)  # [B, 16]  line 75
+        marital_1 = self.marital_1(all_)  # [B, 64]  line 77
+        marital_2 = rt.scale_by(marital_1, marital_2_z, 2.0)  # [B, 64]  line 78
+        marital_3 = self.marital_3(marital_2)  # [B, 32]  line 79
+        marital_4 = rt.scale_by(marital_3, marital_4_z, 2.0)  # [B, 32]  line 80
+        marital_5 = self.marital_5(marital_4)  # [B, 16]  line 81
+        marital_6 = rt.scale_by(marital_5, marital_6_z, 2.0)  # [B, 16]  line 82
         return {
-            "income": self.income(income_6).squeeze(-1),  # [B]  line 86
-            "marital": self.marital(marital_6).squeeze(-1),  # [B]  line 87
+            "income": self.income(income_6).squeeze(-1),  # [B]  line 84
+            "marital": self.marital(marital_6).squeeze(-1),  # [B]  line 85
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

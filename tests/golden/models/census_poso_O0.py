@@ -156,20 +156,20 @@ class CensusPOSO(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 47
         self.vet_benefits = nn.Embedding(64, 4)  # line 48
         self.year = nn.Embedding(64, 4)  # line 49
-        self.income_1 = rt.MLP(135, [64])  # line 72
-        self.income_2 = rt.ScaleGate(5, 64, hidden=[32], scale=2.0)  # line 73
-        self.income_3 = rt.MLP(64, [32])  # line 74
-        self.income_4 = rt.ScaleGate(5, 32, hidden=[32], scale=2.0)  # line 75
-        self.income_5 = rt.MLP(32, [16])  # line 76
-        self.income_6 = rt.ScaleGate(5, 16, hidden=[32], scale=2.0)  # line 77
-        self.marital_1 = rt.MLP(135, [64])  # line 79
-        self.marital_2 = rt.ScaleGate(5, 64, hidden=[32], scale=2.0)  # line 80
-        self.marital_3 = rt.MLP(64, [32])  # line 81
-        self.marital_4 = rt.ScaleGate(5, 32, hidden=[32], scale=2.0)  # line 82
-        self.marital_5 = rt.MLP(32, [16])  # line 83
-        self.marital_6 = rt.ScaleGate(5, 16, hidden=[32], scale=2.0)  # line 84
-        self.income = nn.Linear(16, 1)  # line 86
-        self.marital = nn.Linear(16, 1)  # line 87
+        self.income_1 = rt.MLP(135, [64])  # line 70
+        self.income_2 = rt.ScaleGate(5, 64, hidden=[32], scale=2.0)  # line 71
+        self.income_3 = rt.MLP(64, [32])  # line 72
+        self.income_4 = rt.ScaleGate(5, 32, hidden=[32], scale=2.0)  # line 73
+        self.income_5 = rt.MLP(32, [16])  # line 74
+        self.income_6 = rt.ScaleGate(5, 16, hidden=[32], scale=2.0)  # line 75
+        self.marital_1 = rt.MLP(135, [64])  # line 77
+        self.marital_2 = rt.ScaleGate(5, 64, hidden=[32], scale=2.0)  # line 78
+        self.marital_3 = rt.MLP(64, [32])  # line 79
+        self.marital_4 = rt.ScaleGate(5, 32, hidden=[32], scale=2.0)  # line 80
+        self.marital_5 = rt.MLP(32, [16])  # line 81
+        self.marital_6 = rt.ScaleGate(5, 16, hidden=[32], scale=2.0)  # line 82
+        self.income = nn.Linear(16, 1)  # line 84
+        self.marital = nn.Linear(16, 1)  # line 85
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -261,22 +261,22 @@ class CensusPOSO(nn.Module):
             ],
             dim=-1,
         )
-        personal = torch.cat([sex, age], dim=-1)  # [B, 5]  line 70
-        income_1 = self.income_1(all_)  # [B, 64]  line 72
-        income_2 = self.income_2(personal, income_1)  # [B, 64]  line 73
-        income_3 = self.income_3(income_2)  # [B, 32]  line 74
-        income_4 = self.income_4(personal, income_3)  # [B, 32]  line 75
-        income_5 = self.income_5(income_4)  # [B, 16]  line 76
-        income_6 = self.income_6(personal, income_5)  # [B, 16]  line 77
-        marital_1 = self.marital_1(all_)  # [B, 64]  line 79
-        marital_2 = self.marital_2(personal, marital_1)  # [B, 64]  line 80
-        marital_3 = self.marital_3(marital_2)  # [B, 32]  line 81
-        marital_4 = self.marital_4(personal, marital_3)  # [B, 32]  line 82
-        marital_5 = self.marital_5(marital_4)  # [B, 16]  line 83
-        marital_6 = self.marital_6(personal, marital_5)  # [B, 16]  line 84
+        personal = torch.cat([sex, age], dim=-1)  # [B, 5]  line 68
+        income_1 = self.income_1(all_)  # [B, 64]  line 70
+        income_2 = self.income_2(personal, income_1)  # [B, 64]  line 71
+        income_3 = self.income_3(income_2)  # [B, 32]  line 72
+        income_4 = self.income_4(personal, income_3)  # [B, 32]  line 73
+        income_5 = self.income_5(income_4)  # [B, 16]  line 74
+        income_6 = self.income_6(personal, income_5)  # [B, 16]  line 75
+        marital_1 = self.marital_1(all_)  # [B, 64]  line 77
+        marital_2 = self.marital_2(personal, marital_1)  # [B, 64]  line 78
+        marital_3 = self.marital_3(marital_2)  # [B, 32]  line 79
+        marital_4 = self.marital_4(personal, marital_3)  # [B, 32]  line 80
+        marital_5 = self.marital_5(marital_4)  # [B, 16]  line 81
+        marital_6 = self.marital_6(personal, marital_5)  # [B, 16]  line 82
         return {
-            "income": self.income(income_6).squeeze(-1),  # [B]  line 86
-            "marital": self.marital(marital_6).squeeze(-1),  # [B]  line 87
+            "income": self.income(income_6).squeeze(-1),  # [B]  line 84
+            "marital": self.marital(marital_6).squeeze(-1),  # [B]  line 85
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -150,15 +150,15 @@ class CensusPOSOMMoE(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 45
         self.vet_benefits = nn.Embedding(64, 4)  # line 46
         self.year = nn.Embedding(64, 4)  # line 47
-        self.shared = rt.Experts(135, [64, 32], num_experts=8)  # line 70
-        # line 71
+        self.shared = rt.Experts(135, [64, 32], num_experts=8)  # line 68
+        # line 69
         self.personalised = rt.ScaleGate(5, 32, hidden=[32], scale=2.0, num_experts=8)
-        self.to_income = rt.SoftmaxGate(135, num_experts=8)  # line 73
-        self.to_marital = rt.SoftmaxGate(135, num_experts=8)  # line 74
-        self.income_net = rt.MLP(32, [16])  # line 76
-        self.marital_net = rt.MLP(32, [16])  # line 77
-        self.income = nn.Linear(16, 1)  # line 79
-        self.marital = nn.Linear(16, 1)  # line 80
+        self.to_income = rt.SoftmaxGate(135, num_experts=8)  # line 71
+        self.to_marital = rt.SoftmaxGate(135, num_experts=8)  # line 72
+        self.income_net = rt.MLP(32, [16])  # line 74
+        self.marital_net = rt.MLP(32, [16])  # line 75
+        self.income = nn.Linear(16, 1)  # line 77
+        self.marital = nn.Linear(16, 1)  # line 78
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -250,16 +250,16 @@ class CensusPOSOMMoE(nn.Module):
             ],
             dim=-1,
         )
-        personal = torch.cat([sex, age], dim=-1)  # [B, 5]  line 68
-        shared = self.shared(all_)  # [B, 8, 32]  line 70
-        personalised = self.personalised(personal, shared)  # [B, 8, 32]  line 71
-        to_income = rt.mix(self.to_income(all_), personalised)  # [B, 32]  line 73
-        to_marital = rt.mix(self.to_marital(all_), personalised)  # [B, 32]  line 74
-        income_net = self.income_net(to_income)  # [B, 16]  line 76
-        marital_net = self.marital_net(to_marital)  # [B, 16]  line 77
+        personal = torch.cat([sex, age], dim=-1)  # [B, 5]  line 66
+        shared = self.shared(all_)  # [B, 8, 32]  line 68
+        personalised = self.personalised(personal, shared)  # [B, 8, 32]  line 69
+        to_income = rt.mix(self.to_income(all_), personalised)  # [B, 32]  line 71
+        to_marital = rt.mix(self.to_marital(all_), personalised)  # [B, 32]  line 72
+        income_net = self.income_net(to_income)  # [B, 16]  line 74
+        marital_net = self.marital_net(to_marital)  # [B, 16]  line 75
         return {
-            "income": self.income(income_net).squeeze(-1),  # [B]  line 79
-            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 80
+            "income": self.income(income_net).squeeze(-1),  # [B]  line 77
+            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 78
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -146,11 +146,11 @@ class CensusShareBottom(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 38
         self.vet_benefits = nn.Embedding(64, 4)  # line 39
         self.year = nn.Embedding(64, 4)  # line 40
-        self.bottom = rt.MLP(135, [128, 64])  # line 61
-        self.income_net = rt.MLP(64, [32])  # line 62
-        self.marital_net = rt.MLP(64, [32])  # line 63
-        self.income = nn.Linear(32, 1)  # line 65
-        self.marital = nn.Linear(32, 1)  # line 66
+        self.bottom = rt.MLP(135, [128, 64])  # line 59
+        self.income_net = rt.MLP(64, [32])  # line 60
+        self.marital_net = rt.MLP(64, [32])  # line 61
+        self.income = nn.Linear(32, 1)  # line 63
+        self.marital = nn.Linear(32, 1)  # line 64
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -242,12 +242,12 @@ class CensusShareBottom(nn.Module):
             ],
             dim=-1,
         )
-        bottom = self.bottom(all_)  # [B, 64]  line 61
-        income_net = self.income_net(bottom)  # [B, 32]  line 62
-        marital_net = self.marital_net(bottom)  # [B, 32]  line 63
+        bottom = self.bottom(all_)  # [B, 64]  line 59
+        income_net = self.income_net(bottom)  # [B, 32]  line 60
+        marital_net = self.marital_net(bottom)  # [B, 32]  line 61
         return {
-            "income": self.income(income_net).squeeze(-1),  # [B]  line 65
-            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 66
+            "income": self.income(income_net).squeeze(-1),  # [B]  line 63
+            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 64
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

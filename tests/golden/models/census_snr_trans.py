@@ -154,19 +154,19 @@ class CensusSNRTrans(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 39
         self.vet_benefits = nn.Embedding(64, 4)  # line 40
         self.year = nn.Embedding(64, 4)  # line 41
-        self.first = rt.ExpertPool(135, [64], num_experts=3)  # line 62
-        self.route_a = rt.Route(64, experts=3)  # line 64
-        self.route_b = rt.Route(64, experts=3)  # line 65
-        self.route_c = rt.Route(64, experts=3)  # line 66
-        self.second_a = rt.MLP(64, [32])  # line 68
-        self.second_b = rt.MLP(64, [32])  # line 69
-        self.second_c = rt.MLP(64, [32])  # line 70
-        self.to_income = rt.Route(32, experts=3)  # line 72
-        self.to_marital = rt.Route(32, experts=3)  # line 73
-        self.income_net = rt.MLP(32, [16])  # line 75
-        self.marital_net = rt.MLP(32, [16])  # line 76
-        self.income = nn.Linear(16, 1)  # line 78
-        self.marital = nn.Linear(16, 1)  # line 79
+        self.first = rt.ExpertPool(135, [64], num_experts=3)  # line 60
+        self.route_a = rt.Route(64, experts=3)  # line 62
+        self.route_b = rt.Route(64, experts=3)  # line 63
+        self.route_c = rt.Route(64, experts=3)  # line 64
+        self.second_a = rt.MLP(64, [32])  # line 66
+        self.second_b = rt.MLP(64, [32])  # line 67
+        self.second_c = rt.MLP(64, [32])  # line 68
+        self.to_income = rt.Route(32, experts=3)  # line 70
+        self.to_marital = rt.Route(32, experts=3)  # line 71
+        self.income_net = rt.MLP(32, [16])  # line 73
+        self.marital_net = rt.MLP(32, [16])  # line 74
+        self.income = nn.Linear(16, 1)  # line 76
+        self.marital = nn.Linear(16, 1)  # line 77
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -258,20 +258,20 @@ class CensusSNRTrans(nn.Module):
             ],
             dim=-1,
         )
-        first = self.first(all_)  # [B, 3, 64]  line 62
-        route_a = self.route_a(first)  # [B, 64]  line 64
-        route_b = self.route_b(first)  # [B, 64]  line 65
-        route_c = self.route_c(first)  # [B, 64]  line 66
-        second_a = self.second_a(route_a)  # [B, 32]  line 68
-        second_b = self.second_b(route_b)  # [B, 32]  line 69
-        second_c = self.second_c(route_c)  # [B, 32]  line 70
-        to_income = self.to_income(second_a, second_b, second_c)  # [B, 32]  line 72
-        to_marital = self.to_marital(second_a, second_b, second_c)  # [B, 32]  line 73
-        income_net = self.income_net(to_income)  # [B, 16]  line 75
-        marital_net = self.marital_net(to_marital)  # [B, 16]  line 76
+        first = self.first(all_)  # [B, 3, 64]  line 60
+        route_a = self.route_a(first)  # [B, 64]  line 62
+        route_b = self.route_b(first)  # [B, 64]  line 63
+        route_c = self.route_c(first)  # [B, 64]  line 64
+        second_a = self.second_a(route_a)  # [B, 32]  line 66
+        second_b = self.second_b(route_b)  # [B, 32]  line 67
+        second_c = self.second_c(route_c)  # [B, 32]  line 68
+        to_income = self.to_income(second_a, second_b, second_c)  # [B, 32]  line 70
+        to_marital = self.to_marital(second_a, second_b, second_c)  # [B, 32]  line 71
+        income_net = self.income_net(to_income)  # [B, 16]  line 73
+        marital_net = self.marital_net(to_marital)  # [B, 16]  line 74
         return {
-            "income": self.income(income_net).squeeze(-1),  # [B]  line 78
-            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 79
+            "income": self.income(income_net).squeeze(-1),  # [B]  line 76
+            "marital": self.marital(marital_net).squeeze(-1),  # [B]  line 77
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -146,7 +146,7 @@ class CensusSTAR(nn.Module):
         self.vet_question = nn.Embedding(64, 4)  # line 55
         self.vet_benefits = nn.Embedding(64, 4)  # line 56
         self.year = nn.Embedding(64, 4)  # line 57
-        # line 78
+        # line 76
         self.bottom = rt.Star(135, [128, 64], num_domains=11, norm="partitioned")
         self.income_net = rt.MLP(64, [32])  # line 79
         self.marital_net = rt.MLP(64, [32])  # line 80
@@ -243,7 +243,7 @@ class CensusSTAR(nn.Module):
             ],
             dim=-1,
         )
-        bottom = self.bottom(all_, batch["class_worker"])  # [B, 64]  line 78
+        bottom = self.bottom(all_, batch["class_worker"])  # [B, 64]  line 76
         income_net = self.income_net(bottom)  # [B, 32]  line 79
         marital_net = self.marital_net(bottom)  # [B, 32]  line 80
         return {

@@ -61,20 +61,20 @@ class PEPNet(nn.Module):
         self.domain = nn.Embedding(4, 8)  # line 13
         self.personal = rt.ScaleGate(49, 41, hidden=[128], scale=2.0)  # line 20
         # the nets of the sigmoid gates ctr_0 and cvr_0, as one pool
-        # lines 25, 31
-        self.ctr_0_nets = rt.ScaleGate(81, 41, hidden=[41], scale=2.0, num_experts=2)
-        self.ctr_1 = rt.MLP(41, [128])  # line 26
-        # the nets of the sigmoid gates ctr_2 and cvr_2, as one pool
         # lines 27, 33
-        self.ctr_2_nets = rt.ScaleGate(81, 128, hidden=[128], scale=2.0, num_experts=2)
-        self.ctr_3 = rt.MLP(128, [64])  # line 28
-        # the nets of the sigmoid gates ctr_4 and cvr_4, as one pool
+        self.ctr_0_nets = rt.ScaleGate(81, 41, hidden=[41], scale=2.0, num_experts=2)
+        self.ctr_1 = rt.MLP(41, [128])  # line 28
+        # the nets of the sigmoid gates ctr_2 and cvr_2, as one pool
         # lines 29, 35
+        self.ctr_2_nets = rt.ScaleGate(81, 128, hidden=[128], scale=2.0, num_experts=2)
+        self.ctr_3 = rt.MLP(128, [64])  # line 30
+        # the nets of the sigmoid gates ctr_4 and cvr_4, as one pool
+        # lines 31, 37
         self.ctr_4_nets = rt.ScaleGate(81, 64, hidden=[64], num_experts=2)
-        self.cvr_1 = rt.MLP(41, [128])  # line 32
-        self.cvr_3 = rt.MLP(128, [64])  # line 34
-        self.ctr = nn.Linear(64, 1)  # line 37
-        self.cvr = nn.Linear(64, 1)  # line 38
+        self.cvr_1 = rt.MLP(41, [128])  # line 34
+        self.cvr_3 = rt.MLP(128, [64])  # line 36
+        self.ctr = nn.Linear(64, 1)  # line 39
+        self.cvr = nn.Linear(64, 1)  # line 40
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -91,25 +91,25 @@ class PEPNet(nn.Module):
             [domain.detach(), user_id.detach(), item_id.detach(), personal.detach()],
             dim=-1,
         )
-        # [B, 41] each  lines 25, 31
+        # [B, 41] each  lines 27, 33
         ctr_0_z, cvr_0_z = self.ctr_0_nets.logits(priors).unbind(1)
-        ctr_0 = rt.scale_by(personal, ctr_0_z, 2.0)  # [B, 41]  line 25
-        ctr_1 = self.ctr_1(ctr_0)  # [B, 128]  line 26
-        # [B, 128] each  lines 27, 33
+        ctr_0 = rt.scale_by(personal, ctr_0_z, 2.0)  # [B, 41]  line 27
+        ctr_1 = self.ctr_1(ctr_0)  # [B, 128]  line 28
+        # [B, 128] each  lines 29, 35
         ctr_2_z, cvr_2_z = self.ctr_2_nets.logits(priors).unbind(1)
-        ctr_2 = rt.scale_by(ctr_1, ctr_2_z, 2.0)  # [B, 128]  line 27
-        ctr_3 = self.ctr_3(ctr_2)  # [B, 64]  line 28
-        # [B, 64] each  lines 29, 35
+        ctr_2 = rt.scale_by(ctr_1, ctr_2_z, 2.0)  # [B, 128]  line 29
+        ctr_3 = self.ctr_3(ctr_2)  # [B, 64]  line 30
+        # [B, 64] each  lines 31, 37
         ctr_4_z, cvr_4_z = self.ctr_4_nets.logits(priors).unbind(1)
-        ctr_4 = rt.scale_by(ctr_3, ctr_4_z, 1.0)  # [B, 64]  line 29
-        cvr_0 = rt.scale_by(personal, cvr_0_z, 2.0)  # [B, 41]  line 31
-        cvr_1 = self.cvr_1(cvr_0)  # [B, 128]  line 32
-        cvr_2 = rt.scale_by(cvr_1, cvr_2_z, 2.0)  # [B, 128]  line 33
-        cvr_3 = self.cvr_3(cvr_2)  # [B, 64]  line 34
-        cvr_4 = rt.scale_by(cvr_3, cvr_4_z, 1.0)  # [B, 64]  line 35
+        ctr_4 = rt.scale_by(ctr_3, ctr_4_z, 1.0)  # [B, 64]  line 31
+        cvr_0 = rt.scale_by(personal, cvr_0_z, 2.0)  # [B, 41]  line 33
+        cvr_1 = self.cvr_1(cvr_0)  # [B, 128]  line 34
+        cvr_2 = rt.scale_by(cvr_1, cvr_2_z, 2.0)  # [B, 128]  line 35
+        cvr_3 = self.cvr_3(cvr_2)  # [B, 64]  line 36
+        cvr_4 = rt.scale_by(cvr_3, cvr_4_z, 1.0)  # [B, 64]  line 37
         return {
-            "ctr": self.ctr(ctr_4).squeeze(-1),  # [B]  line 37
-            "cvr": self.cvr(cvr_4).squeeze(-1),  # [B]  line 38
+            "ctr": self.ctr(ctr_4).squeeze(-1),  # [B]  line 39
+            "cvr": self.cvr(cvr_4).squeeze(-1),  # [B]  line 40
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -54,18 +54,18 @@ class PEPNet(nn.Module):
         self.item_id = nn.Embedding(5_000, 16)  # line 12
         self.domain = nn.Embedding(4, 8)  # line 13
         self.personal = rt.ScaleGate(49, 41, hidden=[128], scale=2.0)  # line 20
-        self.ctr_0 = rt.ScaleGate(81, 41, hidden=[41], scale=2.0)  # line 25
-        self.ctr_1 = rt.MLP(41, [128])  # line 26
-        self.ctr_2 = rt.ScaleGate(81, 128, hidden=[128], scale=2.0)  # line 27
-        self.ctr_3 = rt.MLP(128, [64])  # line 28
-        self.ctr_4 = rt.ScaleGate(81, 64, hidden=[64])  # line 29
-        self.cvr_0 = rt.ScaleGate(81, 41, hidden=[41], scale=2.0)  # line 31
-        self.cvr_1 = rt.MLP(41, [128])  # line 32
-        self.cvr_2 = rt.ScaleGate(81, 128, hidden=[128], scale=2.0)  # line 33
-        self.cvr_3 = rt.MLP(128, [64])  # line 34
-        self.cvr_4 = rt.ScaleGate(81, 64, hidden=[64])  # line 35
-        self.ctr = nn.Linear(64, 1)  # line 37
-        self.cvr = nn.Linear(64, 1)  # line 38
+        self.ctr_0 = rt.ScaleGate(81, 41, hidden=[41], scale=2.0)  # line 27
+        self.ctr_1 = rt.MLP(41, [128])  # line 28
+        self.ctr_2 = rt.ScaleGate(81, 128, hidden=[128], scale=2.0)  # line 29
+        self.ctr_3 = rt.MLP(128, [64])  # line 30
+        self.ctr_4 = rt.ScaleGate(81, 64, hidden=[64])  # line 31
+        self.cvr_0 = rt.ScaleGate(81, 41, hidden=[41], scale=2.0)  # line 33
+        self.cvr_1 = rt.MLP(41, [128])  # line 34
+        self.cvr_2 = rt.ScaleGate(81, 128, hidden=[128], scale=2.0)  # line 35
+        self.cvr_3 = rt.MLP(128, [64])  # line 36
+        self.cvr_4 = rt.ScaleGate(81, 64, hidden=[64])  # line 37
+        self.ctr = nn.Linear(64, 1)  # line 39
+        self.cvr = nn.Linear(64, 1)  # line 40
 
     def forward_logits(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Logits of every task that has a head (product tasks have none)."""
@@ -82,19 +82,19 @@ class PEPNet(nn.Module):
             [domain.detach(), user_id.detach(), item_id.detach(), personal.detach()],
             dim=-1,
         )
-        ctr_0 = self.ctr_0(priors, personal)  # [B, 41]  line 25
-        ctr_1 = self.ctr_1(ctr_0)  # [B, 128]  line 26
-        ctr_2 = self.ctr_2(priors, ctr_1)  # [B, 128]  line 27
-        ctr_3 = self.ctr_3(ctr_2)  # [B, 64]  line 28
-        ctr_4 = self.ctr_4(priors, ctr_3)  # [B, 64]  line 29
-        cvr_0 = self.cvr_0(priors, personal)  # [B, 41]  line 31
-        cvr_1 = self.cvr_1(cvr_0)  # [B, 128]  line 32
-        cvr_2 = self.cvr_2(priors, cvr_1)  # [B, 128]  line 33
-        cvr_3 = self.cvr_3(cvr_2)  # [B, 64]  line 34
-        cvr_4 = self.cvr_4(priors, cvr_3)  # [B, 64]  line 35
+        ctr_0 = self.ctr_0(priors, personal)  # [B, 41]  line 27
+        ctr_1 = self.ctr_1(ctr_0)  # [B, 128]  line 28
+        ctr_2 = self.ctr_2(priors, ctr_1)  # [B, 128]  line 29
+        ctr_3 = self.ctr_3(ctr_2)  # [B, 64]  line 30
+        ctr_4 = self.ctr_4(priors, ctr_3)  # [B, 64]  line 31
+        cvr_0 = self.cvr_0(priors, personal)  # [B, 41]  line 33
+        cvr_1 = self.cvr_1(cvr_0)  # [B, 128]  line 34
+        cvr_2 = self.cvr_2(priors, cvr_1)  # [B, 128]  line 35
+        cvr_3 = self.cvr_3(cvr_2)  # [B, 64]  line 36
+        cvr_4 = self.cvr_4(priors, cvr_3)  # [B, 64]  line 37
         return {
-            "ctr": self.ctr(ctr_4).squeeze(-1),  # [B]  line 37
-            "cvr": self.cvr(cvr_4).squeeze(-1),  # [B]  line 38
+            "ctr": self.ctr(ctr_4).squeeze(-1),  # [B]  line 39
+            "cvr": self.cvr(cvr_4).squeeze(-1),  # [B]  line 40
         }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
