@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from .kernels import gate_mix, gate_softmax_mix, gate_weights, reference, scale_gate
 from .kernels.cpu import _MixSources
-from .kernels.ops import plain_autograd
+from .kernels.ops import is_exporting, plain_autograd
 from .layers import MLP, ExpertPool, _check_options
 
 
@@ -215,7 +215,8 @@ class GateBank(nn.Module):
         if len(experts) > 1:
             threshold = self.sources_min_batch
             one_gate = self.num_gates == 1 and self.masks is None and self.top is None
-            if eager and one_gate and threshold is not None and x.shape[0] >= threshold:
+            big = threshold is not None and not is_exporting() and x.shape[0] >= threshold
+            if eager and one_gate and big:
                 weights = gate_weights(self.logits(x), self.temperature)  # [B, E]
                 return _MixSources.apply(weights, *experts).unsqueeze(1)
         experts = experts[0] if len(experts) == 1 else torch.cat(experts, dim=1)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .kernels.ops import is_exporting
 from .layers import ACTIVATIONS, _activation
 
 _COMBINES = ("mul", "add")
@@ -379,6 +380,8 @@ class Star(nn.Module):
 
     def forward(self, x: Tensor, domain: Tensor) -> Tensor:
         """``(x [B, in_dim], domain [B]) -> [B, dims[-1]]`` (a pool's ``[B, E, dims[-1]]``)."""
+        if is_exporting():
+            return self._gathered_forward(x, domain)
         perm, counts = self._rows_by_domain(domain, x.shape[0])
         if self.num_experts is not None:
             return self._pool_forward(x, perm, counts)
@@ -400,6 +403,31 @@ class Star(nn.Module):
             outs.append(h)
         out = torch.cat(outs) if len(outs) > 1 else outs[0]
         return out.new_empty(out.shape).index_copy(0, perm, out)
+
+    def _gathered_forward(self, x: Tensor, domain: Tensor) -> Tensor:
+        """The evaluation forward with each row's domain weights gathered (``[B, m, n]`` a
+        layer): no data-dependent split, so ``torch.export`` and ONNX can trace it; more
+        memory than the split, for serving. Partitioned norms use running statistics."""
+        if self.training:
+            raise ValueError("Star exports in evaluation mode only (model.eval())")
+        pool = self.num_experts is not None
+        h = x.unsqueeze(1).expand(-1, self.num_experts, -1) if pool else x  # [B, (E,) n]
+        if self.norm is not None:
+            norm = self.norm
+            scale = norm.weight.unsqueeze(-2) * norm.domain_weight  # [(E,) P, n]
+            shift = norm.bias.unsqueeze(-2) + norm.domain_bias
+            stats = (norm.running_mean, norm.running_var, scale, shift)
+            mean, var, scale, shift = (  # each row's domain: [B, (E,) n]
+                s[:, domain].transpose(0, 1) if pool else s[domain] for s in stats
+            )
+            h = (h - mean) / torch.sqrt(var + norm.eps) * scale + shift
+        for layer, (weights, biases) in zip(self.layers, (lay.composed() for lay in self.layers)):
+            w, b = torch.stack(list(weights))[domain], torch.stack(list(biases))[domain]
+            if pool:  # w [B, E, m, n], b [B, E, m]
+                h = layer.activation(torch.einsum("bemn,ben->bem", w, h) + b)
+            else:  # w [B, m, n], b [B, m]
+                h = layer.activation(torch.bmm(w, h.unsqueeze(-1)).squeeze(-1) + b)
+        return h
 
     def _pool_forward(self, x: Tensor, perm: Tensor, counts: list[int]) -> Tensor:
         """A pool's forward: ``[B, E, dims[-1]]``, the E experts' networks batched.

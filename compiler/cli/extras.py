@@ -2,10 +2,10 @@
 
 ``pip install mtlc`` installs the compiler alone; training needs ``mtlc[train]``
 (torch, numpy, pyarrow, scikit-learn, tqdm, matplotlib), the Triton kernels
-``mtlc[kernels]``, the peers' converters ``mtlc[nextrec]`` or ``mtlc[rechub]``.
-A command that meets a missing package of an extra prints one line naming the
-extra and exits 2 (``needs_extra``), instead of a ``ModuleNotFoundError``
-traceback.
+``mtlc[kernels]``, ONNX export ``mtlc[export]``, the peers' converters
+``mtlc[nextrec]`` or ``mtlc[rechub]``. A command that meets a missing package of
+an extra prints one line naming the extra and exits 2 (``needs_extra``), instead
+of a ``ModuleNotFoundError`` traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ EXTRAS = {
     "tqdm": ("train", "the training extras"),
     "matplotlib": ("train", "the training extras"),
     "triton": ("kernels", "the kernels extra"),
+    "onnx": ("export", "the export extra"),
+    "onnxruntime": ("export", "the export extra"),
+    "onnxscript": ("export", "the export extra"),
     "nextrec": ("nextrec", "the NextRec extra"),
     "torch_rechub": ("rechub", "the torch-rechub extra"),
 }

@@ -28,7 +28,7 @@ from mtlc.files import atomic_write
 from mtlc.runtime.trainer import TrainConfig, Trainer, TrainError
 from mtlc.runtime.validate import DataError
 
-__all__ = ["train", "predict", "evaluate"]
+__all__ = ["train", "predict", "evaluate", "export"]
 
 
 class _Failed(Exception):
@@ -145,3 +145,55 @@ def evaluate(args: argparse.Namespace) -> int:
             )
             print(f"{task}: {shown}")
     return OK
+
+
+@_guarded
+def export(args: argparse.Namespace) -> int:
+    """Write the model (a run's weights, or fresh ones from --seed) as ONNX or torch.export,
+    then check the exported program against the model on a random batch."""
+    from mtlc.runtime.export import FORMATS, TOLERANCE
+    from mtlc.runtime.export import export as export_model
+
+    out = Path(args.output)
+    if out.suffix not in FORMATS:
+        raise DataError(f"-o {out}: the output must end in .onnx (ONNX) or .pt2 (torch.export)")
+    model_class = _model_at(args.spec, args.opt_level)
+    if args.run_dir is not None:
+        trainer = Trainer.from_run(model_class, args.run_dir, which=args.checkpoint)
+        model = trainer.model
+    else:
+        import torch
+
+        torch.manual_seed(args.seed)
+        model = model_class()
+    tmp = out.with_name(f".export-{out.name}")  # the same suffix, renamed when checked
+    try:
+        difference = export_model(model, tmp, seed=args.seed)
+    except ModuleNotFoundError:
+        raise
+    except Exception as error:  # a tracer's failure: the model holds what export cannot say
+        tmp.unlink(missing_ok=True)
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"cannot export {args.spec}: {type(error).__name__}: {first}") from None
+    if difference > TOLERANCE:
+        tmp.unlink(missing_ok=True)
+        print(
+            f"mtlc: error: the exported program differs from the model by {difference:.3g} "
+            f"(more than {TOLERANCE:g}); nothing written",
+            file=sys.stderr,
+        )
+        return SPEC_ERRORS
+    tmp.replace(out)
+    print(f"wrote {out}; largest difference from the model on a random batch: {difference:.2g}")
+    return OK
+
+
+def _model_at(spec: str, opt_level: int) -> type[Any]:
+    try:
+        return load_model(spec, opt_level=opt_level)
+    except SpecError as error:
+        print(str(error), file=sys.stderr)
+        raise _Failed(SPEC_ERRORS) from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        print(f"mtlc: error: cannot load {spec}: {error}", file=sys.stderr)
+        raise _Failed(USAGE) from None

@@ -1,4 +1,5 @@
-"""The ``train``, ``predict`` and ``evaluate`` subcommands: flags here, work in ``mtlc.cli.train``.
+"""The ``train``, ``predict``, ``evaluate`` and ``export`` subcommands: flags here, work in
+``mtlc.cli.train``.
 
 Nothing here imports torch: the handlers import the runtime when they run, so
 ``mtlc compile`` and ``mtlc check`` stay light.
@@ -27,6 +28,7 @@ def register(subparsers: _Subparsers[argparse.ArgumentParser]) -> None:
     _train_parser(subparsers)
     _predict_parser(subparsers)
     _evaluate_parser(subparsers)
+    _export_parser(subparsers)
 
 
 def _column(text: str) -> tuple[str, str]:
@@ -182,18 +184,36 @@ def _evaluate_parser(subparsers: _Subparsers[argparse.ArgumentParser]) -> None:
     p.set_defaults(run=_run("evaluate"))
 
 
+def _export_parser(subparsers: _Subparsers[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "export", help="export a spec's model for serving: ONNX (.onnx) or torch.export (.pt2)"
+    )
+    p.add_argument("spec", metavar="SPEC", help="the .mtl spec (or a generated .py module)")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="OUT", help="OUT.onnx (onnxruntime) or OUT.pt2"
+    )
+    p.add_argument(
+        "--run", dest="run_dir", metavar="DIR", help="the run whose weights to export (its best)"
+    )
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    p.add_argument("--seed", type=int, default=0, help="initial weights without --run (default 0)")
+    p.add_argument(
+        "-O", dest="opt_level", type=int, choices=(0, 1), default=1, help="-O0 or -O1 (default)"
+    )
+    p.set_defaults(run=_run("export"))
+
+
 def _run(name: str) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
         try:
-            from mtlc.cli import (
-                train,
-            )  # imports torch and pyarrow: only when a training command runs
-        except ModuleNotFoundError as error:
+            from mtlc.cli import train  # imports torch and pyarrow: only when a command runs
+
+            return getattr(train, name)(args)
+        except ModuleNotFoundError as error:  # an extra not installed: say which, in one line
             line = needs_extra(name, error)
             if line is None:
                 raise
             print(line, file=sys.stderr)
             return USAGE
-        return getattr(train, name)(args)
 
     return handler

@@ -20,8 +20,10 @@ under autograd instead (same math): see :func:`plain_autograd`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -38,6 +40,26 @@ def _use_triton(tensor: Tensor) -> bool:
     return _HAVE_TRITON and (tensor.is_cuda or FORCE_TRITON)
 
 
+_EXPORTING = False  # set by ``exporting()``: trace the reference math, never the custom ops
+
+
+@contextlib.contextmanager
+def exporting() -> Iterator[None]:
+    """Within: every gate runs the plain PyTorch of :mod:`.reference`, also while tracing,
+    so an exported program (ONNX, ``torch.export``) holds only standard operators and
+    needs no mtlc at serving time."""
+    global _EXPORTING
+    previous, _EXPORTING = _EXPORTING, True
+    try:
+        yield
+    finally:
+        _EXPORTING = previous
+
+
+def is_exporting() -> bool:
+    return _EXPORTING
+
+
 def plain_autograd(tensor: Tensor) -> bool:
     """Whether a caller should run the :mod:`.reference` gate code under plain autograd.
 
@@ -47,7 +69,7 @@ def plain_autograd(tensor: Tensor) -> bool:
     recomputation of the softmax, which shows in a CPU training step
     (benchmarks/README.md, "Training speed").
     """
-    return not _use_triton(tensor) and not torch.compiler.is_compiling()
+    return _EXPORTING or (not _use_triton(tensor) and not torch.compiler.is_compiling())
 
 
 def _triton():
