@@ -54,9 +54,9 @@ def _guarded(command):
     return run
 
 
-def _model(spec: str) -> type[Any]:  # a generated class: its attributes are not known here
+def _model(spec: str, opt_level: int = 1) -> type[Any]:  # a generated class
     try:
-        return load_model(spec)
+        return load_model(spec, opt_level=opt_level)
     except SpecError as error:
         print(str(error), file=sys.stderr)
         raise _Failed(SPEC_ERRORS) from None
@@ -157,7 +157,7 @@ def export(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix not in FORMATS:
         raise DataError(f"-o {out}: the output must end in .onnx (ONNX) or .pt2 (torch.export)")
-    model_class = _model_at(args.spec, args.opt_level)
+    model_class = _model(args.spec, args.opt_level)
     if args.run_dir is not None:
         trainer = Trainer.from_run(model_class, args.run_dir, which=args.checkpoint)
         model = trainer.model
@@ -187,13 +187,3 @@ def export(args: argparse.Namespace) -> int:
     print(f"wrote {out}; largest difference from the model on a random batch: {difference:.2g}")
     return OK
 
-
-def _model_at(spec: str, opt_level: int) -> type[Any]:
-    try:
-        return load_model(spec, opt_level=opt_level)
-    except SpecError as error:
-        print(str(error), file=sys.stderr)
-        raise _Failed(SPEC_ERRORS) from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        print(f"mtlc: error: cannot load {spec}: {error}", file=sys.stderr)
-        raise _Failed(USAGE) from None
