@@ -186,4 +186,3 @@ def export(args: argparse.Namespace) -> int:
     tmp.replace(out)
     print(f"wrote {out}; largest difference from the model on a random batch: {difference:.2g}")
     return OK
-
