@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip setuptools
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[train,kernels,export,dev,nextrec,rechub]'
+	$(PIP) install -e '.[train,kernels,export,lsp,dev,nextrec,rechub]'
 	$(PIP) install --no-deps nextrec==0.6.14  # its pins would pull a CUDA torch; see docs/nextrec.md
 	$(PIP) install --no-deps --target $(VENV)/nextrec-0.4.28 nextrec==0.4.28  # apart: STAR's parity test
 	touch $(STAMP)

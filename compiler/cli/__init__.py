@@ -1,6 +1,6 @@
 """The command-line face.
 
-``mtlc compile|check|fmt|explain|graph`` are here, ``train|predict|evaluate`` in ``train``.
+``mtlc compile|check|fmt|lsp|explain|graph`` are here, ``train|predict|evaluate`` in ``train``.
 
 The only part of the compiler that does I/O or sets exit codes (``exits``: 0
 ok, 1 a spec has errors, 2 a usage error such as a bad option or a file that
@@ -101,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     fmt.add_argument("--diff", action="store_true", help="change nothing; print the diffs")
     fmt.set_defaults(run=_fmt)
+
+    lsp = sub.add_parser("lsp", help="a language server over stdio, for editors (extra lsp)")
+    lsp.set_defaults(run=_lsp)
 
     explain = sub.add_parser(
         "explain",
@@ -260,6 +263,22 @@ def _fmt(args: argparse.Namespace) -> int:
     if failed:
         return SPEC_ERRORS
     return SPEC_ERRORS if changed and args.check else OK
+
+
+def _lsp(args: argparse.Namespace) -> int:
+    from mtlc.cli.extras import needs_extra
+
+    try:
+        from mtlc.cli.lsp import serve
+
+        serve()
+    except ModuleNotFoundError as error:
+        line = needs_extra("lsp", error)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return USAGE
+    return OK
 
 
 def _explain(args: argparse.Namespace) -> int:

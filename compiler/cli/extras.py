@@ -21,6 +21,8 @@ EXTRAS = {
     "tqdm": ("train", "the training extras"),
     "matplotlib": ("train", "the training extras"),
     "triton": ("kernels", "the kernels extra"),
+    "pygls": ("lsp", "the lsp extra"),
+    "lsprotocol": ("lsp", "the lsp extra"),
     "onnx": ("export", "the export extra"),
     "onnxruntime": ("export", "the export extra"),
     "onnxscript": ("export", "the export extra"),
