@@ -239,6 +239,10 @@ def _fmt(args: argparse.Namespace) -> int:
             print(str(error), file=sys.stderr)
             failed += 1
             continue
+        except ValueError as error:  # a layout the formatter does not know: left as it is
+            print(f"mtlc: error: cannot format {path}: {error}", file=sys.stderr)
+            failed += 1
+            continue
         if text == source:
             continue
         changed.append(path)
