@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 OPTIMIZERS = ("adam", "lazy_adam")
+SCHEDULES = ("none", "cosine", "step")
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (glibc malloc.h)
 
@@ -217,3 +218,31 @@ def keep_freed_memory(trim_threshold: int = 1 << 30) -> bool:
     if mallopt is None:
         return False
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)))
+
+
+def schedule_factor(
+    schedule: str,
+    step: int,
+    steps_per_epoch: int,
+    epochs: int,
+    warmup_epochs: float = 0.0,
+    step_epochs: int = 1,
+    gamma: float = 0.1,
+) -> float:
+    """The learning rate's factor at optimizer step ``step`` (0-based) of a run.
+
+    A linear warm-up from ``1 / warmup steps`` to 1 over the first ``warmup_epochs``
+    epochs (any schedule), then: ``none`` keeps 1; ``cosine`` decays to 0 along half a
+    cosine over the remaining steps of ``epochs`` epochs; ``step`` multiplies by
+    ``gamma`` every ``step_epochs`` epochs (PyTorch's ``StepLR``, by epoch).
+    """
+    warmup = int(round(warmup_epochs * steps_per_epoch))
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "cosine":
+        total = max(epochs * steps_per_epoch - warmup, 1)
+        progress = min((step - warmup) / total, 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "step":
+        return gamma ** (step // (steps_per_epoch * step_epochs))
+    return 1.0

@@ -39,7 +39,14 @@ from mtlc.runtime.metrics import (
     score,
     task_metrics,
 )
-from mtlc.runtime.optim import OPTIMIZERS, clip_grad_norm_, keep_freed_memory, make_optimizer
+from mtlc.runtime.optim import (
+    OPTIMIZERS,
+    SCHEDULES,
+    clip_grad_norm_,
+    keep_freed_memory,
+    make_optimizer,
+    schedule_factor,
+)
 
 __all__ = ["Trainer", "TrainConfig", "TrainError"]
 
@@ -68,6 +75,10 @@ class TrainConfig:
     batch_size: int = 1024
     lr: float = 1e-3
     optimizer: str = "adam"
+    schedule: str = "none"
+    warmup_epochs: float = 0.0
+    step_epochs: int = 1
+    gamma: float = 0.1
     weight_decay: float = 0.0
     grad_clip: float | None = None
     seed: int = 0
@@ -160,6 +171,7 @@ class Trainer:
         self._shared: list[nn.Parameter] | None = None
         self._rows = 0
         self._initial_loss: float | None = None  # the run's first step's loss
+        self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
         self._warned_diverging = False
 
     # -- fitting ----------------------------------------------------------------
@@ -202,6 +214,7 @@ class Trainer:
             ckpt.write_json(out / ckpt.MODEL, fingerprint(self.model))
         if self.device.type == "cpu" and self.config.keep_freed_memory:
             _keep_freed_memory_once()
+        self._schedule(start or 0)
         for epoch in range((start or 0) + 1, self.config.epochs + 1):
             if self._stopped():
                 self.log(
@@ -229,6 +242,7 @@ class Trainer:
         means = (sums.cpu() / max(rows, 1)).tolist()
         record = {
             "epoch": epoch,
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
             "train_loss": means[0],
             "train_task_loss": dict(zip(self.loss.names, means[1:])),
         }
@@ -313,6 +327,8 @@ class Trainer:
         if self.config.grad_clip:
             clip_grad_norm_(self._params, self.config.grad_clip)
         self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
         if isinstance(self.loss.weighting, GradNormWeighting):
             self.loss.weighting.renormalize()
         return total.detach(), losses.detach()
@@ -348,6 +364,31 @@ class Trainer:
         else:
             self.best = {"metric": metric, "value": old, **self.best}
             self.best["bad_epochs"] = self.best.get("bad_epochs", 0) + 1
+
+    def _schedule(self, done_epochs: int) -> None:
+        """The learning-rate schedule, by optimizer step, from the rows of an epoch.
+
+        A resumed run sets its step count from the epochs done: the schedule is a
+        function of the step, so it continues exactly where it was.
+        """
+        config = self.config
+        if config.schedule == "none" and not config.warmup_epochs:
+            return
+        per_epoch = max(math.ceil(self._rows / (config.batch_size * self.dist.world)), 1)
+        factor = functools.partial(
+            schedule_factor,
+            config.schedule,
+            steps_per_epoch=per_epoch,
+            epochs=config.epochs,
+            warmup_epochs=config.warmup_epochs,
+            step_epochs=config.step_epochs,
+            gamma=config.gamma,
+        )
+        for group in self.optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: factor(step), last_epoch=done_epochs * per_epoch - 1
+        )
 
     def _warn_if_diverging(self, record: dict) -> None:
         """Warn when the training loss has grown a hundredfold over its lowest so far."""
@@ -555,6 +596,12 @@ def _config_problem(config: TrainConfig) -> str | None:
         if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
             kind = "positive" if name == "lr" else "non-negative"
             return f"{name} must be a {kind} number, got {value}"
+    if config.schedule not in SCHEDULES:
+        return f"unknown schedule {config.schedule!r}: choose one of {', '.join(SCHEDULES)}"
+    if not (math.isfinite(config.warmup_epochs) and config.warmup_epochs >= 0):
+        return f"warmup_epochs must be a number >= 0, got {config.warmup_epochs}"
+    if config.step_epochs < 1 or not (math.isfinite(config.gamma) and config.gamma > 0):
+        return f"step_epochs must be >= 1 and gamma > 0, got {config.step_epochs}, {config.gamma}"
     if config.grad_clip is not None and not (
         math.isfinite(config.grad_clip) and config.grad_clip > 0
     ):

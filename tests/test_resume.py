@@ -94,3 +94,59 @@ def test_resume_after_sigkill_mid_epoch_repeats_the_trajectory(reference, tmp_pa
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
     Trainer(toys.make_model(), TrainConfig(epochs=3, **CONFIG)).fit(train, None, run, resume=True)
     assert losses(run) == expected
+
+
+SCHEDULED = dict(CONFIG, schedule="cosine", warmup_epochs=0.5)
+
+
+def test_a_schedule_follows_its_formula_and_resumes_exactly(reference, tmp_path):
+    """Cosine with half an epoch of warm-up: each epoch's last learning rate is the formula's,
+    and a run stopped after epoch 1 and resumed ends with the uninterrupted losses."""
+    import math
+
+    from mtlc.runtime.optim import schedule_factor
+
+    train, _ = reference
+    full = tmp_path / "full"
+    Trainer(toys.make_model(), TrainConfig(epochs=3, **SCHEDULED), log=lambda _: None).fit(
+        train, None, full
+    )
+    epochs = json.loads((full / "metrics.json").read_text())["epochs"]
+    per_epoch = math.ceil(400 / SCHEDULED["batch_size"])
+    for e in epochs:  # the rate after the epoch's last step: that of the next step
+        factor = schedule_factor("cosine", e["epoch"] * per_epoch, per_epoch, 3, 0.5)
+        assert e["lr"] == pytest.approx(SCHEDULED["lr"] * factor)
+    assert schedule_factor("cosine", 0, per_epoch, 3, 0.5) == pytest.approx(1 / (per_epoch // 2))
+    assert epochs[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # decayed to 0 at the end
+    # the schedule's shape depends on --epochs: a run cut short resumes with the same 3
+
+    class Stopped(Trainer):
+        def _save(self, out, improved):
+            super()._save(out, improved)
+            raise InterruptedError("stopped after epoch 1")
+
+    run = tmp_path / "run"
+    with pytest.raises(InterruptedError):
+        Stopped(toys.make_model(), TrainConfig(epochs=3, **SCHEDULED), log=lambda _: None).fit(
+            train, None, run
+        )
+    Trainer(toys.make_model(), TrainConfig(epochs=3, **SCHEDULED), log=lambda _: None).fit(
+        train, None, run, resume=True
+    )
+    assert losses(run) == losses(full)
+
+
+def test_the_step_schedule_and_bad_options():
+    from mtlc.runtime.optim import schedule_factor
+    from mtlc.runtime.trainer import TrainError
+
+    assert [
+        schedule_factor("step", s, 10, 6, step_epochs=2, gamma=0.5) for s in (0, 19, 20, 45)
+    ] == [
+        1.0,
+        1.0,
+        0.5,
+        0.25,
+    ]
+    with pytest.raises(TrainError, match="unknown schedule"):
+        Trainer(toys.make_model(), TrainConfig(schedule="linear"))

@@ -102,6 +102,21 @@ def _train_parser(subparsers: _Subparsers[argparse.ArgumentParser]) -> None:
         default="adam",
         help="adam (default) or lazy_adam (row-sparse updates of embedding tables)",
     )
+    p.add_argument(
+        "--schedule",
+        choices=("none", "cosine", "step"),
+        default="none",
+        help="learning-rate schedule by step: cosine decay to 0, or x GAMMA every STEP epochs",
+    )
+    p.add_argument(
+        "--warmup-epochs",
+        type=_non_negative,
+        default=0.0,
+        metavar="F",
+        help="linear warm-up over the first F epochs (any schedule)",
+    )
+    p.add_argument("--step-epochs", type=_positive(int), default=1, metavar="N")
+    p.add_argument("--gamma", type=_positive(float), default=0.1, metavar="F")
     p.add_argument("--weight-decay", type=_non_negative, default=0.0, metavar="F")
     p.add_argument(
         "--grad-clip", type=_positive(float), metavar="F", help="clip the gradient norm to F"
