@@ -219,3 +219,20 @@ def test_a_run_killed_anywhere_resumes_to_the_same_end(killable, phase, epoch, s
     assert faults.same(got, expected), (got, expected)
     assert load_checkpoint(tmp_path / "run" / "best.pt")["epoch"] >= 1
     assert not list((tmp_path / "run").glob(".*.tmp"))  # a half-written file is cleared
+
+
+def test_predict_keeps_id_columns_to_join_on(folder):
+    assert train(folder, "--epochs", "1")[0] == 0
+    run, data = str(folder / "run"), str(folder / "valid.parquet")
+    argv = ["predict", str(folder / "toy.mtl"), "--run", run, "--data", data]
+    out = folder / "p.parquet"
+    code, err = faults.run_cli([*argv, "-o", str(out), "--keep", "user", "--keep", "click"])
+    assert code == 0, err
+    table = pq.read_table(out)
+    assert table.column_names == ["user", "click", "ctr", "cvr", "ctcvr"]
+    source = pq.read_table(folder / "valid.parquet")
+    assert table.column("user").to_pylist() == source.column("user").to_pylist()  # input order
+    code, err = faults.run_cli([*argv, "-o", str(out), "--keep", "usr"])
+    assert code == 2 and "column 'usr' is missing (did you mean 'user'?" in err
+    code, err = faults.run_cli([*argv, "-o", str(out), "--keep", "ctr"])
+    assert code == 2 and "a task of the spec has that name" in err

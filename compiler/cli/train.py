@@ -114,8 +114,12 @@ def _trained(model: type[Any], args: argparse.Namespace) -> Trainer:
 def predict(args: argparse.Namespace) -> int:
     """Write one column per task (a list of probabilities for multiclass), rows in input order."""
     model = _model(args.spec)
+    clash = sorted(set(args.keep) & set(model.tasks))
+    if clash:
+        raise DataError(f"--keep {clash[0]}: a task of the spec has that name; its column is kept")
+    kept = _kept_columns(args.data, args.keep)  # read first: a missing column stops here
     predictions = _trained(model, args).predict(args.data)
-    columns = {}
+    columns = dict(kept)
     for name, task in model.tasks.items():
         values = predictions[name]
         flat = pa.array(values.astype("float32").reshape(-1))
@@ -132,8 +136,24 @@ def predict(args: argparse.Namespace) -> int:
         atomic_write(Path(args.output), lambda f: pq.write_table(table, f))
     except OSError as error:
         raise DataError(f"cannot write {args.output}: {error.strerror or error}") from None
-    print(f"wrote {table.num_rows} rows x {table.num_columns} tasks to {args.output}")
+    tasks = table.num_columns - len(kept)
+    extra = f" (and {len(kept)} kept columns)" if kept else ""
+    print(f"wrote {table.num_rows} rows x {tasks} tasks{extra} to {args.output}")
     return OK
+
+
+def _kept_columns(data: str, names: list[str]) -> dict[str, pa.Array]:
+    """The ``--keep`` columns of the input, rows in input order (file by file, sorted)."""
+    if not names:
+        return {}
+    from mtlc.runtime.data import open_data
+
+    files = open_data(data)
+    parts: dict[str, list[pa.Array]] = {name: [] for name in names}
+    for _, batch in files.fragments(list(dict.fromkeys(names))):
+        for name in names:
+            parts[name].append(batch.column(name))
+    return {name: pa.chunked_array(chunks).combine_chunks() for name, chunks in parts.items()}
 
 
 @_guarded

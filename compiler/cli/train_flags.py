@@ -189,6 +189,13 @@ def _predict_parser(subparsers: _Subparsers[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "-o", "--output", required=True, metavar="OUT", help="the predictions, as Parquet"
     )
+    p.add_argument(
+        "--keep",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="copy COLUMN of the input beside the predictions, to join them back (repeatable)",
+    )
     p.set_defaults(run=_run("predict"))
 
 
