@@ -112,6 +112,15 @@ class DataFiles:
                 raise DataError(f"{path}: {_first_line(err)}") from None
 
 
+def read_columns(files: DataFiles, names: list[str]) -> dict[str, pa.Array]:
+    """Whole columns of the data, rows in input order (file by file, as ``fragments``)."""
+    parts: dict[str, list[pa.Array]] = {name: [] for name in names}
+    for _, batch in files.fragments(list(dict.fromkeys(names))):
+        for name in names:
+            parts[name].append(batch.column(name))
+    return {name: pa.chunked_array(chunks).combine_chunks() for name, chunks in parts.items()}
+
+
 def open_data(path: str | Path) -> DataFiles:
     """Find the Parquet and CSV files at ``path`` (a file or a folder).
 

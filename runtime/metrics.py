@@ -13,7 +13,7 @@ import math
 import numpy as np
 from sklearn import metrics as skm
 
-__all__ = ["task_metrics", "score", "higher_is_better"]
+__all__ = ["gauc", "task_metrics", "score", "higher_is_better"]
 
 _EPS = 1e-7
 
@@ -45,6 +45,36 @@ def task_metrics(
         "accuracy": _num(skm.accuracy_score(label, p.argmax(1))),
         "logloss": _num(skm.log_loss(label, p, labels=list(range(classes or p.shape[1])))),
     }
+
+
+def gauc(label: np.ndarray, prediction: np.ndarray, groups: np.ndarray) -> float | None:
+    """Group AUC: the mean of each group's AUC weighted by its rows (impressions), over the
+    groups that hold both classes (a group of one class has no AUC and is left out, as
+    NextRec does); None when no group has both. Vectorised: every group's AUC at once from
+    within-group ranks (ties share their mean rank, as the Mann-Whitney statistic wants).
+    """
+    label = np.asarray(label, dtype=np.float64)
+    score = np.asarray(prediction, dtype=np.float64)
+    _, group = np.unique(np.asarray(groups), return_inverse=True)
+    order = np.lexsort((score, group))
+    group, score, label = group[order], score[order], label[order]
+    n = len(label)
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    rank = np.arange(n) - np.repeat(starts, sizes) + 1.0  # 1-based within the group
+    ties = np.flatnonzero(np.r_[True, (group[1:] != group[:-1]) | (score[1:] != score[:-1])])
+    tie_sizes = np.diff(np.r_[ties, n])
+    rank = np.repeat(np.add.reduceat(rank, ties) / tie_sizes, tie_sizes)
+    positives = np.add.reduceat(label, starts)
+    negatives = sizes - positives
+    rank_sum = np.add.reduceat(rank * label, starts)
+    both = (positives > 0) & (negatives > 0)
+    if not both.any():
+        return None
+    auc = (rank_sum[both] - positives[both] * (positives[both] + 1) / 2) / (
+        positives[both] * negatives[both]
+    )
+    return _num(np.average(auc, weights=sizes[both]))
 
 
 def _num(value) -> float | None:

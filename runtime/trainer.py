@@ -29,10 +29,11 @@ from tqdm.auto import tqdm
 from mtlc.runtime import checkpoint as ckpt
 from mtlc.runtime import distributed
 from mtlc.runtime.batches import BUFFER_ROWS, iter_batches
-from mtlc.runtime.data import DataFiles, Encoder, Rows, open_data
+from mtlc.runtime.data import DataFiles, Encoder, Rows, open_data, read_columns
 from mtlc.runtime.losses import GradNormWeighting, MultiTaskLoss, shared_parameters
 from mtlc.runtime.metrics import (
     default_monitor,
+    gauc,
     higher_is_better,
     monitor_problem,
     plot_curves,
@@ -89,6 +90,7 @@ class TrainConfig:
     standardize: bool = True
     columns: dict[str, str] = field(default_factory=dict)
     fill: dict[str, str] = field(default_factory=dict)
+    group_by: str | None = None  # a column: GAUC of each binary task in the validation lines
     sep: str = ","
     progress: bool | None = None
     eval_batch_size: int = 8192
@@ -208,6 +210,8 @@ class Trainer:
             self.encoder.check(train_files)
         if valid_files is not None:
             self.encoder.check(valid_files)
+            if self.config.group_by:  # its column must be there before the first epoch
+                read_columns(valid_files, [self.config.group_by])
         if out is not None and self.dist.is_main and start is None:
             ckpt.write_json(out / ckpt.ENCODER, self.encoder.state())
             ckpt.write_json(out / ckpt.CONFIG, asdict(self.config))
@@ -511,12 +515,17 @@ class Trainer:
             self.encoder.check(files, labels=False)
         return self._predict(files, labels=False)[0]
 
-    def evaluate(self, data: str | Path | DataFiles, check: bool = True) -> dict[str, dict]:
+    def evaluate(
+        self, data: str | Path | DataFiles, check: bool = True, group_by: str | None = None
+    ) -> dict[str, dict]:
         """Metrics of every supervised task: ``{task: {metric: value}}``.
 
-        ``check``: validate the rows first.
+        ``check``: validate the rows first. ``group_by`` (default: the config's): a column
+        whose groups (users, scenarios) give each binary task its GAUC (``metrics.gauc``).
         """
         files = data if isinstance(data, DataFiles) else open_data(data)
+        group_by = group_by or self.config.group_by
+        groups = read_columns(files, [group_by])[group_by] if group_by else None
         if check:
             self.encoder.check(files, labels=True)
         predictions, rows = self._predict(files, labels=True)
@@ -528,6 +537,11 @@ class Trainer:
             metrics[task.name] = task_metrics(
                 task.kind, predictions[task.name][mask], rows.labels[task.name][mask], task.classes
             )
+            if groups is not None and task.kind == "binary" and metrics[task.name]:
+                keys = groups.to_numpy(zero_copy_only=False)[mask]
+                metrics[task.name]["gauc"] = gauc(
+                    rows.labels[task.name][mask], predictions[task.name][mask], keys
+                )
         return metrics
 
     @torch.no_grad()

@@ -236,3 +236,25 @@ def test_predict_keeps_id_columns_to_join_on(folder):
     assert code == 2 and "column 'usr' is missing (did you mean 'user'?" in err
     code, err = faults.run_cli([*argv, "-o", str(out), "--keep", "ctr"])
     assert code == 2 and "a task of the spec has that name" in err
+
+
+def test_group_by_adds_the_gauc_of_each_binary_task(folder):
+    code, err = train(
+        folder, "--epochs", "1", "--valid", str(folder / "valid.parquet"), "--group-by", "user"
+    )
+    assert code == 0, err
+    valid = json.loads((folder / "run" / "metrics.json").read_text())["epochs"][0]["valid"]
+    assert set(valid["ctr"]) == {"auc", "logloss", "gauc"} and valid["ctr"]["gauc"] is not None
+    argv = ["evaluate", str(folder / "toy.mtl"), "--run", str(folder / "run")]
+    argv += ["--data", str(folder / "valid.parquet"), "--json", "--group-by", "user"]
+    from mtlc.cli import main
+
+    assert main(argv) == 0
+    import shutil
+
+    shutil.rmtree(folder / "run")
+    code, err = train(
+        folder, "--epochs", "1", "--valid", str(folder / "valid.parquet"), "--group-by", "usr"
+    )
+    assert code == 2 and "column 'usr' is missing" in err
+    assert not (folder / "run").exists()  # refused before anything is written

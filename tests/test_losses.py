@@ -271,3 +271,32 @@ def test_counterfactual_task_is_scored_on_clicked_rows_only():
     labels = {"ctr": np.array([1.0, 0.0, 1.0, 1.0]), "cvr_ipw": np.array([1.0, 0.0, 0.0, 1.0])}
     masks = {"ctr": np.array([True, True, False, True]), "cvr_ipw": np.array([True] * 4)}
     assert scored_rows(task, labels, masks).tolist() == [True, False, False, True]
+
+
+# -- GAUC -------------------------------------------------------------------------------
+
+
+def _slow_gauc(label, score, groups):
+    """Per group with both classes, sklearn's AUC; the mean weighted by the group's rows."""
+    from sklearn.metrics import roc_auc_score
+
+    total = weight = 0.0
+    for g in np.unique(groups):
+        rows = groups == g
+        if len(np.unique(label[rows])) == 2:
+            total += roc_auc_score(label[rows], score[rows]) * rows.sum()
+            weight += rows.sum()
+    return total / weight if weight else None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_gauc_equals_a_per_group_loop(seed):
+    from mtlc.runtime.metrics import gauc
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    groups = rng.integers(0, 30, n)
+    label = (rng.random(n) < 0.3).astype(float)
+    score = np.round(rng.random(n), 1 if seed % 2 else 6)  # seeds with many ties
+    assert gauc(label, score, groups) == pytest.approx(_slow_gauc(label, score, groups), abs=1e-12)
+    assert gauc(np.ones(5), score[:5], groups[:5]) is None  # no group with both classes

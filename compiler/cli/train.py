@@ -85,6 +85,7 @@ def train(args: argparse.Namespace) -> int:
         patience=args.patience,
         monitor=args.monitor,
         standardize=args.standardize,
+        group_by=args.group_by,
         columns=dict(args.column),
         fill=dict(args.fill_missing),
         sep=args.sep,
@@ -146,20 +147,15 @@ def _kept_columns(data: str, names: list[str]) -> dict[str, pa.Array]:
     """The ``--keep`` columns of the input, rows in input order (file by file, sorted)."""
     if not names:
         return {}
-    from mtlc.runtime.data import open_data
+    from mtlc.runtime.data import open_data, read_columns
 
-    files = open_data(data)
-    parts: dict[str, list[pa.Array]] = {name: [] for name in names}
-    for _, batch in files.fragments(list(dict.fromkeys(names))):
-        for name in names:
-            parts[name].append(batch.column(name))
-    return {name: pa.chunked_array(chunks).combine_chunks() for name, chunks in parts.items()}
+    return read_columns(open_data(data), names)
 
 
 @_guarded
 def evaluate(args: argparse.Namespace) -> int:
     """Print per-task metrics of the run on --data (``--json`` for JSON)."""
-    metrics = _trained(_model(args.spec), args).evaluate(args.data)
+    metrics = _trained(_model(args.spec), args).evaluate(args.data, group_by=args.group_by)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

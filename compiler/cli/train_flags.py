@@ -135,6 +135,11 @@ def _train_parser(subparsers: _Subparsers[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out up to --epochs")
     p.add_argument(
+        "--group-by",
+        metavar="COLUMN",
+        help="GAUC of each binary task over the groups of COLUMN (users, say) in each epoch line",
+    )
+    p.add_argument(
         "--column",
         type=_column,
         action="append",
@@ -203,6 +208,7 @@ def _evaluate_parser(subparsers: _Subparsers[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("evaluate", help="per-task metrics of a trained run on labelled data")
     _trained_run(p)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--group-by", metavar="COLUMN", help="also the GAUC over the groups of COLUMN")
     p.set_defaults(run=_run("evaluate"))
 
 
